@@ -1,0 +1,65 @@
+use thiserror::Error;
+
+/// Stable, machine-readable reasons a document's ingestion fails. The string forms are part of
+/// the HTTP API (job `error.code`) and must never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IngestErrorCode {
+    UnsupportedMediaType,
+    InvalidUtf8,
+    EmptyDocument,
+    PdfCorrupt,
+    PdfNoText,
+    ParserPanic,
+    EmbeddingFailed,
+}
+
+impl IngestErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::EmptyDocument => "empty_document",
+            Self::PdfCorrupt => "pdf_corrupt",
+            Self::PdfNoText => "pdf_no_text",
+            Self::ParserPanic => "parser_panic",
+            Self::EmbeddingFailed => "embedding_failed",
+        }
+    }
+
+    /// True when the document itself is at fault (the user can fix it); false for our failures.
+    pub fn is_user_fault(self) -> bool {
+        !matches!(self, Self::EmbeddingFailed)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("unsupported content type: {0}")]
+    Unsupported(String),
+    #[error("document is not valid UTF-8 (invalid byte at offset {0})")]
+    InvalidUtf8(usize),
+    #[error("document contains no text")]
+    Empty,
+    #[error("PDF could not be parsed: {0}")]
+    PdfCorrupt(String),
+    #[error("PDF has no extractable text (scanned or image-only pages?)")]
+    PdfNoText,
+    #[error("the {0} parser crashed on this document")]
+    ParserPanic(&'static str),
+    #[error("embedding failed: {0}")]
+    Embedding(String),
+}
+
+impl IngestError {
+    pub fn code(&self) -> IngestErrorCode {
+        match self {
+            Self::Unsupported(_) => IngestErrorCode::UnsupportedMediaType,
+            Self::InvalidUtf8(_) => IngestErrorCode::InvalidUtf8,
+            Self::Empty => IngestErrorCode::EmptyDocument,
+            Self::PdfCorrupt(_) => IngestErrorCode::PdfCorrupt,
+            Self::PdfNoText => IngestErrorCode::PdfNoText,
+            Self::ParserPanic(_) => IngestErrorCode::ParserPanic,
+            Self::Embedding(_) => IngestErrorCode::EmbeddingFailed,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Tenantry's ingestion pipeline: detect a document's type, extract its text with structure
+//! (PDF pages, Markdown and HTML heading paths), split it into token-sized chunks with the
+//! embedding model's own tokenizer, and embed those chunks.
+//!
+//! Everything here is synchronous CPU work; the server runs it on blocking threads.
+//! Nothing here knows about tenants, HTTP or storage.
+
+pub mod chunk;
+pub mod detect;
+pub mod embed;
+pub mod error;
+pub mod parse;
+
+pub use chunk::{Chunk, Chunker};
+pub use detect::{detect, ContentType};
+pub use embed::{Embedder, EmbedderConfig, FastEmbedder, Lane, ModelSource};
+pub use error::{IngestError, IngestErrorCode};
+pub use parse::{parse, Extracted, Section};

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Tenantry demo: start the server, create two tenants, ingest real documents through the HTTP
+API, ask questions per tenant and print ranked, cited results. Standard library only."""
+import json, os, secrets, signal, socket, statistics, subprocess, sys, time, urllib.error, urllib.request, uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / ".tenantry" / "docs"
+DATA = ROOT / ".tenantry" / "demo"
+BIN = ROOT / "target" / "release" / "tenantry"
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+PORT = free_port()
+BASE = f"http://127.0.0.1:{PORT}"
+ADMIN = "adm_demo_" + secrets.token_hex(16)
+
+def call(method, path, key, body=None, content_type="application/json"):
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+def upload(key, path, doc_id, metadata):
+    boundary = uuid.uuid4().hex
+    ctype = {".pdf": "application/pdf", ".html": "text/html", ".md": "text/markdown"}.get(path.suffix, "text/plain")
+    parts = []
+    for name, value in (("id", doc_id), ("title", path.name), ("metadata", json.dumps(metadata))):
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+                 f'Content-Type: {ctype}\r\n\r\n'.encode() + path.read_bytes() + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return call("POST", "/v1/documents?wait=true", key, b"".join(parts), f"multipart/form-data; boundary={boundary}")
+
+def wait_ready(proc):
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"server exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(BASE + "/readyz", timeout=1):
+                return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit("server did not become ready")
+
+def show(tenant, key, question):
+    status, body = call("POST", "/v1/query", key, {"query": question, "top_k": 3})
+    print(f"\n[{tenant}] Q: {question}")
+    if status != 200:
+        print(f"  error {status}: {body}")
+        return
+    for i, r in enumerate(body["results"], 1):
+        where = f"page {r['page']}" if r.get("page") else " > ".join(r.get("heading_path", [])) or "-"
+        snippet = " ".join(r["snippet"].split())[:220]
+        print(f"  {i}. [{r['score']:.4f}] {r['title']} | {where} | dense#{r['dense_rank']} bm25#{r['bm25_rank']}")
+        print(f"     {snippet}")
+    print(f"  ({body['timings_ms']['total']:.1f} ms)")
+
+def latency(key, questions, mode, rounds=5):
+    samples = []
+    for _ in range(rounds):
+        for q in questions:
+            t = time.perf_counter()
+            status, _ = call("POST", "/v1/query", key, {"query": q, "mode": mode})
+            assert status == 200
+            samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
+TENANTS = {
+    "debian": {
+        "files": [DOCS / "debian-faq" / "debian-faq.en.pdf"],
+        "questions": ["How do I install a package with apt?",
+                      "What is the difference between stable and testing?",
+                      "Where can I report a bug in Debian?"],
+    },
+    "pydocs": {
+        "files": sorted((DOCS / "python-tutorial").glob("*.html")),
+        "questions": ["How do I define a function with default argument values?",
+                      "What is a list comprehension?",
+                      "How do I handle exceptions with try and except?"],
+    },
+}
+
+def main():
+    if not BIN.exists():
+        sys.exit("build first: make build")
+    for t in TENANTS.values():
+        missing = [f for f in t["files"] if not f.exists()]
+        if missing or not t["files"]:
+            sys.exit(f"missing documents ({missing or 'none found'}): run make setup")
+    subprocess.run(["rm", "-rf", str(DATA)], check=True)
+    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, TENANTRY_LOG="warn")
+    proc = subprocess.Popen([str(BIN), "--data-dir", str(DATA), "serve", "--listen", f"127.0.0.1:{PORT}"], cwd=ROOT, env=env)
+    try:
+        wait_ready(proc)
+        print(f"tenantry serving on {BASE} (data in {DATA})")
+        keys = {}
+        for tenant, spec in TENANTS.items():
+            status, body = call("POST", "/v1/tenants", ADMIN, {"id": tenant})
+            assert status == 201, body
+            keys[tenant] = body["api_key"]
+            t0, chunks = time.perf_counter(), 0
+            for f in spec["files"]:
+                status, doc = upload(keys[tenant], f, f.stem, {"source": tenant})
+                if status != 200:
+                    print(f"  {f.name}: {status} {doc}")
+                    continue
+                chunks += doc["chunk_count"]
+            secs = time.perf_counter() - t0
+            print(f"[{tenant}] ingested {len(spec['files'])} file(s), {chunks} chunks in {secs:.1f} s ({chunks / secs:.1f} chunks/s)")
+        for tenant, spec in TENANTS.items():
+            for q in spec["questions"]:
+                show(tenant, keys[tenant], q)
+        print("\nquery latency over HTTP, p50 (ms):")
+        for tenant, spec in TENANTS.items():
+            row = {m: latency(keys[tenant], spec["questions"], m) for m in ("hybrid", "dense", "bm25")}
+            print(f"  {tenant:8} " + "  ".join(f"{m} {v:6.1f}" for m, v in row.items()))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print("server stopped")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+//! Wire types (JSON). Engine types never cross the HTTP boundary; handlers convert.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code from the error catalogue.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// 1-64 characters of a-z, 0-9, '_' or '-'.
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKeyResponse {
+    /// Tenant id.
+    pub id: String,
+    /// Bearer token for this tenant. Returned once; only a hash is stored.
+    pub api_key: String,
+    /// Public id of the key, for revocation.
+    pub key_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantDto {
+    pub id: String,
+    pub created_at: i64,
+    pub documents: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonDocumentRequest {
+    /// Document id; generated when absent. Re-using an id replaces that document.
+    pub id: Option<String>,
+    pub title: Option<String>,
+    pub text: String,
+    /// text/plain (default), text/markdown or text/html.
+    pub content_type: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitResponse {
+    pub document_id: String,
+    pub job_id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SubmitParams {
+    /// Answer only when the job ends: 200 with the document, or the job's error.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobDto {
+    pub id: String,
+    pub document_id: String,
+    /// queued | running | succeeded | failed
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentDto {
+    pub id: String,
+    pub title: String,
+    pub content_type: String,
+    /// SHA-256 of the uploaded bytes.
+    pub content_hash: String,
+    /// pending | ready | failed
+    pub status: String,
+    /// Live version (absent until the first successful job).
+    pub version: Option<u64>,
+    pub chunk_count: u64,
+    pub byte_size: u64,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<DocumentDto>,
+    /// Pass as `after` to get the next page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// 1..=1000, default 100.
+    pub limit: Option<usize>,
+    /// Return documents with ids after this one.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeDto {
+    #[default]
+    Hybrid,
+    Dense,
+    Bm25,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDto {
+    /// Any of these documents.
+    #[serde(default)]
+    pub document_ids: Vec<String>,
+    /// Any of these MIME types (application/pdf, text/markdown, text/html, text/plain).
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    /// All of these metadata key = value pairs (string, number or boolean values).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FusionDto {
+    /// RRF constant (default 60).
+    pub rrf_k: Option<f32>,
+    pub dense_weight: Option<f32>,
+    pub bm25_weight: Option<f32>,
+    /// Candidates fetched from each leg before fusion (default 50).
+    pub candidates_per_leg: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub query: String,
+    /// 1..=100, default 10.
+    pub top_k: Option<usize>,
+    pub mode: Option<ModeDto>,
+    pub filter: Option<FilterDto>,
+    pub fusion: Option<FusionDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueryResultDto {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub title: String,
+    /// 1-based physical page (PDFs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Enclosing headings, outermost first (Markdown, HTML).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub heading_path: Vec<String>,
+    pub text: String,
+    /// HTML-escaped text with matched terms in <b>.
+    pub snippet: String,
+    pub score: f32,
+    pub dense_rank: Option<usize>,
+    pub bm25_rank: Option<usize>,
+    pub content_type: String,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TimingsDto {
+    pub embed: f64,
+    pub dense: f64,
+    pub bm25: f64,
+    pub fuse: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueryResponse {
+    pub results: Vec<QueryResultDto>,
+    pub timings_ms: TimingsDto,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
+    pub status: String,
+}

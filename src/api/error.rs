@@ -1,0 +1,153 @@
+//! The one catalogue of API error codes. Every error response is
+//! `{"error": {"code", "message"}}` with a code from [`ErrorCode`]; 5xx bodies are generic and
+//! the details go to the log; 429 and 503 carry `Retry-After`.
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tenantry_ingest::IngestErrorCode;
+
+use crate::api::dto::{ErrorBody, ErrorResponse};
+use crate::error::{EngineError, UserError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidJson,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UnprocessableEntity,
+    /// A document's job failed because of the document itself.
+    Document(IngestErrorCode),
+    Superseded,
+    TenantQueueFull,
+    Unavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidJson => "invalid_json",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnprocessableEntity => "unprocessable_entity",
+            Self::Document(c) => c.as_str(),
+            Self::Superseded => "superseded",
+            Self::TenantQueueFull => "tenant_queue_full",
+            Self::Unavailable => "unavailable",
+            Self::InternalError => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest | Self::InvalidJson => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict | Self::Superseded => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType | Self::Document(IngestErrorCode::UnsupportedMediaType) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Document(IngestErrorCode::EmbeddingFailed) | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Document(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TenantQueueFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Job error codes as stored in the catalog, back to the catalogue.
+    pub fn from_job_code(code: &str) -> Self {
+        use IngestErrorCode as I;
+        let doc = [I::UnsupportedMediaType, I::InvalidUtf8, I::EmptyDocument, I::PdfCorrupt, I::PdfNoText, I::ParserPanic];
+        if let Some(c) = doc.into_iter().find(|c| c.as_str() == code) {
+            return Self::Document(c);
+        }
+        match code {
+            "superseded" => Self::Superseded,
+            "queue_full" => Self::Unavailable,
+            _ => Self::InternalError,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "missing or invalid API key (Authorization: Bearer <key>)")
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::User(u) => {
+                let message = u.to_string();
+                match u {
+                    UserError::Invalid(_) => Self::new(ErrorCode::InvalidRequest, message),
+                    UserError::NotFound(_) => Self::new(ErrorCode::NotFound, message),
+                    UserError::Conflict(_) => Self::new(ErrorCode::Conflict, message),
+                    UserError::UnsupportedMediaType(_) => Self::new(ErrorCode::UnsupportedMediaType, message),
+                    UserError::Document { code, .. } => Self::new(ErrorCode::Document(code), message),
+                    UserError::TenantQueueFull { retry_after_secs } => Self {
+                        retry_after: Some(retry_after_secs),
+                        ..Self::new(ErrorCode::TenantQueueFull, message)
+                    },
+                }
+            }
+            EngineError::Unavailable { reason, retry_after_secs } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(ErrorCode::Unavailable, format!("temporarily unavailable: {reason}"))
+            },
+            EngineError::Internal(i) => {
+                tracing::error!(error = %i, "internal error");
+                Self::new(ErrorCode::InternalError, "internal error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        // Never echo internals in a 5xx, whatever the message says.
+        let message = if status.is_server_error() && self.code != ErrorCode::Unavailable {
+            "internal error".to_string()
+        } else {
+            self.message
+        };
+        let body = ErrorResponse { error: ErrorBody { code: self.code.as_str().to_string(), message } };
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

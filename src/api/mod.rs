@@ -1,0 +1,404 @@
+//! HTTP API (axum). Thin: parse and validate wire types, call the engine, convert back.
+pub mod auth;
+pub mod dto;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use self::auth::{Admin, Tenant};
+use self::dto::*;
+use self::error::{ApiError, ErrorCode};
+use crate::catalog::{DocumentRecord, JobRecord};
+use crate::engine::{Engine, Upload};
+use crate::query::{FusionOverrides, Mode};
+use crate::store::{scalar, term, ChunkFilter};
+use crate::tenant::{DocId, TenantId};
+
+/// JSON body whose rejections use the error catalogue.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let msg = r.body_text();
+    match r {
+        JsonRejection::JsonDataError(_) => ApiError::new(ErrorCode::UnprocessableEntity, msg),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(ErrorCode::InvalidJson, msg),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json")
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        _ => ApiError::new(ErrorCode::InvalidRequest, msg),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, "request body is larger than the configured limit (max_body_bytes)")
+}
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    let limit = engine.config().max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{id}", delete(delete_tenant))
+        .route("/v1/tenants/{id}/keys", post(create_key))
+        .route("/v1/keys/{key_id}", delete(revoke_key))
+        .route("/v1/documents", post(submit_document).get(list_documents))
+        .route("/v1/documents/{id}", get(get_document).delete(delete_document))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/query", post(query))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(engine)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tenantry", description = "Multi-tenant RAG retrieval engine. The tenant of every request is the API key's tenant."),
+    paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, create_key, revoke_key, submit_document,
+          list_documents, get_document, delete_document, get_job, query),
+    components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
+        JsonDocumentRequest, SubmitResponse, JobDto, DocumentDto, DocumentList, QueryRequest, FilterDto, FusionDto,
+        ModeDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI document, as committed in `schemas/openapi.json`.
+pub fn openapi_json_string() -> String {
+    let mut s = ApiDoc::openapi().to_pretty_json().expect("openapi serialises");
+    s.push('\n');
+    s
+}
+
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json_string()).into_response()
+}
+
+#[utoipa::path(get, path = "/healthz", security(), responses((status = 200, body = StatusResponse)))]
+async fn healthz() -> Json<StatusResponse> {
+    Json(StatusResponse { status: "ok".into() })
+}
+
+#[utoipa::path(get, path = "/readyz", security(), responses((status = 200, body = StatusResponse), (status = 503, body = ErrorResponse)))]
+async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<StatusResponse>, ApiError> {
+    if engine.is_ready() {
+        Ok(Json(StatusResponse { status: "ready".into() }))
+    } else {
+        Err(ApiError { retry_after: Some(5), ..ApiError::new(ErrorCode::Unavailable, "draining") })
+    }
+}
+
+// ---- admin ----
+
+#[utoipa::path(post, path = "/v1/tenants", request_body = CreateTenantRequest,
+    responses((status = 201, body = CreatedKeyResponse), (status = 409, body = ErrorResponse)))]
+async fn create_tenant(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    ApiJson(req): ApiJson<CreateTenantRequest>,
+) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
+    let id = TenantId::parse(&req.id).map_err(|e| ApiError::from(crate::error::EngineError::from(e)))?;
+    let key = engine.create_tenant(id.clone()).await?;
+    Ok((StatusCode::CREATED, Json(CreatedKeyResponse { id: id.to_string(), api_key: key.token, key_id: key.key_id })))
+}
+
+#[utoipa::path(get, path = "/v1/tenants", responses((status = 200, body = TenantList)))]
+async fn list_tenants(_: Admin, State(engine): State<Arc<Engine>>) -> Result<Json<TenantList>, ApiError> {
+    let tenants = engine.list_tenants().await?;
+    Ok(Json(TenantList {
+        tenants: tenants.into_iter().map(|(id, created_at, documents)| TenantDto { id: id.to_string(), created_at, documents }).collect(),
+    }))
+}
+
+fn tenant_path(id: &str) -> Result<TenantId, ApiError> {
+    // An id that cannot exist is simply not found.
+    TenantId::parse(id).map_err(|_| ApiError::not_found("tenant"))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorResponse)))]
+async fn delete_tenant(_: Admin, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    engine.delete_tenant(tenant_path(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{id}/keys", params(("id" = String, Path)),
+    responses((status = 201, body = CreatedKeyResponse), (status = 404, body = ErrorResponse)))]
+async fn create_key(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
+    let tenant = tenant_path(&id)?;
+    let key = engine.create_key(tenant.clone()).await?;
+    Ok((StatusCode::CREATED, Json(CreatedKeyResponse { id: tenant.to_string(), api_key: key.token, key_id: key.key_id })))
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", params(("key_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorResponse)))]
+async fn revoke_key(_: Admin, State(engine): State<Arc<Engine>>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
+    engine.revoke_key(key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- documents ----
+
+fn doc_dto(d: DocumentRecord) -> DocumentDto {
+    DocumentDto {
+        id: d.id.to_string(),
+        title: d.title,
+        content_type: d.content_type,
+        content_hash: d.content_hash,
+        status: d.status.as_str().to_string(),
+        version: d.live_version,
+        chunk_count: d.chunk_count,
+        byte_size: d.byte_size,
+        metadata: d.metadata,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
+}
+
+fn job_dto(j: JobRecord) -> JobDto {
+    JobDto {
+        id: j.id,
+        document_id: j.doc_id.to_string(),
+        status: j.status.as_str().to_string(),
+        error: j.error.map(|(code, message)| ErrorBody { code, message }),
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+    }
+}
+
+fn doc_path(id: &str) -> Result<DocId, ApiError> {
+    DocId::parse(id).map_err(|_| ApiError::not_found("document"))
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, msg)
+}
+
+fn parse_doc_id(id: Option<String>) -> Result<Option<DocId>, ApiError> {
+    id.map(|s| DocId::parse(&s).map_err(|e| invalid(e.to_string()))).transpose()
+}
+
+async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
+    let mut up = Upload::default();
+    let mut have_file = false;
+    let field_err = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { invalid(format!("multipart: {}", e.body_text())) }
+    };
+    while let Some(field) = mp.next_field().await.map_err(field_err)? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => {
+                up.file_name = field.file_name().map(str::to_string);
+                up.declared_type = up.declared_type.take().or_else(|| field.content_type().map(str::to_string));
+                up.bytes = field.bytes().await.map_err(field_err)?.to_vec();
+                have_file = true;
+            }
+            "id" | "title" | "metadata" | "content_type" => {
+                let v = field.text().await.map_err(field_err)?;
+                match name.as_str() {
+                    "id" => up.doc_id = parse_doc_id(Some(v))?,
+                    "title" => up.title = Some(v),
+                    "content_type" => up.declared_type = Some(v),
+                    _ => {
+                        up.metadata = serde_json::from_str(&v)
+                            .map_err(|e| invalid(format!("metadata must be a JSON object: {e}")))?
+                    }
+                }
+            }
+            other => return Err(invalid(format!("unknown multipart field {other:?} (expected file, id, title, metadata, content_type)"))),
+        }
+    }
+    if !have_file {
+        return Err(invalid("multipart upload needs a `file` field"));
+    }
+    Ok(up)
+}
+
+#[utoipa::path(post, path = "/v1/documents", params(SubmitParams),
+    request_body(content(
+        (JsonDocumentRequest = "application/json"),
+        (Object = "multipart/form-data")
+    )),
+    responses(
+        (status = 202, body = SubmitResponse, description = "accepted; poll the job"),
+        (status = 200, body = DocumentDto, description = "with wait=true: the ingested document"),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
+        (status = 422, body = ErrorResponse, description = "with wait=true: the document could not be ingested (code says why)"),
+        (status = 429, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+async fn submit_document(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    Query(params): Query<SubmitParams>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let upload = if ct.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, &()).await.map_err(|e| invalid(e.body_text()))?;
+        upload_from_multipart(mp).await?
+    } else if ct.starts_with("application/json") {
+        let ApiJson(body) = ApiJson::<JsonDocumentRequest>::from_request(req, &()).await?;
+        Upload {
+            doc_id: parse_doc_id(body.id)?,
+            title: body.title,
+            declared_type: Some(body.content_type.unwrap_or_else(|| "text/plain".into())),
+            file_name: None,
+            metadata: body.metadata.unwrap_or_default(),
+            bytes: body.text.into_bytes(),
+        }
+    } else {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send application/json or multipart/form-data"));
+    };
+    let submitted = engine.submit(&ctx, upload).await?;
+    if !params.wait {
+        let body = SubmitResponse { document_id: submitted.doc_id.to_string(), job_id: submitted.job_id };
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let job = engine.wait_job(&ctx, &submitted.job_id, std::time::Duration::from_secs(600)).await?;
+    match (job.status, job.error) {
+        (crate::catalog::JobStatus::Succeeded, _) => {
+            let doc = engine.document(&ctx, &submitted.doc_id).await?;
+            Ok(Json(doc_dto(doc)).into_response())
+        }
+        (crate::catalog::JobStatus::Failed, Some((code, message))) => {
+            Err(ApiError::new(ErrorCode::from_job_code(&code), message))
+        }
+        _ => {
+            let body = SubmitResponse { document_id: submitted.doc_id.to_string(), job_id: submitted.job_id };
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/documents", params(ListParams), responses((status = 200, body = DocumentList)))]
+async fn list_documents(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<DocumentList>, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 1000"));
+    }
+    let docs = engine.documents(&ctx, limit, p.after).await?;
+    let next_after = (docs.len() == limit).then(|| docs.last().map(|d| d.id.to_string())).flatten();
+    Ok(Json(DocumentList { documents: docs.into_iter().map(doc_dto).collect(), next_after }))
+}
+
+#[utoipa::path(get, path = "/v1/documents/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = DocumentDto), (status = 404, body = ErrorResponse)))]
+async fn get_document(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<DocumentDto>, ApiError> {
+    Ok(Json(doc_dto(engine.document(&ctx, &doc_path(&id)?).await?)))
+}
+
+#[utoipa::path(delete, path = "/v1/documents/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorResponse)))]
+async fn delete_document(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    engine.delete_document(&ctx, &doc_path(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = JobDto), (status = 404, body = ErrorResponse)))]
+async fn get_job(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<JobDto>, ApiError> {
+    Ok(Json(job_dto(engine.job(&ctx, &id).await?)))
+}
+
+// ---- query ----
+
+fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
+    let mut metadata = Vec::new();
+    for (k, v) in f.metadata {
+        let s = scalar(&v).ok_or_else(|| invalid(format!("filter.metadata.{k}: value must be a string, number or boolean")))?;
+        metadata.push(term(&k, &s));
+    }
+    Ok(ChunkFilter {
+        doc_ids: f.document_ids.iter().map(|d| DocId::parse(d).map_err(|e| invalid(e.to_string()))).collect::<Result<_, _>>()?,
+        content_types: f.content_types,
+        metadata,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/query", request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorResponse)))]
+async fn query(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> Result<Json<QueryResponse>, ApiError> {
+    let fusion = req.fusion.unwrap_or_default();
+    let q = crate::query::Query {
+        text: req.query,
+        top_k: req.top_k.unwrap_or(10),
+        mode: match req.mode.unwrap_or_default() {
+            ModeDto::Hybrid => Mode::Hybrid,
+            ModeDto::Dense => Mode::Dense,
+            ModeDto::Bm25 => Mode::Bm25,
+        },
+        filter: filter_from(req.filter.unwrap_or_default())?,
+        fusion: FusionOverrides {
+            rrf_k: fusion.rrf_k,
+            dense_weight: fusion.dense_weight,
+            bm25_weight: fusion.bm25_weight,
+            candidates_per_leg: fusion.candidates_per_leg,
+        },
+    };
+    let out = engine.query(&ctx, q).await?;
+    let t = out.timings;
+    Ok(Json(QueryResponse {
+        results: out
+            .hits
+            .into_iter()
+            .map(|h| QueryResultDto {
+                chunk_id: h.chunk.chunk_id(),
+                document_id: h.chunk.doc_id.to_string(),
+                title: h.chunk.title,
+                page: h.chunk.page,
+                heading_path: h.chunk.heading_path,
+                text: h.chunk.text,
+                snippet: h.snippet,
+                score: h.score,
+                dense_rank: h.dense_rank,
+                bm25_rank: h.bm25_rank,
+                content_type: h.chunk.content_type,
+                metadata: h.chunk.metadata,
+            })
+            .collect(),
+        timings_ms: TimingsDto { embed: t.embed_ms, dense: t.dense_ms, bm25: t.bm25_ms, fuse: t.fuse_ms, total: t.total_ms },
+    }))
+}

@@ -1,0 +1,642 @@
+//! The transactional catalog (SQLite): tenants, hashed API keys, documents, jobs, pending
+//! garbage collection and the per-tenant embedding cache.
+//!
+//! A document's chunks carry a version. Readers only see chunks of a document's `live_version`,
+//! which changes in one transaction when a job commits: that is what makes a document atomic
+//! across both retrieval legs and across crashes.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Result, UserError};
+use crate::tenant::{DocId, TenantId};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant);
+CREATE TABLE IF NOT EXISTS documents (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    byte_size INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    live_version INTEGER,
+    next_version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    byte_size INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_message TEXT,
+    chunk_count INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant);
+-- Chunks of (tenant, doc_id) with lo <= version < hi are garbage in both legs.
+CREATE TABLE IF NOT EXISTS gc (
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (tenant, doc_id, lo, hi)
+);
+CREATE TABLE IF NOT EXISTS embed_cache (
+    tenant TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (tenant, hash)
+) WITHOUT ROWID;
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocStatus {
+    /// No version is live yet; a job is queued or running.
+    Pending,
+    Ready,
+    /// No version is live and the last job failed.
+    Failed,
+    Deleted,
+}
+
+impl DocStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            "deleted" => Self::Deleted,
+            _ => Self::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentRecord {
+    pub id: DocId,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+    pub chunk_count: u64,
+    pub live_version: Option<u64>,
+    pub status: DocStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub doc_id: DocId,
+    pub version: u64,
+    pub status: JobStatus,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+    pub attempts: u32,
+    pub error: Option<(String, String)>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Chunks of `doc` whose version is in `versions` must be removed from both legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcTask {
+    pub tenant: TenantId,
+    pub doc: DocId,
+    pub versions: std::ops::Range<u64>,
+}
+
+/// What an upload asks for.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub job_id: String,
+    pub doc_id: DocId,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+}
+
+#[derive(Debug)]
+pub enum UploadOutcome {
+    /// A job was queued for this version.
+    Queued { version: u64 },
+    /// Same content, title and metadata as the live version: nothing to do (job already succeeded).
+    Unchanged,
+}
+
+/// How a job ended, as committed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// A newer upload or a delete of the same document came first; this version never shows.
+    Superseded,
+}
+
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+fn meta_parse(s: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+const DOC_COLS: &str =
+    "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
+
+fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
+    Ok(DocumentRecord {
+        id: DocId::parse(&r.get::<_, String>(0)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        title: r.get(1)?,
+        content_type: r.get(2)?,
+        content_hash: r.get(3)?,
+        metadata: meta_parse(&r.get::<_, String>(4)?),
+        byte_size: r.get::<_, i64>(5)? as u64,
+        chunk_count: r.get::<_, i64>(6)? as u64,
+        live_version: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        status: DocStatus::parse(&r.get::<_, String>(8)?),
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    let code: Option<String> = r.get(11)?;
+    let msg: Option<String> = r.get(12)?;
+    Ok(JobRecord {
+        id: r.get(0)?,
+        tenant: TenantId::parse(&r.get::<_, String>(1)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        doc_id: DocId::parse(&r.get::<_, String>(2)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        version: r.get::<_, i64>(3)? as u64,
+        status: JobStatus::parse(&r.get::<_, String>(4)?),
+        title: r.get(5)?,
+        content_type: r.get(6)?,
+        content_hash: r.get(7)?,
+        metadata: meta_parse(&r.get::<_, String>(8)?),
+        byte_size: r.get::<_, i64>(9)? as u64,
+        attempts: r.get::<_, i64>(10)? as u32,
+        error: code.map(|c| (c, msg.unwrap_or_default())),
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        // FULL: an acknowledged commit survives a crash of the process and of the machine.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&mut conn)?)
+    }
+
+    // ---- tenants and keys ----
+
+    pub fn create_tenant(&self, tenant: &TenantId) -> Result<()> {
+        let inserted = self.with(|c| {
+            c.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)", params![tenant.as_str(), now()])
+        })?;
+        if inserted == 0 {
+            return Err(UserError::Conflict(format!("tenant {tenant} already exists")).into());
+        }
+        Ok(())
+    }
+
+    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM tenants WHERE id = ?1", [tenant.as_str()], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
+        })
+    }
+
+    /// (id, created_at, live documents) for every tenant.
+    pub fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT t.id, t.created_at, (SELECT COUNT(*) FROM documents d WHERE d.tenant = t.id AND d.status = 'ready')
+                 FROM tenants t ORDER BY t.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            rows.filter_map(|r| match r {
+                Ok((id, at, n)) => TenantId::parse(&id).ok().map(|t| Ok((t, at, n))),
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+        })
+    }
+
+    /// Removes every catalog row of the tenant in one transaction.
+    pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [tenant.as_str()])?;
+            for table in ["api_keys", "documents", "jobs", "gc", "embed_cache"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [tenant.as_str()])?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn insert_key(&self, key_id: &str, tenant: &TenantId, hash: &[u8]) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, tenant, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key_id, tenant.as_str(), hash, now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn key(&self, key_id: &str) -> Result<Option<(TenantId, Vec<u8>)>> {
+        let row = self.with(|c| {
+            c.query_row("SELECT tenant, hash FROM api_keys WHERE id = ?1", [key_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()
+        })?;
+        Ok(row.and_then(|(t, h)| TenantId::parse(&t).ok().map(|t| (t, h))))
+    }
+
+    pub fn revoke_key(&self, key_id: &str) -> Result<bool> {
+        Ok(self.with(|c| c.execute("DELETE FROM api_keys WHERE id = ?1", [key_id]))? > 0)
+    }
+
+    // ---- documents and jobs ----
+
+    /// Record an upload: allocate the next version of the document and queue its job, in one
+    /// transaction, unless the live version already has this exact content, title and metadata.
+    pub fn accept_upload(&self, tenant: &TenantId, up: &NewUpload) -> Result<UploadOutcome> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let t = now();
+            let existing: Option<(Option<i64>, i64, String, String, String, String)> = tx
+                .query_row(
+                    "SELECT live_version, next_version, status, content_hash, title, metadata FROM documents WHERE tenant = ?1 AND id = ?2",
+                    params![tenant.as_str(), up.doc_id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()?;
+            let version = match &existing {
+                Some((live, next, status, hash, title, meta)) => {
+                    let unchanged = status == "ready"
+                        && *live == Some(next - 1)
+                        && *hash == up.content_hash
+                        && *title == up.title
+                        && meta_parse(meta) == up.metadata;
+                    if unchanged {
+                        insert_job(&tx, tenant, up, live.unwrap_or(0) as u64, JobStatus::Succeeded, t)?;
+                        tx.commit()?;
+                        return Ok(UploadOutcome::Unchanged);
+                    }
+                    let status = if *status == "ready" { "ready" } else { "pending" };
+                    tx.execute(
+                        "UPDATE documents SET next_version = next_version + 1, status = ?3, updated_at = ?4 WHERE tenant = ?1 AND id = ?2",
+                        params![tenant.as_str(), up.doc_id.as_str(), status, t],
+                    )?;
+                    *next as u64
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO documents (tenant, id, title, content_type, content_hash, metadata, byte_size, next_version, status, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2, 'pending', ?8, ?8)",
+                        params![tenant.as_str(), up.doc_id.as_str(), up.title, up.content_type, up.content_hash, meta_json(&up.metadata), up.byte_size as i64, t],
+                    )?;
+                    1
+                }
+            };
+            insert_job(&tx, tenant, up, version, JobStatus::Queued, t)?;
+            tx.commit()?;
+            Ok(UploadOutcome::Queued { version })
+        })
+    }
+
+    pub fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1 AND tenant = ?2"), params![job_id, tenant.as_str()], job_row)
+                .optional()
+        })
+    }
+
+    pub fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {
+        self.with(|c| c.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [job_id], job_row).optional())
+    }
+
+    /// Jobs left queued or running by a previous process.
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"
+            ))?;
+            let rows = st.query_map([], job_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status IN ('queued', 'running')",
+                [tenant.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+        })
+    }
+
+    pub fn mark_running(&self, job_id: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                params![job_id, now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Make `job`'s version the live one, atomically, if it is still the newest upload of its
+    /// document. Queues garbage collection of older versions in the same transaction.
+    pub fn commit_job(&self, job: &JobRecord, chunk_count: u64) -> Result<CommitOutcome> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let t = now();
+            let n = tx.execute(
+                "UPDATE documents SET live_version = ?3, status = 'ready', title = ?4, content_type = ?5, content_hash = ?6,
+                        metadata = ?7, byte_size = ?8, chunk_count = ?9, updated_at = ?10
+                 WHERE tenant = ?1 AND id = ?2 AND status != 'deleted' AND next_version = ?3 + 1",
+                params![
+                    job.tenant.as_str(), job.doc_id.as_str(), job.version as i64, job.title, job.content_type,
+                    job.content_hash, meta_json(&job.metadata), job.byte_size as i64, chunk_count as i64, t
+                ],
+            )?;
+            let outcome = if n == 1 {
+                tx.execute(
+                    "UPDATE jobs SET status = 'succeeded', chunk_count = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![job.id, chunk_count as i64, t],
+                )?;
+                queue_gc(&tx, &job.tenant, &job.doc_id, 0, job.version)?;
+                CommitOutcome::Committed
+            } else {
+                fail_job_tx(&tx, job, "superseded", "a newer upload or a delete of this document replaced this version", t)?;
+                // This version's own chunks are garbage too.
+                queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+                CommitOutcome::Superseded
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    pub fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            fail_job_tx(&tx, job, code, message, now())?;
+            queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+            tx.commit()
+        })
+    }
+
+    pub fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {DOC_COLS} FROM documents WHERE tenant = ?1 AND id = ?2 AND status != 'deleted'"),
+                params![tenant.as_str(), id.as_str()],
+                doc_row,
+            )
+            .optional()
+        })
+    }
+
+    pub fn documents(&self, tenant: &TenantId, limit: usize, after: Option<&str>) -> Result<Vec<DocumentRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {DOC_COLS} FROM documents WHERE tenant = ?1 AND status != 'deleted' AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![tenant.as_str(), after.unwrap_or(""), limit as i64], doc_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Hide a document at once and queue removal of all its chunks. Pending jobs become stale.
+    pub fn delete_document(&self, tenant: &TenantId, id: &DocId) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let next: Option<i64> = tx
+                .query_row(
+                    "SELECT next_version FROM documents WHERE tenant = ?1 AND id = ?2 AND status != 'deleted'",
+                    params![tenant.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(next) = next else { return Ok(false) };
+            tx.execute(
+                "UPDATE documents SET status = 'deleted', live_version = NULL, chunk_count = 0, next_version = ?3 + 1, updated_at = ?4
+                 WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), id.as_str(), next, now()],
+            )?;
+            queue_gc(&tx, tenant, id, 0, next as u64 + 1)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// Live version of each given document that has one.
+    pub fn live_versions(&self, tenant: &TenantId, ids: &[&str]) -> Result<HashMap<String, u64>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.with(|c| {
+            let marks = vec!["?"; ids.len()].join(",");
+            let mut st = c.prepare_cached(&format!(
+                "SELECT id, live_version FROM documents WHERE tenant = ? AND status = 'ready' AND id IN ({marks})"
+            ))?;
+            let t = tenant.as_str();
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&t];
+            args.extend(ids.iter().map(|s| s as &dyn rusqlite::ToSql));
+            let rows = st.query_map(args.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            rows.collect()
+        })
+    }
+
+    pub fn pending_gc(&self) -> Result<Vec<GcTask>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT tenant, doc_id, lo, hi FROM gc")?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, d, lo, hi) = row?;
+                if let (Ok(tenant), Ok(doc)) = (TenantId::parse(&t), DocId::parse(&d)) {
+                    out.push(GcTask { tenant, doc, versions: lo..hi });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn gc_done(&self, task: &GcTask) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM gc WHERE tenant = ?1 AND doc_id = ?2 AND lo = ?3 AND hi = ?4",
+                params![task.tenant.as_str(), task.doc.as_str(), task.versions.start as i64, task.versions.end as i64],
+            )
+        })?;
+        Ok(())
+    }
+
+    // ---- embedding cache (per tenant: a shared cache would leak, through timing, what others stored) ----
+
+    pub fn cached_vectors(&self, tenant: &TenantId, hashes: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<f32>>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT vector FROM embed_cache WHERE tenant = ?1 AND hash = ?2")?;
+            let mut out = HashMap::new();
+            for h in hashes {
+                let v: Option<Vec<u8>> = st.query_row(params![tenant.as_str(), &h[..]], |r| r.get(0)).optional()?;
+                if let Some(bytes) = v {
+                    let floats = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    out.insert(*h, floats);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn cache_vectors(&self, tenant: &TenantId, items: &[([u8; 32], &[f32])]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached("INSERT OR REPLACE INTO embed_cache (tenant, hash, vector) VALUES (?1, ?2, ?3)")?;
+                for (h, v) in items {
+                    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                    st.execute(params![tenant.as_str(), &h[..], bytes])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+}
+
+fn insert_job(tx: &rusqlite::Transaction<'_>, tenant: &TenantId, up: &NewUpload, version: u64, status: JobStatus, t: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO jobs (id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            up.job_id, tenant.as_str(), up.doc_id.as_str(), version as i64, status.as_str(), up.title, up.content_type,
+            up.content_hash, meta_json(&up.metadata), up.byte_size as i64, t
+        ],
+    )?;
+    Ok(())
+}
+
+fn fail_job_tx(tx: &rusqlite::Transaction<'_>, job: &JobRecord, code: &str, message: &str, t: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, updated_at = ?4 WHERE id = ?1",
+        params![job.id, code, message, t],
+    )?;
+    // A document that never had a live version shows the failure; one with a live version keeps it.
+    tx.execute(
+        "UPDATE documents SET status = 'failed', updated_at = ?3 WHERE tenant = ?1 AND id = ?2 AND status = 'pending' AND next_version = ?4 + 1",
+        params![job.tenant.as_str(), job.doc_id.as_str(), t, job.version as i64],
+    )?;
+    Ok(())
+}
+
+fn queue_gc(tx: &rusqlite::Transaction<'_>, tenant: &TenantId, doc: &DocId, lo: u64, hi: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO gc (tenant, doc_id, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+        params![tenant.as_str(), doc.as_str(), lo as i64, hi as i64],
+    )?;
+    Ok(())
+}

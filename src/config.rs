@@ -1,0 +1,238 @@
+//! One typed configuration: embedded defaults < file < `TENANTRY_*` environment < flags.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub model_dir: PathBuf,
+    pub ort_dylib: PathBuf,
+    pub hub_model: String,
+    pub admin_key: String,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub ingest: IngestConfig,
+    pub query: QueryConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub chunk_tokens: usize,
+    pub embed_batch: usize,
+    pub embed_threads: usize,
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub tenant_queue_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    pub candidates_per_leg: usize,
+    pub rrf_k: f32,
+    pub dense_weight: f32,
+    pub bm25_weight: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub lexical_idle_secs: u64,
+    pub optimize_interval_secs: u64,
+}
+
+/// Flags shared by every command that opens the engine.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigFlags {
+    /// TOML config file (keys as in config/default.toml).
+    #[arg(long, env = "TENANTRY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the embedding model files.
+    #[arg(long, global = true)]
+    pub model_dir: Option<PathBuf>,
+    /// Path of the ONNX Runtime shared library.
+    #[arg(long, global = true)]
+    pub ort_dylib: Option<PathBuf>,
+    /// Override any key: `--set query.rrf_k=30` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Embedded defaults only (what `tenantry serve` uses with no file, env or flags).
+    pub fn defaults() -> Self {
+        Self::load(&ConfigFlags::default(), std::iter::empty(), None).expect("embedded defaults are valid")
+    }
+
+    /// Layers: defaults < `flags.config` file < env (`TENANTRY_KEY`, `TENANTRY_SECTION__KEY`) < flags.
+    pub fn load(
+        flags: &ConfigFlags,
+        env: impl IntoIterator<Item = (String, String)>,
+        listen: Option<SocketAddr>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = DEFAULTS.parse().map_err(|e| ConfigError(format!("defaults: {e}")))?;
+        if let Some(path) = &flags.config {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let file: toml::Table = text.parse().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            merge(&mut table, file);
+        }
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("TENANTRY_") else { continue };
+            let path = name.to_ascii_lowercase().replace("__", ".");
+            // Other TENANTRY_* variables (test switches, CONFIG itself) are not config keys.
+            if lookup(&table, &path).is_some() {
+                set(&mut table, &path, &value)?;
+            }
+        }
+        let mut sets: Vec<(String, String)> = Vec::new();
+        if let Some(v) = listen {
+            sets.push(("listen".into(), v.to_string()));
+        }
+        for (k, v) in [("data_dir", &flags.data_dir), ("model_dir", &flags.model_dir), ("ort_dylib", &flags.ort_dylib)] {
+            if let Some(v) = v {
+                sets.push((k.into(), v.display().to_string()));
+            }
+        }
+        for kv in &flags.overrides {
+            let (k, v) = kv.split_once('=').ok_or_else(|| ConfigError(format!("--set {kv}: expected KEY=VALUE")))?;
+            if lookup(&table, k).is_none() {
+                return Err(ConfigError(format!("--set {k}: unknown key")));
+            }
+            sets.push((k.into(), v.into()));
+        }
+        for (k, v) in sets {
+            set(&mut table, &k, &v)?;
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let q = &self.query;
+        if !(1..=1000).contains(&q.candidates_per_leg) || q.rrf_k <= 0.0 || q.dense_weight < 0.0 || q.bm25_weight < 0.0 {
+            return Err(ConfigError("query: candidates_per_leg in 1..=1000, rrf_k > 0, weights >= 0".into()));
+        }
+        let i = &self.ingest;
+        if i.workers == 0 || i.queue_capacity == 0 || i.tenant_queue_max == 0 || i.embed_batch == 0 {
+            return Err(ConfigError("ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn admin_key_file(&self) -> PathBuf {
+        self.data_dir.join("admin_key")
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let mut parts = path.split('.');
+    let mut cur = table.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_table()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// Set a dotted key from a string, typed like the default it replaces.
+fn set(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let (parent, leaf) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let mut cur = table;
+    if let Some(p) = parent {
+        for part in p.split('.') {
+            cur = cur
+                .get_mut(part)
+                .and_then(|v| v.as_table_mut())
+                .ok_or_else(|| ConfigError(format!("unknown key {path}")))?;
+        }
+    }
+    let bad = |e: String| ConfigError(format!("{path}={raw}: {e}"));
+    let value = match cur.get(leaf) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.parse().map_err(|e: std::num::ParseIntError| bad(e.to_string()))?),
+        Some(toml::Value::Float(_)) => toml::Value::Float(raw.parse().map_err(|e: std::num::ParseFloatError| bad(e.to_string()))?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.parse().map_err(|e: std::str::ParseBoolError| bad(e.to_string()))?),
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
+        _ => return Err(ConfigError(format!("unknown key {path}"))),
+    };
+    cur.insert(leaf.to_string(), value);
+    Ok(())
+}
+
+/// Resolve a possibly relative path against a base directory.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "data_dir = \"/from-file\"\n[query]\nrrf_k = 10.0\ncandidates_per_leg = 20\n").unwrap();
+        let flags = ConfigFlags { config: Some(file.clone()), overrides: vec!["query.rrf_k=30".into()], ..Default::default() };
+        let env = vec![
+            ("TENANTRY_DATA_DIR".to_string(), "/from-env".to_string()),
+            ("TENANTRY_QUERY__CANDIDATES_PER_LEG".to_string(), "40".to_string()),
+            ("TENANTRY_TEST_SOMETHING".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::load(&flags, env, None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(c.query.candidates_per_leg, 40);
+        assert_eq!(c.query.rrf_k, 30.0);
+        assert_eq!(Config::defaults().query.rrf_k, 60.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let flags = ConfigFlags { config: Some(file), ..Default::default() };
+        assert!(Config::load(&flags, std::iter::empty(), None).is_err());
+        let flags = ConfigFlags { overrides: vec!["nope=1".into()], ..Default::default() };
+        assert!(Config::load(&flags, std::iter::empty(), None).is_err());
+    }
+}

@@ -1,0 +1,602 @@
+//! The engine: tenants, documents, ingestion jobs and retrieval, as typed calls. It knows
+//! nothing of HTTP. Tenant-scoped calls take a [`TenantCtx`] first.
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tenantry_ingest::{
+    detect, parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane, ModelSource,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::catalog::{Catalog, CommitOutcome, DocumentRecord, JobRecord, NewUpload, UploadOutcome};
+use crate::config::Config;
+use crate::error::{EngineError, InternalError, Result, UserError};
+use crate::keys;
+use crate::lexical::LexicalStore;
+use crate::query::{self, Query, QueryOutput};
+use crate::store::StoredChunk;
+use crate::tenant::{DocId, TenantCtx, TenantId};
+use crate::vector::{EdgeVectorStore, VectorStore};
+
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Admin,
+    Tenant(TenantCtx),
+}
+
+/// A document as submitted by a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Upload {
+    pub doc_id: Option<DocId>,
+    pub title: Option<String>,
+    pub declared_type: Option<String>,
+    pub file_name: Option<String>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub doc_id: DocId,
+    pub job_id: String,
+}
+
+pub struct CreatedKey {
+    pub key_id: String,
+    pub token: String,
+}
+
+const MAX_ATTEMPTS: u32 = 3;
+
+pub struct Engine {
+    pub(crate) config: Config,
+    pub(crate) catalog: Catalog,
+    pub(crate) lexical: LexicalStore,
+    pub(crate) vectors: Box<dyn VectorStore>,
+    pub(crate) embedder: Box<dyn Embedder>,
+    chunker: Chunker,
+    blobs: PathBuf,
+    admin_key: String,
+    queue_tx: mpsc::Sender<String>,
+    queue_rx: Mutex<Option<mpsc::Receiver<String>>>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    draining: AtomicBool,
+    embedded_texts: AtomicU64,
+}
+
+/// Run blocking work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}"))))?
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn read_or_create_admin_key(config: &Config) -> Result<String> {
+    if !config.admin_key.is_empty() {
+        return Ok(config.admin_key.clone());
+    }
+    let path = config.admin_key_file();
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok(k.trim().to_string());
+    }
+    let key = format!("adm_{}", keys::generate().token.trim_start_matches("tny_"));
+    std::fs::write(&path, &key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::warn!(path = %path.display(), "no admin key configured: generated one");
+    Ok(key)
+}
+
+fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), UserError> {
+    if m.len() > 64 {
+        return Err(UserError::Invalid("metadata may have at most 64 keys".into()));
+    }
+    for (k, v) in m {
+        let key_ok = !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !key_ok {
+            return Err(UserError::Invalid(format!("metadata key {k:?}: use 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.'")));
+        }
+        let scalar_or_list = match v {
+            serde_json::Value::Array(items) => items.iter().all(|i| crate::store::scalar(i).is_some()),
+            other => crate::store::scalar(other).is_some() || other.is_null(),
+        };
+        if !scalar_or_list {
+            return Err(UserError::Invalid(format!("metadata {k:?}: values must be strings, numbers, booleans or lists of them")));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Open (or create) the data directory and load the model. Blocking; call before serving.
+    pub fn open(config: Config) -> Result<Arc<Self>> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(&data)?;
+        let blobs = data.join("blobs");
+        std::fs::create_dir_all(&blobs)?;
+        let source = if config.hub_model.is_empty() {
+            ModelSource::Local(config.model_dir.clone())
+        } else {
+            ModelSource::Hub(config.hub_model.clone())
+        };
+        let embedder = FastEmbedder::new(&EmbedderConfig {
+            source,
+            ort_dylib: Some(config.ort_dylib.clone()),
+            max_length: tenantry_ingest::chunk::MODEL_MAX_TOKENS,
+            batch_size: config.ingest.embed_batch,
+            intra_threads: config.ingest.embed_threads,
+        })
+        .map_err(InternalError::Embedding)?;
+        let chunker = Chunker::from_tokenizer_file(&config.model_dir.join("tokenizer.json"), config.ingest.chunk_tokens)
+            .map_err(InternalError::Embedding)?;
+        let catalog = Catalog::open(&data.join("catalog.sqlite3"))?;
+        let lexical = LexicalStore::new(data.join("lexical"), Duration::from_secs(config.storage.lexical_idle_secs))?;
+        let vectors = EdgeVectorStore::open(&data.join("vectors"), embedder.dim())?;
+        let admin_key = read_or_create_admin_key(&config)?;
+        let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_capacity);
+        Ok(Arc::new(Self {
+            config,
+            catalog,
+            lexical,
+            vectors: Box::new(vectors),
+            embedder: Box::new(embedder),
+            chunker,
+            blobs,
+            admin_key,
+            queue_tx,
+            queue_rx: Mutex::new(Some(queue_rx)),
+            waiters: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            embedded_texts: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+
+    /// Start ingestion workers and background maintenance, and resume jobs a previous process
+    /// left unfinished. Call once, inside a tokio runtime.
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        let rx = self.queue_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(rx) = rx else { return Ok(()) };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..self.config.ingest.workers {
+            let (me, rx) = (self.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(job_id) = next else { break };
+                    let me2 = me.clone();
+                    let id2 = job_id.clone();
+                    if let Err(e) = blocking(move || me2.run_job(&id2)).await {
+                        tracing::error!(job_id = %job_id, error = %e, "ingestion job crashed");
+                    }
+                    me.notify(&job_id);
+                }
+            });
+        }
+        let me = self.clone();
+        let resumed = blocking(move || me.recover()).await?;
+        let tx = self.queue_tx.clone();
+        tokio::spawn(async move {
+            for id in resumed {
+                if tx.send(id).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let period = Duration::from_secs(me.config.storage.optimize_interval_secs.max(1));
+            loop {
+                tokio::time::sleep(period).await;
+                let m = me.clone();
+                let _ = blocking(move || {
+                    m.lexical.close_idle();
+                    if let Err(e) = m.vectors.maintain() {
+                        tracing::warn!(error = %e, "vector store maintenance failed");
+                    }
+                    Ok(())
+                })
+                .await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Finish what a crash left: garbage from interrupted or replaced versions, and jobs that
+    /// were acknowledged (202) but not finished. Returns the jobs to run again.
+    fn recover(&self) -> Result<Vec<String>> {
+        self.run_gc()?;
+        let mut resume = Vec::new();
+        for job in self.catalog.unfinished_jobs()? {
+            let blob = self.blobs.join(&job.id);
+            if blob.exists() && job.attempts < MAX_ATTEMPTS {
+                tracing::info!(job_id = %job.id, attempts = job.attempts, "resuming interrupted ingestion job");
+                resume.push(job.id);
+            } else {
+                let reason = if blob.exists() { "ingestion was interrupted too many times" } else { "ingestion was interrupted and its upload is gone" };
+                self.catalog.fail_job(&job, "interrupted", reason)?;
+                let _ = std::fs::remove_file(blob);
+            }
+        }
+        self.run_gc()?;
+        Ok(resume)
+    }
+
+    /// Chunks embedded by ingestion since start (cache misses only).
+    pub fn embedded_texts(&self) -> u64 {
+        self.embedded_texts.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Make everything durable (vector WAL flush); tantivy and SQLite commit as they go.
+    pub fn flush(&self) {
+        self.vectors.flush();
+    }
+
+    // ---- auth and tenants (admin) ----
+
+    pub async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Option<Principal>> {
+        if keys::ct_eq(token.as_bytes(), self.admin_key.as_bytes()) {
+            return Ok(Some(Principal::Admin));
+        }
+        let Some((key_id, secret)) = keys::split(token) else { return Ok(None) };
+        let (key_id, hash) = (key_id.to_string(), keys::hash(secret));
+        let me = self.clone();
+        blocking(move || {
+            Ok(match me.catalog.key(&key_id)? {
+                Some((tenant, stored)) if keys::ct_eq(&stored, &hash) => Some(Principal::Tenant(TenantCtx::authenticated(tenant))),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    pub async fn create_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<CreatedKey> {
+        let me = self.clone();
+        blocking(move || {
+            me.catalog.create_tenant(&tenant)?;
+            me.new_key(&tenant)
+        })
+        .await
+    }
+
+    fn new_key(&self, tenant: &TenantId) -> Result<CreatedKey> {
+        let k = keys::generate();
+        self.catalog.insert_key(&k.key_id, tenant, &k.hash)?;
+        Ok(CreatedKey { key_id: k.key_id, token: k.token })
+    }
+
+    pub async fn create_key(self: &Arc<Self>, tenant: TenantId) -> Result<CreatedKey> {
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            me.new_key(&tenant)
+        })
+        .await
+    }
+
+    pub async fn revoke_key(self: &Arc<Self>, key_id: String) -> Result<()> {
+        let me = self.clone();
+        blocking(move || if me.catalog.revoke_key(&key_id)? { Ok(()) } else { Err(UserError::NotFound("key").into()) }).await
+    }
+
+    pub async fn list_tenants(self: &Arc<Self>) -> Result<Vec<(TenantId, i64, u64)>> {
+        let me = self.clone();
+        blocking(move || me.catalog.list_tenants()).await
+    }
+
+    /// Remove a tenant and all its data: catalog rows, keys, vectors, lexical index, uploads.
+    pub async fn delete_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<()> {
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            for job in me.catalog.unfinished_jobs()?.into_iter().filter(|j| j.tenant == tenant) {
+                let _ = std::fs::remove_file(me.blobs.join(&job.id));
+            }
+            me.catalog.delete_tenant(&tenant)?;
+            me.vectors.drop_tenant(&tenant)?;
+            me.lexical.drop_tenant(&tenant)?;
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- documents and jobs (tenant) ----
+
+    /// Validate and durably accept a document; its job runs in the background.
+    pub async fn submit(self: &Arc<Self>, ctx: &TenantCtx, upload: Upload) -> Result<Submitted> {
+        if !self.is_ready() {
+            return Err(EngineError::Unavailable { reason: "shutting down", retry_after_secs: 5 });
+        }
+        validate_metadata(&upload.metadata)?;
+        if upload.bytes.is_empty() {
+            return Err(UserError::Document {
+                code: tenantry_ingest::IngestErrorCode::EmptyDocument,
+                message: "document is empty".into(),
+            }
+            .into());
+        }
+        let content_type = match detect(upload.declared_type.as_deref(), upload.file_name.as_deref(), &upload.bytes) {
+            Ok(t) => t,
+            Err(IngestError::Unsupported(what)) => return Err(UserError::UnsupportedMediaType(what).into()),
+            // Claims to be a PDF but is not one: accepted, and its job fails with pdf_corrupt.
+            Err(_) => ContentType::Pdf,
+        };
+        let doc_id = upload.doc_id.clone().unwrap_or_else(DocId::generate);
+        let title = upload
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| upload.file_name.clone())
+            .unwrap_or_else(|| doc_id.to_string());
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let new = NewUpload {
+            job_id: job_id.clone(),
+            doc_id: doc_id.clone(),
+            title,
+            content_type: content_type.mime().to_string(),
+            content_hash: content_hash(&upload.bytes),
+            metadata: upload.metadata,
+            byte_size: upload.bytes.len() as u64,
+        };
+        let me = self.clone();
+        let ctx2 = ctx.clone();
+        let bytes = upload.bytes;
+        let max_queued = self.config.ingest.tenant_queue_max;
+        let outcome = blocking(move || {
+            if !me.catalog.tenant_exists(ctx2.tenant())? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            if me.catalog.queued_jobs_of(ctx2.tenant())? >= max_queued {
+                return Err(UserError::TenantQueueFull { retry_after_secs: 5 }.into());
+            }
+            // The upload is on disk before the job is acknowledged, so a crash cannot lose it.
+            let blob = me.blobs.join(&new.job_id);
+            std::fs::write(&blob, &bytes)?;
+            let outcome = me.catalog.accept_upload(ctx2.tenant(), &new);
+            if !matches!(outcome, Ok(UploadOutcome::Queued { .. })) {
+                let _ = std::fs::remove_file(&blob);
+            }
+            outcome
+        })
+        .await?;
+        if let UploadOutcome::Queued { .. } = outcome {
+            if let Err(e) = self.queue_tx.try_send(job_id.clone()) {
+                // Persisted but not queued: the job stays queued in the catalog and the next
+                // start resumes it; tell the client to slow down.
+                tracing::warn!(job_id = %job_id, error = %e, "ingestion queue full");
+                let me = self.clone();
+                let jid = job_id.clone();
+                blocking(move || {
+                    if let Some(job) = me.catalog.job_by_id(&jid)? {
+                        me.catalog.fail_job(&job, "queue_full", "the ingestion queue was full; upload again later")?;
+                    }
+                    let _ = std::fs::remove_file(me.blobs.join(&jid));
+                    me.run_gc()
+                })
+                .await?;
+                return Err(EngineError::Unavailable { reason: "ingestion queue full", retry_after_secs: 5 });
+            }
+        }
+        Ok(Submitted { doc_id, job_id })
+    }
+
+    fn notify(&self, job_id: &str) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(job_id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(());
+        }
+    }
+
+    /// Wait until the job is final (or `timeout` passes) and return it.
+    pub async fn wait_job(self: &Arc<Self>, ctx: &TenantCtx, job_id: &str, timeout: Duration) -> Result<JobRecord> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).entry(job_id.to_string()).or_default().push(tx);
+        let job = self.job(ctx, job_id).await?;
+        if job.status.is_final() {
+            self.notify(job_id);
+            return Ok(job);
+        }
+        let _ = tokio::time::timeout(timeout, rx).await;
+        self.job(ctx, job_id).await
+    }
+
+    pub async fn job(self: &Arc<Self>, ctx: &TenantCtx, job_id: &str) -> Result<JobRecord> {
+        let (me, ctx, id) = (self.clone(), ctx.clone(), job_id.to_string());
+        blocking(move || me.catalog.job(ctx.tenant(), &id)?.ok_or_else(|| UserError::NotFound("job").into())).await
+    }
+
+    pub async fn document(self: &Arc<Self>, ctx: &TenantCtx, id: &DocId) -> Result<DocumentRecord> {
+        let (me, ctx, id) = (self.clone(), ctx.clone(), id.clone());
+        blocking(move || me.catalog.document(ctx.tenant(), &id)?.ok_or_else(|| UserError::NotFound("document").into())).await
+    }
+
+    pub async fn documents(self: &Arc<Self>, ctx: &TenantCtx, limit: usize, after: Option<String>) -> Result<Vec<DocumentRecord>> {
+        let (me, ctx) = (self.clone(), ctx.clone());
+        blocking(move || me.catalog.documents(ctx.tenant(), limit, after.as_deref())).await
+    }
+
+    /// Hide the document at once; its chunks leave both legs right after.
+    pub async fn delete_document(self: &Arc<Self>, ctx: &TenantCtx, id: &DocId) -> Result<()> {
+        let (me, ctx, id) = (self.clone(), ctx.clone(), id.clone());
+        blocking(move || {
+            if !me.catalog.delete_document(ctx.tenant(), &id)? {
+                return Err(UserError::NotFound("document").into());
+            }
+            me.run_gc()
+        })
+        .await
+    }
+
+    /// Remove chunks of replaced, deleted or failed versions from both legs.
+    pub(crate) fn run_gc(&self) -> Result<()> {
+        for task in self.catalog.pending_gc()? {
+            let ctx = TenantCtx::authenticated(task.tenant.clone());
+            self.lexical.delete_versions(&ctx, &task.doc, task.versions.clone())?;
+            self.vectors.delete_versions(&ctx, &task.doc, task.versions.clone())?;
+            self.catalog.gc_done(&task)?;
+        }
+        Ok(())
+    }
+
+    /// Run one ingestion job to its end. Blocking. Every failure becomes the job's error; a
+    /// panic anywhere in the pipeline is caught here.
+    fn run_job(&self, job_id: &str) -> Result<()> {
+        let Some(job) = self.catalog.job_by_id(job_id)? else { return Ok(()) };
+        if job.status.is_final() {
+            return Ok(());
+        }
+        self.catalog.mark_running(job_id)?;
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.index_version(&job)));
+        let blob = self.blobs.join(job_id);
+        match outcome {
+            Ok(Ok(n)) => {
+                let committed = self.catalog.commit_job(&job, n as u64)?;
+                tracing::info!(job_id, chunks = n, ms = started.elapsed().as_millis() as u64, superseded = (committed == CommitOutcome::Superseded), "ingestion job done");
+            }
+            Ok(Err(JobError::Document(e))) => {
+                tracing::info!(job_id, code = e.code().as_str(), "document rejected");
+                self.catalog.fail_job(&job, e.code().as_str(), &e.to_string())?;
+            }
+            Ok(Err(JobError::Engine(e))) => {
+                tracing::error!(job_id, error = %e, "ingestion job failed");
+                self.catalog.fail_job(&job, "internal_error", "internal error while indexing; see server logs")?;
+            }
+            Err(_) => {
+                tracing::error!(job_id, "ingestion job panicked");
+                self.catalog.fail_job(&job, "internal_error", "internal error while indexing; see server logs")?;
+            }
+        }
+        let _ = std::fs::remove_file(blob);
+        self.run_gc()
+    }
+
+    /// Parse, chunk, embed (through the cache) and write one version to both legs. The version
+    /// stays invisible until the catalog commits it.
+    fn index_version(&self, job: &JobRecord) -> Result<usize, JobError> {
+        let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
+        let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
+        let extracted = parse(&bytes, ct)?;
+        let chunks = self.chunker.chunk(&extracted, ct);
+        if chunks.is_empty() {
+            return Err(IngestError::Empty.into());
+        }
+        let ctx = TenantCtx::authenticated(job.tenant.clone());
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        let vectors = self.embed_cached(&ctx, &texts)?;
+        let stored: Vec<StoredChunk> = chunks
+            .iter()
+            .map(|c| StoredChunk {
+                doc_id: job.doc_id.clone(),
+                version: job.version,
+                ordinal: c.ordinal,
+                title: job.title.clone(),
+                text: c.text.clone(),
+                content_type: job.content_type.clone(),
+                page: c.page,
+                heading_path: c.heading_path.clone(),
+                metadata: job.metadata.clone(),
+                start: c.start as u64,
+                end: c.end as u64,
+            })
+            .collect();
+        // A retried job may have written part of this version before: start clean.
+        let v = job.version..job.version + 1;
+        self.lexical.delete_versions(&ctx, &job.doc_id, v.clone())?;
+        self.vectors.delete_versions(&ctx, &job.doc_id, v).map_err(EngineError::from)?;
+        let points: Vec<(StoredChunk, Vec<f32>)> = stored.iter().cloned().zip(vectors).collect();
+        self.vectors.upsert(&ctx, &points).map_err(EngineError::from)?;
+        self.lexical.add(&ctx, &stored)?;
+        Ok(stored.len())
+    }
+
+    /// Embed with the tenant's cache: unchanged text is never embedded twice.
+    pub(crate) fn embed_cached(&self, ctx: &TenantCtx, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let model = self.embedder.model_id().as_bytes();
+        let hashes: Vec<[u8; 32]> = texts
+            .iter()
+            .map(|t| {
+                let mut h = Sha256::new();
+                h.update(model);
+                h.update([0]);
+                h.update(t.as_bytes());
+                h.finalize().into()
+            })
+            .collect();
+        let mut cached = self.catalog.cached_vectors(ctx.tenant(), &hashes)?;
+        let missing: Vec<usize> = (0..texts.len()).filter(|i| !cached.contains_key(&hashes[*i])).collect();
+        for batch in missing.chunks(32) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            self.embedded_texts.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            let out = self.embedder.embed(Lane::Ingest, &inputs).map_err(|e| InternalError::Embedding(e.to_string()))?;
+            let items: Vec<([u8; 32], &[f32])> = batch.iter().zip(&out).map(|(&i, v)| (hashes[i], v.as_slice())).collect();
+            self.catalog.cache_vectors(ctx.tenant(), &items)?;
+            for (&i, v) in batch.iter().zip(out) {
+                cached.insert(hashes[i], v);
+            }
+        }
+        Ok(hashes.iter().map(|h| cached.get(h).cloned().unwrap_or_default()).collect())
+    }
+
+    // ---- retrieval ----
+
+    pub async fn query(self: &Arc<Self>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
+        query::run(self, ctx, q).await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}
+
+enum JobError {
+    Document(IngestError),
+    Engine(EngineError),
+}
+
+impl From<IngestError> for JobError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Embedding(m) => Self::Engine(InternalError::Embedding(m).into()),
+            other => Self::Document(other),
+        }
+    }
+}
+
+impl From<EngineError> for JobError {
+    fn from(e: EngineError) -> Self {
+        Self::Engine(e)
+    }
+}

@@ -1,0 +1,70 @@
+//! Engine errors, split by who is at fault. The HTTP layer maps them onto the one catalogue of
+//! API error codes in `api::error`.
+use tenantry_ingest::IngestErrorCode;
+use thiserror::Error;
+
+/// The caller can fix these.
+#[derive(Debug, Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(String),
+    /// The document's job failed: its bytes could not be turned into text.
+    #[error("{message}")]
+    Document { code: IngestErrorCode, message: String },
+    #[error("too many queued documents for this tenant; retry later")]
+    TenantQueueFull { retry_after_secs: u64 },
+}
+
+/// Our fault or the machine's; details go to logs, never to the client.
+#[derive(Debug, Error)]
+pub enum InternalError {
+    #[error("catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
+    #[error("lexical index: {0}")]
+    Lexical(#[from] tantivy::TantivyError),
+    #[error("vector store: {0}")]
+    Vector(String),
+    #[error("embedding: {0}")]
+    Embedding(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+    /// Temporary: the ingestion queue is full or the engine is shutting down.
+    #[error("service unavailable: {reason}")]
+    Unavailable { reason: &'static str, retry_after_secs: u64 },
+}
+
+impl From<rusqlite::Error> for EngineError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<tantivy::TantivyError> for EngineError {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

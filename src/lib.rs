@@ -1,0 +1,14 @@
+//! Tenantry: a multi-tenant RAG retrieval engine. See ARCHITECTURE.md for the map.
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod lexical;
+pub mod query;
+pub mod store;
+pub mod tenant;
+pub mod vector;
+
+pub use engine::Engine;

@@ -1,0 +1,248 @@
+//! Tenant-scoped hybrid retrieval: both legs for the caller's tenant only, a visibility check
+//! against the catalog (only live versions), reciprocal rank fusion, snippets.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tenantry_ingest::Lane;
+
+use crate::engine::{blocking, Engine};
+use crate::error::{InternalError, Result, UserError};
+use crate::store::{ChunkFilter, LegHit, StoredChunk};
+use crate::tenant::TenantCtx;
+
+pub const MAX_TOP_K: usize = 100;
+pub const MAX_QUERY_CHARS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Hybrid,
+    Dense,
+    Bm25,
+}
+
+/// Fusion settings; `None` fields take the configured defaults.
+#[derive(Debug, Clone, Default)]
+pub struct FusionOverrides {
+    pub rrf_k: Option<f32>,
+    pub dense_weight: Option<f32>,
+    pub bm25_weight: Option<f32>,
+    pub candidates_per_leg: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub text: String,
+    pub top_k: usize,
+    pub mode: Mode,
+    pub filter: ChunkFilter,
+    pub fusion: FusionOverrides,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub chunk: StoredChunk,
+    /// Fused score in hybrid mode; the leg's own score otherwise (cosine or BM25).
+    pub score: f32,
+    /// 1-based rank in each leg's candidate list, when the chunk was in it.
+    pub dense_rank: Option<usize>,
+    pub bm25_rank: Option<usize>,
+    /// HTML with matched terms in `<b>`; the chunk's opening when no term matches.
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub embed_ms: f64,
+    pub dense_ms: f64,
+    pub bm25_ms: f64,
+    pub fuse_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub hits: Vec<Hit>,
+    pub timings: Timings,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+impl Query {
+    pub fn validate(&self) -> Result<(), UserError> {
+        if self.text.trim().is_empty() {
+            return Err(UserError::Invalid("query must not be empty".into()));
+        }
+        if self.text.chars().count() > MAX_QUERY_CHARS {
+            return Err(UserError::Invalid(format!("query is longer than {MAX_QUERY_CHARS} characters")));
+        }
+        if !(1..=MAX_TOP_K).contains(&self.top_k) {
+            return Err(UserError::Invalid(format!("top_k must be between 1 and {MAX_TOP_K}")));
+        }
+        let f = &self.fusion;
+        if f.rrf_k.is_some_and(|k| !(k > 0.0)) || [f.dense_weight, f.bm25_weight].iter().flatten().any(|w| !(*w >= 0.0)) {
+            return Err(UserError::Invalid("fusion: rrf_k must be > 0 and weights >= 0".into()));
+        }
+        if f.candidates_per_leg.is_some_and(|c| !(1..=1000).contains(&c)) {
+            return Err(UserError::Invalid("fusion: candidates_per_leg must be between 1 and 1000".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Weighted reciprocal rank fusion: `score = sum over legs of weight / (k + rank)`.
+/// Inputs are best-first lists of keys; ties keep first-seen order (dense leg first).
+pub fn rrf<K: Clone + Eq + std::hash::Hash>(legs: &[(&[K], f32)], k: f32) -> Vec<(K, f32)> {
+    let mut scores: HashMap<K, (f32, usize)> = HashMap::new();
+    let mut order = 0;
+    for (list, weight) in legs {
+        for (i, key) in list.iter().enumerate() {
+            let e = scores.entry(key.clone()).or_insert_with(|| {
+                order += 1;
+                (0.0, order)
+            });
+            e.0 += weight / (k + (i + 1) as f32);
+        }
+    }
+    let mut out: Vec<(K, f32, usize)> = scores.into_iter().map(|(key, (s, o))| (key, s, o)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+    out.into_iter().map(|(key, s, _)| (key, s)).collect()
+}
+
+type Key = (String, u64, u32);
+
+fn key(c: &StoredChunk) -> Key {
+    (c.doc_id.as_str().to_string(), c.version, c.ordinal)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn opening(text: &str, max: usize) -> String {
+    let end = text.char_indices().nth(max).map(|(i, _)| i).unwrap_or(text.len());
+    escape(&text[..end])
+}
+
+pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
+    q.validate()?;
+    let total = Instant::now();
+    let cfg = &engine.config.query;
+    let candidates = q.fusion.candidates_per_leg.unwrap_or(cfg.candidates_per_leg).max(q.top_k);
+    let mut timings = Timings::default();
+
+    let dense = async {
+        if q.mode == Mode::Bm25 {
+            return Ok((vec![], 0.0, 0.0));
+        }
+        let (e, c, text, filter) = (engine.clone(), ctx.clone(), q.text.clone(), q.filter.clone());
+        blocking(move || {
+            let t = Instant::now();
+            let v = e.embedder.embed(Lane::Query, &[text.as_str()]).map_err(|e| InternalError::Embedding(e.to_string()))?;
+            let embed_ms = ms(t);
+            let t = Instant::now();
+            let hits = e.vectors.search(&c, &v[0], &filter, candidates)?;
+            Ok((hits, embed_ms, ms(t)))
+        })
+        .await
+    };
+    let lexical = async {
+        if q.mode == Mode::Dense {
+            return Ok((vec![], 0.0));
+        }
+        let (e, c, text, filter) = (engine.clone(), ctx.clone(), q.text.clone(), q.filter.clone());
+        blocking(move || {
+            let t = Instant::now();
+            let hits = e.lexical.search(&c, &text, &filter, candidates)?;
+            Ok((hits, ms(t)))
+        })
+        .await
+    };
+    let (dense, lexical) = tokio::join!(dense, lexical);
+    let (dense_hits, embed_ms, dense_ms) = dense?;
+    let (bm25_hits, bm25_ms) = lexical?;
+    timings.embed_ms = embed_ms;
+    timings.dense_ms = dense_ms;
+    timings.bm25_ms = bm25_ms;
+
+    let (e, c) = (engine.clone(), ctx.clone());
+    let (text, mode, top_k, fusion) = (q.text.clone(), q.mode, q.top_k, q.fusion.clone());
+    let (hits, fuse_ms) = blocking(move || {
+        let t = Instant::now();
+        let cfg = &e.config.query;
+        // Only chunks of each document's live version are visible: a version being written,
+        // replaced or deleted never shows, in either leg.
+        let mut ids: Vec<&str> = dense_hits.iter().chain(&bm25_hits).map(|h| h.chunk.doc_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let live = e.catalog.live_versions(c.tenant(), &ids)?;
+        let visible = |h: &LegHit| live.get(h.chunk.doc_id.as_str()) == Some(&h.chunk.version);
+        let dense_hits: Vec<LegHit> = dense_hits.iter().filter(|h| visible(h)).cloned().collect();
+        let bm25_hits: Vec<LegHit> = bm25_hits.iter().filter(|h| visible(h)).cloned().collect();
+
+        let dense_keys: Vec<Key> = dense_hits.iter().map(|h| key(&h.chunk)).collect();
+        let bm25_keys: Vec<Key> = bm25_hits.iter().map(|h| key(&h.chunk)).collect();
+        let rank_of = |keys: &[Key]| -> HashMap<Key, usize> { keys.iter().enumerate().map(|(i, k)| (k.clone(), i + 1)).collect() };
+        let (dense_rank, bm25_rank) = (rank_of(&dense_keys), rank_of(&bm25_keys));
+        let mut by_key: HashMap<Key, StoredChunk> = HashMap::new();
+        for h in dense_hits.iter().chain(&bm25_hits) {
+            by_key.entry(key(&h.chunk)).or_insert_with(|| h.chunk.clone());
+        }
+        let ranked: Vec<(Key, f32)> = match mode {
+            Mode::Dense => dense_hits.iter().map(|h| (key(&h.chunk), h.score)).collect(),
+            Mode::Bm25 => bm25_hits.iter().map(|h| (key(&h.chunk), h.score)).collect(),
+            Mode::Hybrid => rrf(
+                &[
+                    (&dense_keys, fusion.dense_weight.unwrap_or(cfg.dense_weight)),
+                    (&bm25_keys, fusion.bm25_weight.unwrap_or(cfg.bm25_weight)),
+                ],
+                fusion.rrf_k.unwrap_or(cfg.rrf_k),
+            ),
+        };
+        let top: Vec<(Key, f32)> = ranked.into_iter().take(top_k).collect();
+        let texts: Vec<&str> = top.iter().map(|(k, _)| by_key[k].text.as_str()).collect();
+        let snippets = e.lexical.snippets(&c, &text, &texts)?;
+        let hits = top
+            .iter()
+            .zip(snippets)
+            .map(|((k, score), snippet)| {
+                let chunk = by_key[k].clone();
+                Hit {
+                    snippet: snippet.unwrap_or_else(|| opening(&chunk.text, 240)),
+                    chunk,
+                    score: *score,
+                    dense_rank: dense_rank.get(k).copied(),
+                    bm25_rank: bm25_rank.get(k).copied(),
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok((hits, ms(t)))
+    })
+    .await?;
+    timings.fuse_ms = fuse_ms;
+    timings.total_ms = ms(total);
+    Ok(QueryOutput { hits, timings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrf_matches_hand_computation() {
+        let a = ["x", "y", "z"];
+        let b = ["y", "w"];
+        let out = rrf(&[(&a[..], 1.0), (&b[..], 1.0)], 60.0);
+        let score = |k: &str| out.iter().find(|(key, _)| *key == k).unwrap().1;
+        assert!((score("y") - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
+        assert!((score("x") - 1.0 / 61.0).abs() < 1e-7);
+        assert_eq!(out[0].0, "y");
+        assert_eq!(out.len(), 4);
+        // A zero weight removes a leg's influence entirely.
+        let out = rrf(&[(&a[..], 1.0), (&b[..], 0.0)], 60.0);
+        assert_eq!(out.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec!["x", "y", "z", "w"]);
+    }
+}

@@ -1,0 +1,100 @@
+//! Tenant identity as types. A [`TenantCtx`] is the only way into tenant-scoped engine calls; the
+//! HTTP layer makes one from an authenticated key, the CLI from an operator's explicit flag.
+use std::fmt;
+
+use crate::error::UserError;
+
+/// A validated tenant id: 1-64 chars of `[a-z0-9_-]`, starting with a letter or digit.
+/// Safe to use in file names and as a payload value; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(s: &str) -> Result<Self, UserError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && s.as_bytes()[0].is_ascii_alphanumeric();
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(UserError::Invalid(
+                "tenant id must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Proof that the caller acts for one tenant. Engine functions that touch tenant data take it as
+/// their first parameter; there is no `Option<TenantCtx>` and no tenant-by-string entry point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCtx {
+    tenant: TenantId,
+}
+
+impl TenantCtx {
+    /// Made by the auth layer from a verified API key.
+    pub(crate) fn authenticated(tenant: TenantId) -> Self {
+        Self { tenant }
+    }
+
+    /// For the local operator (CLI on the data directory, tests, benches): whoever can read the
+    /// data directory already owns every tenant.
+    pub fn operator(tenant: TenantId) -> Self {
+        Self { tenant }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+}
+
+/// A document id chosen by the tenant (or generated): 1-256 printable chars, no control chars.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(String);
+
+impl DocId {
+    pub fn parse(s: &str) -> Result<Self, UserError> {
+        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_control()) {
+            return Err(UserError::Invalid("document id must be 1-256 characters with no control characters".into()));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_validated() {
+        assert!(TenantId::parse("acme-2").is_ok());
+        for bad in ["", "Acme", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `tenantry` crate: the real router (`oneshot`) and the real binary on
+//! loopback, with the real model, real tantivy and real qdrant-edge.
+mod common;
+mod http;
+mod ingestion;
+mod isolation;
+mod lifecycle;
+mod openapi;
