@@ -178,12 +178,13 @@ impl Engine {
         let rx = self.queue_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(rx) = rx else { return Ok(()) };
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        // Background tasks hold a Weak: dropping the last Engine handle stops them and flushes.
         for _ in 0..self.config.ingest.workers {
-            let (me, rx) = (self.clone(), rx.clone());
+            let (weak, rx) = (Arc::downgrade(self), rx.clone());
             tokio::spawn(async move {
                 loop {
                     let next = rx.lock().await.recv().await;
-                    let Some(job_id) = next else { break };
+                    let (Some(job_id), Some(me)) = (next, weak.upgrade()) else { break };
                     let me2 = me.clone();
                     let id2 = job_id.clone();
                     if let Err(e) = blocking(move || me2.run_job(&id2)).await {
@@ -203,12 +204,12 @@ impl Engine {
                 }
             }
         });
-        let me = self.clone();
+        let weak = Arc::downgrade(self);
+        let period = Duration::from_secs(self.config.storage.optimize_interval_secs.max(1));
         tokio::spawn(async move {
-            let period = Duration::from_secs(me.config.storage.optimize_interval_secs.max(1));
             loop {
                 tokio::time::sleep(period).await;
-                let m = me.clone();
+                let Some(m) = weak.upgrade() else { break };
                 let _ = blocking(move || {
                     m.lexical.close_idle();
                     if let Err(e) = m.vectors.maintain() {

@@ -1,6 +1,6 @@
 //! Dense embeddings with fastembed (ONNX Runtime loaded dynamically).
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
@@ -61,6 +61,20 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
     })
 }
 
+/// ONNX Runtime allows one environment per process: the first embedder builds it and later
+/// ones (other engines in the same process, e.g. tests) share it.
+fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String> {
+    static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        ort::init_from(dylib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", dylib.display()))?
+            .with_name("tenantry")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .clone()
+}
+
 impl FastEmbedder {
     pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
         let dylib = match &config.ort_dylib {
@@ -72,11 +86,7 @@ impl FastEmbedder {
         if !dylib.is_file() {
             return Err(format!("ONNX Runtime library not found at {} (run `make setup`)", dylib.display()));
         }
-        let env = ort::init_from(&dylib)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", dylib.display()))?
-            .with_name("tenantry")
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
+        let env = ort_environment(&dylib)?;
         let make = || -> Result<TextEmbedding, String> {
             match &config.source {
                 ModelSource::Local(dir) => {

@@ -62,7 +62,10 @@ fn golden_chunks_of_small_documents() {
         } else {
             let expected = std::fs::read_to_string(&golden)
                 .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1 and review it", golden.display()));
-            if expected != actual {
+            // Compare as JSON values: key order depends on serde_json features that cargo unifies
+            // differently for `-p` and `--workspace` builds.
+            let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+            if expected != serde_json::from_str::<serde_json::Value>(&actual).unwrap() {
                 mismatches.push(format!("{name}: got\n{actual}"));
             }
         }
@@ -105,26 +108,32 @@ fn real_python_docs_html_drops_navigation() {
     let path = provisioned("docs/python-tutorial/controlflow.html");
     let (ct, text, chunks) = ingest_file(&path, MAX_CHUNK_TOKENS);
     assert_eq!(ct, ContentType::Html);
-    assert!(!text.contains("Navigation\n") && !text.contains("var "), "navigation or script text leaked");
+    for banned in ["Previous topic", "Next topic", "Show Source", "Quick search", "Report a Bug", "Table of Contents", "Navigation"] {
+        let at = text.find(banned);
+        assert!(at.is_none(), "navigation text {banned:?} leaked: {:?}", at.map(|i| &text[i.saturating_sub(80)..(i + 80).min(text.len())]));
+    }
     assert!(chunks.iter().any(|c| c.heading_path.iter().any(|h| h.contains("Defining Functions"))));
 }
 
 #[test]
 fn real_pdfs_from_pdf_parse_and_its_corrupt_file() {
     let dir = provisioned("docs/pdf-parse");
-    let mut parsed = 0;
+    let (mut parsed, mut corrupt) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let result = detect(None, Some(&name), &bytes).and_then(|ct| parse(&bytes, ct));
-        if name.contains("corrupt") {
+        // pdf-parse ships one corrupt PDF, 03-invalid.pdf.
+        if name.contains("invalid") {
+            corrupt += 1;
             assert_eq!(result.unwrap_err().code(), IngestErrorCode::PdfCorrupt, "{name}");
         } else if let Ok(e) = result {
             parsed += 1;
             assert!(e.sections.iter().all(|s| s.page.is_some()));
         }
     }
+    assert_eq!(corrupt, 1, "the corrupt PDF was checked");
     assert!(parsed >= 3, "at least three of pdf-parse's real PDFs extract ({parsed})");
 }
 
