@@ -23,15 +23,25 @@ fn fusion(c: &mut Criterion) {
 fn chunking(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tokenizer = root.join(".tenantry/model/all-MiniLM-L6-v2/tokenizer.json");
-    assert!(tokenizer.exists(), "{} missing: run `make setup`", tokenizer.display());
+    assert!(
+        tokenizer.exists(),
+        "{} missing: run `make setup`",
+        tokenizer.display()
+    );
     let chunker = Chunker::from_tokenizer_file(&tokenizer, 200).unwrap();
-    let md = std::fs::read_to_string(root.join("fixtures/docs/guide.md")).unwrap().repeat(40);
+    let md = std::fs::read_to_string(root.join("fixtures/docs/guide.md"))
+        .unwrap()
+        .repeat(40);
     let extracted = parse(md.as_bytes(), ContentType::Markdown).unwrap();
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(md.len() as u64));
-    g.bench_function("markdown", |b| b.iter(|| chunker.chunk(&extracted, ContentType::Markdown)));
+    g.bench_function("markdown", |b| {
+        b.iter(|| chunker.chunk(&extracted, ContentType::Markdown))
+    });
     let txt = parse(md.as_bytes(), ContentType::Text).unwrap();
-    g.bench_function("text", |b| b.iter(|| chunker.chunk(&txt, ContentType::Text)));
+    g.bench_function("text", |b| {
+        b.iter(|| chunker.chunk(&txt, ContentType::Text))
+    });
     g.finish();
 }
 

@@ -101,7 +101,7 @@ def main():
         if missing or not t["files"]:
             sys.exit(f"missing documents ({missing or 'none found'}): run make setup")
     subprocess.run(["rm", "-rf", str(DATA)], check=True)
-    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, TENANTRY_LOG="warn")
+    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, TENANTRY_LOG="warn,qdrant_edge=error")
     proc = subprocess.Popen([str(BIN), "--data-dir", str(DATA), "serve", "--listen", f"127.0.0.1:{PORT}"], cwd=ROOT, env=env)
     try:
         wait_ready(proc)

@@ -211,7 +211,10 @@ pub struct Catalog {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -248,7 +251,8 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let msg: Option<String> = r.get(12)?;
     Ok(JobRecord {
         id: r.get(0)?,
-        tenant: TenantId::parse(&r.get::<_, String>(1)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        tenant: TenantId::parse(&r.get::<_, String>(1)?)
+            .map_err(|_| rusqlite::Error::InvalidQuery)?,
         doc_id: DocId::parse(&r.get::<_, String>(2)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
         version: r.get::<_, i64>(3)? as u64,
         status: JobStatus::parse(&r.get::<_, String>(4)?),
@@ -268,9 +272,13 @@ impl Catalog {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         // FULL: an acknowledged commit survives a crash of the process and of the machine.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -282,7 +290,10 @@ impl Catalog {
 
     pub fn create_tenant(&self, tenant: &TenantId) -> Result<()> {
         let inserted = self.with(|c| {
-            c.execute("INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)", params![tenant.as_str(), now()])
+            c.execute(
+                "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
+                params![tenant.as_str(), now()],
+            )
         })?;
         if inserted == 0 {
             return Err(UserError::Conflict(format!("tenant {tenant} already exists")).into());
@@ -292,9 +303,13 @@ impl Catalog {
 
     pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
         self.with(|c| {
-            c.query_row("SELECT 1 FROM tenants WHERE id = ?1", [tenant.as_str()], |_| Ok(()))
-                .optional()
-                .map(|o| o.is_some())
+            c.query_row(
+                "SELECT 1 FROM tenants WHERE id = ?1",
+                [tenant.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
         })
     }
 
@@ -322,7 +337,10 @@ impl Catalog {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [tenant.as_str()])?;
             for table in ["api_keys", "documents", "jobs", "gc", "embed_cache"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [tenant.as_str()])?;
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE tenant = ?1"),
+                    [tenant.as_str()],
+                )?;
             }
             tx.commit()?;
             Ok(n > 0)
@@ -341,9 +359,11 @@ impl Catalog {
 
     pub fn key(&self, key_id: &str) -> Result<Option<(TenantId, Vec<u8>)>> {
         let row = self.with(|c| {
-            c.query_row("SELECT tenant, hash FROM api_keys WHERE id = ?1", [key_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
+            c.query_row(
+                "SELECT tenant, hash FROM api_keys WHERE id = ?1",
+                [key_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
             .optional()
         })?;
         Ok(row.and_then(|(t, h)| TenantId::parse(&t).ok().map(|t| (t, h))))
@@ -404,13 +424,24 @@ impl Catalog {
 
     pub fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
         self.with(|c| {
-            c.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1 AND tenant = ?2"), params![job_id, tenant.as_str()], job_row)
-                .optional()
+            c.query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1 AND tenant = ?2"),
+                params![job_id, tenant.as_str()],
+                job_row,
+            )
+            .optional()
         })
     }
 
     pub fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {
-        self.with(|c| c.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [job_id], job_row).optional())
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                [job_id],
+                job_row,
+            )
+            .optional()
+        })
     }
 
     /// Jobs left queued or running by a previous process.
@@ -498,7 +529,12 @@ impl Catalog {
         })
     }
 
-    pub fn documents(&self, tenant: &TenantId, limit: usize, after: Option<&str>) -> Result<Vec<DocumentRecord>> {
+    pub fn documents(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<DocumentRecord>> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {DOC_COLS} FROM documents WHERE tenant = ?1 AND status != 'deleted' AND id > ?2 ORDER BY id LIMIT ?3"
@@ -553,13 +589,22 @@ impl Catalog {
         self.with(|c| {
             let mut st = c.prepare("SELECT tenant, doc_id, lo, hi FROM gc")?;
             let rows = st.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                ))
             })?;
             let mut out = Vec::new();
             for row in rows {
                 let (t, d, lo, hi) = row?;
                 if let (Ok(tenant), Ok(doc)) = (TenantId::parse(&t), DocId::parse(&d)) {
-                    out.push(GcTask { tenant, doc, versions: lo..hi });
+                    out.push(GcTask {
+                        tenant,
+                        doc,
+                        versions: lo..hi,
+                    });
                 }
             }
             Ok(out)
@@ -570,7 +615,12 @@ impl Catalog {
         self.with(|c| {
             c.execute(
                 "DELETE FROM gc WHERE tenant = ?1 AND doc_id = ?2 AND lo = ?3 AND hi = ?4",
-                params![task.tenant.as_str(), task.doc.as_str(), task.versions.start as i64, task.versions.end as i64],
+                params![
+                    task.tenant.as_str(),
+                    task.doc.as_str(),
+                    task.versions.start as i64,
+                    task.versions.end as i64
+                ],
             )
         })?;
         Ok(())
@@ -578,14 +628,24 @@ impl Catalog {
 
     // ---- embedding cache (per tenant: a shared cache would leak, through timing, what others stored) ----
 
-    pub fn cached_vectors(&self, tenant: &TenantId, hashes: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<f32>>> {
+    pub fn cached_vectors(
+        &self,
+        tenant: &TenantId,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT vector FROM embed_cache WHERE tenant = ?1 AND hash = ?2")?;
+            let mut st =
+                c.prepare_cached("SELECT vector FROM embed_cache WHERE tenant = ?1 AND hash = ?2")?;
             let mut out = HashMap::new();
             for h in hashes {
-                let v: Option<Vec<u8>> = st.query_row(params![tenant.as_str(), &h[..]], |r| r.get(0)).optional()?;
+                let v: Option<Vec<u8>> = st
+                    .query_row(params![tenant.as_str(), &h[..]], |r| r.get(0))
+                    .optional()?;
                 if let Some(bytes) = v {
-                    let floats = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    let floats = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
                     out.insert(*h, floats);
                 }
             }
@@ -597,7 +657,9 @@ impl Catalog {
         self.with(|c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare_cached("INSERT OR REPLACE INTO embed_cache (tenant, hash, vector) VALUES (?1, ?2, ?3)")?;
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO embed_cache (tenant, hash, vector) VALUES (?1, ?2, ?3)",
+                )?;
                 for (h, v) in items {
                     let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
                     st.execute(params![tenant.as_str(), &h[..], bytes])?;
@@ -608,7 +670,14 @@ impl Catalog {
     }
 }
 
-fn insert_job(tx: &rusqlite::Transaction<'_>, tenant: &TenantId, up: &NewUpload, version: u64, status: JobStatus, t: i64) -> rusqlite::Result<()> {
+fn insert_job(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    version: u64,
+    status: JobStatus,
+    t: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO jobs (id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
@@ -620,7 +689,13 @@ fn insert_job(tx: &rusqlite::Transaction<'_>, tenant: &TenantId, up: &NewUpload,
     Ok(())
 }
 
-fn fail_job_tx(tx: &rusqlite::Transaction<'_>, job: &JobRecord, code: &str, message: &str, t: i64) -> rusqlite::Result<()> {
+fn fail_job_tx(
+    tx: &rusqlite::Transaction<'_>,
+    job: &JobRecord,
+    code: &str,
+    message: &str,
+    t: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, updated_at = ?4 WHERE id = ?1",
         params![job.id, code, message, t],
@@ -633,7 +708,13 @@ fn fail_job_tx(tx: &rusqlite::Transaction<'_>, job: &JobRecord, code: &str, mess
     Ok(())
 }
 
-fn queue_gc(tx: &rusqlite::Transaction<'_>, tenant: &TenantId, doc: &DocId, lo: u64, hi: u64) -> rusqlite::Result<()> {
+fn queue_gc(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    doc: &DocId,
+    lo: u64,
+    hi: u64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO gc (tenant, doc_id, lo, hi) VALUES (?1, ?2, ?3, ?4)",
         params![tenant.as_str(), doc.as_str(), lo as i64, hi as i64],

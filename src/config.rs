@@ -83,7 +83,8 @@ pub struct ConfigError(String);
 impl Config {
     /// Embedded defaults only (what `tenantry serve` uses with no file, env or flags).
     pub fn defaults() -> Self {
-        Self::load(&ConfigFlags::default(), std::iter::empty(), None).expect("embedded defaults are valid")
+        Self::load(&ConfigFlags::default(), std::iter::empty(), None)
+            .expect("embedded defaults are valid")
     }
 
     /// Layers: defaults < `flags.config` file < env (`TENANTRY_KEY`, `TENANTRY_SECTION__KEY`) < flags.
@@ -92,14 +93,21 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         listen: Option<SocketAddr>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = DEFAULTS.parse().map_err(|e| ConfigError(format!("defaults: {e}")))?;
+        let mut table: toml::Table = DEFAULTS
+            .parse()
+            .map_err(|e| ConfigError(format!("defaults: {e}")))?;
         if let Some(path) = &flags.config {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-            let file: toml::Table = text.parse().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let file: toml::Table = text
+                .parse()
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             merge(&mut table, file);
         }
         for (key, value) in env {
-            let Some(name) = key.strip_prefix("TENANTRY_") else { continue };
+            let Some(name) = key.strip_prefix("TENANTRY_") else {
+                continue;
+            };
             let path = name.to_ascii_lowercase().replace("__", ".");
             // Other TENANTRY_* variables (test switches, CONFIG itself) are not config keys.
             if lookup(&table, &path).is_some() {
@@ -110,13 +118,19 @@ impl Config {
         if let Some(v) = listen {
             sets.push(("listen".into(), v.to_string()));
         }
-        for (k, v) in [("data_dir", &flags.data_dir), ("model_dir", &flags.model_dir), ("ort_dylib", &flags.ort_dylib)] {
+        for (k, v) in [
+            ("data_dir", &flags.data_dir),
+            ("model_dir", &flags.model_dir),
+            ("ort_dylib", &flags.ort_dylib),
+        ] {
             if let Some(v) = v {
                 sets.push((k.into(), v.display().to_string()));
             }
         }
         for kv in &flags.overrides {
-            let (k, v) = kv.split_once('=').ok_or_else(|| ConfigError(format!("--set {kv}: expected KEY=VALUE")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--set {kv}: expected KEY=VALUE")))?;
             if lookup(&table, k).is_none() {
                 return Err(ConfigError(format!("--set {k}: unknown key")));
             }
@@ -125,19 +139,31 @@ impl Config {
         for (k, v) in sets {
             set(&mut table, &k, &v)?;
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let q = &self.query;
-        if !(1..=1000).contains(&q.candidates_per_leg) || q.rrf_k <= 0.0 || q.dense_weight < 0.0 || q.bm25_weight < 0.0 {
-            return Err(ConfigError("query: candidates_per_leg in 1..=1000, rrf_k > 0, weights >= 0".into()));
+        if !(1..=1000).contains(&q.candidates_per_leg)
+            || q.rrf_k <= 0.0
+            || q.dense_weight < 0.0
+            || q.bm25_weight < 0.0
+        {
+            return Err(ConfigError(
+                "query: candidates_per_leg in 1..=1000, rrf_k > 0, weights >= 0".into(),
+            ));
         }
         let i = &self.ingest;
-        if i.workers == 0 || i.queue_capacity == 0 || i.tenant_queue_max == 0 || i.embed_batch == 0 {
-            return Err(ConfigError("ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1".into()));
+        if i.workers == 0 || i.queue_capacity == 0 || i.tenant_queue_max == 0 || i.embed_batch == 0
+        {
+            return Err(ConfigError(
+                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -184,9 +210,18 @@ fn set(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError
     }
     let bad = |e: String| ConfigError(format!("{path}={raw}: {e}"));
     let value = match cur.get(leaf) {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.parse().map_err(|e: std::num::ParseIntError| bad(e.to_string()))?),
-        Some(toml::Value::Float(_)) => toml::Value::Float(raw.parse().map_err(|e: std::num::ParseFloatError| bad(e.to_string()))?),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.parse().map_err(|e: std::str::ParseBoolError| bad(e.to_string()))?),
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.parse()
+                .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            raw.parse()
+                .map_err(|e: std::num::ParseFloatError| bad(e.to_string()))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.parse()
+                .map_err(|e: std::str::ParseBoolError| bad(e.to_string()))?,
+        ),
         Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
         _ => return Err(ConfigError(format!("unknown key {path}"))),
     };
@@ -211,11 +246,22 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "data_dir = \"/from-file\"\n[query]\nrrf_k = 10.0\ncandidates_per_leg = 20\n").unwrap();
-        let flags = ConfigFlags { config: Some(file.clone()), overrides: vec!["query.rrf_k=30".into()], ..Default::default() };
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\n[query]\nrrf_k = 10.0\ncandidates_per_leg = 20\n",
+        )
+        .unwrap();
+        let flags = ConfigFlags {
+            config: Some(file.clone()),
+            overrides: vec!["query.rrf_k=30".into()],
+            ..Default::default()
+        };
         let env = vec![
             ("TENANTRY_DATA_DIR".to_string(), "/from-env".to_string()),
-            ("TENANTRY_QUERY__CANDIDATES_PER_LEG".to_string(), "40".to_string()),
+            (
+                "TENANTRY_QUERY__CANDIDATES_PER_LEG".to_string(),
+                "40".to_string(),
+            ),
             ("TENANTRY_TEST_SOMETHING".to_string(), "ignored".to_string()),
         ];
         let c = Config::load(&flags, env, None).unwrap();
@@ -230,9 +276,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "colour = \"blue\"\n").unwrap();
-        let flags = ConfigFlags { config: Some(file), ..Default::default() };
+        let flags = ConfigFlags {
+            config: Some(file),
+            ..Default::default()
+        };
         assert!(Config::load(&flags, std::iter::empty(), None).is_err());
-        let flags = ConfigFlags { overrides: vec!["nope=1".into()], ..Default::default() };
+        let flags = ConfigFlags {
+            overrides: vec!["nope=1".into()],
+            ..Default::default()
+        };
         assert!(Config::load(&flags, std::iter::empty(), None).is_err());
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tenantry_ingest::{
-    detect, parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane, ModelSource,
+    detect, parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane,
+    ModelSource,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,10 +72,12 @@ pub struct Engine {
 }
 
 /// Run blocking work off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}"))))?
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}")))
+    })?
 }
 
 fn content_hash(bytes: &[u8]) -> String {
@@ -102,19 +105,30 @@ fn read_or_create_admin_key(config: &Config) -> Result<String> {
 
 fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), UserError> {
     if m.len() > 64 {
-        return Err(UserError::Invalid("metadata may have at most 64 keys".into()));
+        return Err(UserError::Invalid(
+            "metadata may have at most 64 keys".into(),
+        ));
     }
     for (k, v) in m {
-        let key_ok = !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let key_ok = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
         if !key_ok {
-            return Err(UserError::Invalid(format!("metadata key {k:?}: use 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.'")));
+            return Err(UserError::Invalid(format!(
+                "metadata key {k:?}: use 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.'"
+            )));
         }
         let scalar_or_list = match v {
-            serde_json::Value::Array(items) => items.iter().all(|i| crate::store::scalar(i).is_some()),
+            serde_json::Value::Array(items) => {
+                items.iter().all(|i| crate::store::scalar(i).is_some())
+            }
             other => crate::store::scalar(other).is_some() || other.is_null(),
         };
         if !scalar_or_list {
-            return Err(UserError::Invalid(format!("metadata {k:?}: values must be strings, numbers, booleans or lists of them")));
+            return Err(UserError::Invalid(format!(
+                "metadata {k:?}: values must be strings, numbers, booleans or lists of them"
+            )));
         }
     }
     Ok(())
@@ -140,10 +154,16 @@ impl Engine {
             intra_threads: config.ingest.embed_threads,
         })
         .map_err(InternalError::Embedding)?;
-        let chunker = Chunker::from_tokenizer_file(&config.model_dir.join("tokenizer.json"), config.ingest.chunk_tokens)
-            .map_err(InternalError::Embedding)?;
+        let chunker = Chunker::from_tokenizer_file(
+            &config.model_dir.join("tokenizer.json"),
+            config.ingest.chunk_tokens,
+        )
+        .map_err(InternalError::Embedding)?;
         let catalog = Catalog::open(&data.join("catalog.sqlite3"))?;
-        let lexical = LexicalStore::new(data.join("lexical"), Duration::from_secs(config.storage.lexical_idle_secs))?;
+        let lexical = LexicalStore::new(
+            data.join("lexical"),
+            Duration::from_secs(config.storage.lexical_idle_secs),
+        )?;
         let vectors = EdgeVectorStore::open(&data.join("vectors"), embedder.dim())?;
         let admin_key = read_or_create_admin_key(&config)?;
         let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_capacity);
@@ -175,7 +195,11 @@ impl Engine {
     /// Start ingestion workers and background maintenance, and resume jobs a previous process
     /// left unfinished. Call once, inside a tokio runtime.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
-        let rx = self.queue_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let rx = self
+            .queue_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(rx) = rx else { return Ok(()) };
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         // Background tasks hold a Weak: dropping the last Engine handle stops them and flushes.
@@ -184,7 +208,9 @@ impl Engine {
             tokio::spawn(async move {
                 loop {
                     let next = rx.lock().await.recv().await;
-                    let (Some(job_id), Some(me)) = (next, weak.upgrade()) else { break };
+                    let (Some(job_id), Some(me)) = (next, weak.upgrade()) else {
+                        break;
+                    };
                     let me2 = me.clone();
                     let id2 = job_id.clone();
                     if let Err(e) = blocking(move || me2.run_job(&id2)).await {
@@ -234,7 +260,11 @@ impl Engine {
                 tracing::info!(job_id = %job.id, attempts = job.attempts, "resuming interrupted ingestion job");
                 resume.push(job.id);
             } else {
-                let reason = if blob.exists() { "ingestion was interrupted too many times" } else { "ingestion was interrupted and its upload is gone" };
+                let reason = if blob.exists() {
+                    "ingestion was interrupted too many times"
+                } else {
+                    "ingestion was interrupted and its upload is gone"
+                };
                 self.catalog.fail_job(&job, "interrupted", reason)?;
                 let _ = std::fs::remove_file(blob);
             }
@@ -267,12 +297,16 @@ impl Engine {
         if keys::ct_eq(token.as_bytes(), self.admin_key.as_bytes()) {
             return Ok(Some(Principal::Admin));
         }
-        let Some((key_id, secret)) = keys::split(token) else { return Ok(None) };
+        let Some((key_id, secret)) = keys::split(token) else {
+            return Ok(None);
+        };
         let (key_id, hash) = (key_id.to_string(), keys::hash(secret));
         let me = self.clone();
         blocking(move || {
             Ok(match me.catalog.key(&key_id)? {
-                Some((tenant, stored)) if keys::ct_eq(&stored, &hash) => Some(Principal::Tenant(TenantCtx::authenticated(tenant))),
+                Some((tenant, stored)) if keys::ct_eq(&stored, &hash) => {
+                    Some(Principal::Tenant(TenantCtx::authenticated(tenant)))
+                }
                 _ => None,
             })
         })
@@ -291,7 +325,10 @@ impl Engine {
     fn new_key(&self, tenant: &TenantId) -> Result<CreatedKey> {
         let k = keys::generate();
         self.catalog.insert_key(&k.key_id, tenant, &k.hash)?;
-        Ok(CreatedKey { key_id: k.key_id, token: k.token })
+        Ok(CreatedKey {
+            key_id: k.key_id,
+            token: k.token,
+        })
     }
 
     pub async fn create_key(self: &Arc<Self>, tenant: TenantId) -> Result<CreatedKey> {
@@ -307,7 +344,14 @@ impl Engine {
 
     pub async fn revoke_key(self: &Arc<Self>, key_id: String) -> Result<()> {
         let me = self.clone();
-        blocking(move || if me.catalog.revoke_key(&key_id)? { Ok(()) } else { Err(UserError::NotFound("key").into()) }).await
+        blocking(move || {
+            if me.catalog.revoke_key(&key_id)? {
+                Ok(())
+            } else {
+                Err(UserError::NotFound("key").into())
+            }
+        })
+        .await
     }
 
     pub async fn list_tenants(self: &Arc<Self>) -> Result<Vec<(TenantId, i64, u64)>> {
@@ -322,7 +366,12 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            for job in me.catalog.unfinished_jobs()?.into_iter().filter(|j| j.tenant == tenant) {
+            for job in me
+                .catalog
+                .unfinished_jobs()?
+                .into_iter()
+                .filter(|j| j.tenant == tenant)
+            {
                 let _ = std::fs::remove_file(me.blobs.join(&job.id));
             }
             me.catalog.delete_tenant(&tenant)?;
@@ -338,7 +387,10 @@ impl Engine {
     /// Validate and durably accept a document; its job runs in the background.
     pub async fn submit(self: &Arc<Self>, ctx: &TenantCtx, upload: Upload) -> Result<Submitted> {
         if !self.is_ready() {
-            return Err(EngineError::Unavailable { reason: "shutting down", retry_after_secs: 5 });
+            return Err(EngineError::Unavailable {
+                reason: "shutting down",
+                retry_after_secs: 5,
+            });
         }
         validate_metadata(&upload.metadata)?;
         if upload.bytes.is_empty() {
@@ -348,9 +400,15 @@ impl Engine {
             }
             .into());
         }
-        let content_type = match detect(upload.declared_type.as_deref(), upload.file_name.as_deref(), &upload.bytes) {
+        let content_type = match detect(
+            upload.declared_type.as_deref(),
+            upload.file_name.as_deref(),
+            &upload.bytes,
+        ) {
             Ok(t) => t,
-            Err(IngestError::Unsupported(what)) => return Err(UserError::UnsupportedMediaType(what).into()),
+            Err(IngestError::Unsupported(what)) => {
+                return Err(UserError::UnsupportedMediaType(what).into())
+            }
             // Claims to be a PDF but is not one: accepted, and its job fails with pdf_corrupt.
             Err(_) => ContentType::Pdf,
         };
@@ -380,7 +438,10 @@ impl Engine {
                 return Err(UserError::NotFound("tenant").into());
             }
             if me.catalog.queued_jobs_of(ctx2.tenant())? >= max_queued {
-                return Err(UserError::TenantQueueFull { retry_after_secs: 5 }.into());
+                return Err(UserError::TenantQueueFull {
+                    retry_after_secs: 5,
+                }
+                .into());
             }
             // The upload is on disk before the job is acknowledged, so a crash cannot lose it.
             let blob = me.blobs.join(&new.job_id);
@@ -401,29 +462,50 @@ impl Engine {
                 let jid = job_id.clone();
                 blocking(move || {
                     if let Some(job) = me.catalog.job_by_id(&jid)? {
-                        me.catalog.fail_job(&job, "queue_full", "the ingestion queue was full; upload again later")?;
+                        me.catalog.fail_job(
+                            &job,
+                            "queue_full",
+                            "the ingestion queue was full; upload again later",
+                        )?;
                     }
                     let _ = std::fs::remove_file(me.blobs.join(&jid));
                     me.run_gc()
                 })
                 .await?;
-                return Err(EngineError::Unavailable { reason: "ingestion queue full", retry_after_secs: 5 });
+                return Err(EngineError::Unavailable {
+                    reason: "ingestion queue full",
+                    retry_after_secs: 5,
+                });
             }
         }
         Ok(Submitted { doc_id, job_id })
     }
 
     fn notify(&self, job_id: &str) {
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(job_id);
+        let waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job_id);
         for w in waiters.into_iter().flatten() {
             let _ = w.send(());
         }
     }
 
     /// Wait until the job is final (or `timeout` passes) and return it.
-    pub async fn wait_job(self: &Arc<Self>, ctx: &TenantCtx, job_id: &str, timeout: Duration) -> Result<JobRecord> {
+    pub async fn wait_job(
+        self: &Arc<Self>,
+        ctx: &TenantCtx,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<JobRecord> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).entry(job_id.to_string()).or_default().push(tx);
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(job_id.to_string())
+            .or_default()
+            .push(tx);
         let job = self.job(ctx, job_id).await?;
         if job.status.is_final() {
             self.notify(job_id);
@@ -435,15 +517,30 @@ impl Engine {
 
     pub async fn job(self: &Arc<Self>, ctx: &TenantCtx, job_id: &str) -> Result<JobRecord> {
         let (me, ctx, id) = (self.clone(), ctx.clone(), job_id.to_string());
-        blocking(move || me.catalog.job(ctx.tenant(), &id)?.ok_or_else(|| UserError::NotFound("job").into())).await
+        blocking(move || {
+            me.catalog
+                .job(ctx.tenant(), &id)?
+                .ok_or_else(|| UserError::NotFound("job").into())
+        })
+        .await
     }
 
     pub async fn document(self: &Arc<Self>, ctx: &TenantCtx, id: &DocId) -> Result<DocumentRecord> {
         let (me, ctx, id) = (self.clone(), ctx.clone(), id.clone());
-        blocking(move || me.catalog.document(ctx.tenant(), &id)?.ok_or_else(|| UserError::NotFound("document").into())).await
+        blocking(move || {
+            me.catalog
+                .document(ctx.tenant(), &id)?
+                .ok_or_else(|| UserError::NotFound("document").into())
+        })
+        .await
     }
 
-    pub async fn documents(self: &Arc<Self>, ctx: &TenantCtx, limit: usize, after: Option<String>) -> Result<Vec<DocumentRecord>> {
+    pub async fn documents(
+        self: &Arc<Self>,
+        ctx: &TenantCtx,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<Vec<DocumentRecord>> {
         let (me, ctx) = (self.clone(), ctx.clone());
         blocking(move || me.catalog.documents(ctx.tenant(), limit, after.as_deref())).await
     }
@@ -464,8 +561,10 @@ impl Engine {
     pub(crate) fn run_gc(&self) -> Result<()> {
         for task in self.catalog.pending_gc()? {
             let ctx = TenantCtx::authenticated(task.tenant.clone());
-            self.lexical.delete_versions(&ctx, &task.doc, task.versions.clone())?;
-            self.vectors.delete_versions(&ctx, &task.doc, task.versions.clone())?;
+            self.lexical
+                .delete_versions(&ctx, &task.doc, task.versions.clone())?;
+            self.vectors
+                .delete_versions(&ctx, &task.doc, task.versions.clone())?;
             self.catalog.gc_done(&task)?;
         }
         Ok(())
@@ -474,7 +573,9 @@ impl Engine {
     /// Run one ingestion job to its end. Blocking. Every failure becomes the job's error; a
     /// panic anywhere in the pipeline is caught here.
     fn run_job(&self, job_id: &str) -> Result<()> {
-        let Some(job) = self.catalog.job_by_id(job_id)? else { return Ok(()) };
+        let Some(job) = self.catalog.job_by_id(job_id)? else {
+            return Ok(());
+        };
         if job.status.is_final() {
             return Ok(());
         }
@@ -485,19 +586,34 @@ impl Engine {
         match outcome {
             Ok(Ok(n)) => {
                 let committed = self.catalog.commit_job(&job, n as u64)?;
-                tracing::info!(job_id, chunks = n, ms = started.elapsed().as_millis() as u64, superseded = (committed == CommitOutcome::Superseded), "ingestion job done");
+                tracing::info!(
+                    job_id,
+                    chunks = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    superseded = (committed == CommitOutcome::Superseded),
+                    "ingestion job done"
+                );
             }
             Ok(Err(JobError::Document(e))) => {
                 tracing::info!(job_id, code = e.code().as_str(), "document rejected");
-                self.catalog.fail_job(&job, e.code().as_str(), &e.to_string())?;
+                self.catalog
+                    .fail_job(&job, e.code().as_str(), &e.to_string())?;
             }
             Ok(Err(JobError::Engine(e))) => {
                 tracing::error!(job_id, error = %e, "ingestion job failed");
-                self.catalog.fail_job(&job, "internal_error", "internal error while indexing; see server logs")?;
+                self.catalog.fail_job(
+                    &job,
+                    "internal_error",
+                    "internal error while indexing; see server logs",
+                )?;
             }
             Err(_) => {
                 tracing::error!(job_id, "ingestion job panicked");
-                self.catalog.fail_job(&job, "internal_error", "internal error while indexing; see server logs")?;
+                self.catalog.fail_job(
+                    &job,
+                    "internal_error",
+                    "internal error while indexing; see server logs",
+                )?;
             }
         }
         let _ = std::fs::remove_file(blob);
@@ -536,9 +652,13 @@ impl Engine {
         // A retried job may have written part of this version before: start clean.
         let v = job.version..job.version + 1;
         self.lexical.delete_versions(&ctx, &job.doc_id, v.clone())?;
-        self.vectors.delete_versions(&ctx, &job.doc_id, v).map_err(EngineError::from)?;
+        self.vectors
+            .delete_versions(&ctx, &job.doc_id, v)
+            .map_err(EngineError::from)?;
         let points: Vec<(StoredChunk, Vec<f32>)> = stored.iter().cloned().zip(vectors).collect();
-        self.vectors.upsert(&ctx, &points).map_err(EngineError::from)?;
+        self.vectors
+            .upsert(&ctx, &points)
+            .map_err(EngineError::from)?;
         self.lexical.add(&ctx, &stored)?;
         Ok(stored.len())
     }
@@ -557,18 +677,31 @@ impl Engine {
             })
             .collect();
         let mut cached = self.catalog.cached_vectors(ctx.tenant(), &hashes)?;
-        let missing: Vec<usize> = (0..texts.len()).filter(|i| !cached.contains_key(&hashes[*i])).collect();
+        let missing: Vec<usize> = (0..texts.len())
+            .filter(|i| !cached.contains_key(&hashes[*i]))
+            .collect();
         for batch in missing.chunks(32) {
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
-            self.embedded_texts.fetch_add(inputs.len() as u64, Ordering::Relaxed);
-            let out = self.embedder.embed(Lane::Ingest, &inputs).map_err(|e| InternalError::Embedding(e.to_string()))?;
-            let items: Vec<([u8; 32], &[f32])> = batch.iter().zip(&out).map(|(&i, v)| (hashes[i], v.as_slice())).collect();
+            self.embedded_texts
+                .fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            let out = self
+                .embedder
+                .embed(Lane::Ingest, &inputs)
+                .map_err(|e| InternalError::Embedding(e.to_string()))?;
+            let items: Vec<([u8; 32], &[f32])> = batch
+                .iter()
+                .zip(&out)
+                .map(|(&i, v)| (hashes[i], v.as_slice()))
+                .collect();
             self.catalog.cache_vectors(ctx.tenant(), &items)?;
             for (&i, v) in batch.iter().zip(out) {
                 cached.insert(hashes[i], v);
             }
         }
-        Ok(hashes.iter().map(|h| cached.get(h).cloned().unwrap_or_default()).collect())
+        Ok(hashes
+            .iter()
+            .map(|h| cached.get(h).cloned().unwrap_or_default())
+            .collect())
     }
 
     // ---- retrieval ----

@@ -16,7 +16,10 @@ pub enum UserError {
     UnsupportedMediaType(String),
     /// The document's job failed: its bytes could not be turned into text.
     #[error("{message}")]
-    Document { code: IngestErrorCode, message: String },
+    Document {
+        code: IngestErrorCode,
+        message: String,
+    },
     #[error("too many queued documents for this tenant; retry later")]
     TenantQueueFull { retry_after_secs: u64 },
 }
@@ -46,7 +49,10 @@ pub enum EngineError {
     Internal(#[from] InternalError),
     /// Temporary: the ingestion queue is full or the engine is shutting down.
     #[error("service unavailable: {reason}")]
-    Unavailable { reason: &'static str, retry_after_secs: u64 },
+    Unavailable {
+        reason: &'static str,
+        retry_after_secs: u64,
+    },
 }
 
 impl From<rusqlite::Error> for EngineError {

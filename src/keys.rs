@@ -18,7 +18,11 @@ pub fn generate() -> NewKey {
     rng.fill_bytes(&mut secret);
     let key_id = hex::encode(id);
     let secret = hex::encode(secret);
-    NewKey { token: format!("tny_{key_id}_{secret}"), hash: hash(&secret), key_id }
+    NewKey {
+        token: format!("tny_{key_id}_{secret}"),
+        hash: hash(&secret),
+        key_id,
+    }
 }
 
 pub fn hash(secret: &str) -> Vec<u8> {

@@ -8,16 +8,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+    STRING,
 };
 use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{InternalError, Result};
 use crate::store::{ChunkFilter, LegHit, StoredChunk};
 use crate::tenant::{DocId, TenantCtx, TenantId};
+
+/// English BM25 analysis: words, lower-cased, stop words dropped (they carry no evidence and
+/// clutter highlighted snippets), Porter-stemmed.
+const ANALYZER: &str = "tenantry_en";
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -38,7 +57,9 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let analysed = TextOptions::default().set_stored().set_indexing_options(
-        TextFieldIndexing::default().set_tokenizer("en_stem").set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let f = Fields {
         doc_id: b.add_text_field("doc_id", STRING | STORED),
@@ -69,10 +90,21 @@ impl TenantIndex {
     fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema();
-        let mmap = tantivy::directory::MmapDirectory::open(dir).map_err(|e| InternalError::Other(e.to_string()))?;
+        let mmap = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| InternalError::Other(e.to_string()))?;
         let index = Index::open_or_create(mmap, schema)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, reader, writer: Mutex::new(None), fields, last_used: Mutex::new(Instant::now()) })
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            reader,
+            writer: Mutex::new(None),
+            fields,
+            last_used: Mutex::new(Instant::now()),
+        })
     }
 
     /// Run `f` with this index's writer, commit, and make the change visible to searches.
@@ -102,7 +134,11 @@ pub struct LexicalStore {
 impl LexicalStore {
     pub fn new(root: PathBuf, idle: Duration) -> Result<Self> {
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, open: Mutex::new(HashMap::new()), idle })
+        Ok(Self {
+            root,
+            open: Mutex::new(HashMap::new()),
+            idle,
+        })
     }
 
     fn dir(&self, tenant: &TenantId) -> PathBuf {
@@ -154,15 +190,31 @@ impl LexicalStore {
         })
     }
 
-    pub fn delete_versions(&self, ctx: &TenantCtx, doc: &DocId, versions: Range<u64>) -> Result<()> {
-        let Some(ix) = self.get(ctx.tenant(), false)? else { return Ok(()) };
+    pub fn delete_versions(
+        &self,
+        ctx: &TenantCtx,
+        doc: &DocId,
+        versions: Range<u64>,
+    ) -> Result<()> {
+        let Some(ix) = self.get(ctx.tenant(), false)? else {
+            return Ok(());
+        };
         ix.write(|w, f| {
             let q = BooleanQuery::new(vec![
-                (Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.doc_id, doc.as_str()), IndexRecordOption::Basic)) as Box<dyn Query>),
-                (Occur::Must, Box::new(RangeQuery::new(
-                    std::ops::Bound::Included(Term::from_field_u64(f.version, versions.start)),
-                    std::ops::Bound::Excluded(Term::from_field_u64(f.version, versions.end)),
-                ))),
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.doc_id, doc.as_str()),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        std::ops::Bound::Included(Term::from_field_u64(f.version, versions.start)),
+                        std::ops::Bound::Excluded(Term::from_field_u64(f.version, versions.end)),
+                    )),
+                ),
             ]);
             w.delete_query(Box::new(q))?;
             Ok(())
@@ -171,7 +223,11 @@ impl LexicalStore {
 
     /// Remove the tenant's index from memory and disk.
     pub fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
-        let removed = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
+        let removed = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
         drop(removed);
         let dir = self.dir(tenant);
         if dir.exists() {
@@ -186,7 +242,14 @@ impl LexicalStore {
         let before = open.len();
         let idle = self.idle;
         // An index in use elsewhere (Arc held) stays open.
-        open.retain(|_, ix| Arc::strong_count(ix) > 1 || ix.last_used.lock().map(|t| t.elapsed() < idle).unwrap_or(true));
+        open.retain(|_, ix| {
+            Arc::strong_count(ix) > 1
+                || ix
+                    .last_used
+                    .lock()
+                    .map(|t| t.elapsed() < idle)
+                    .unwrap_or(true)
+        });
         before - open.len()
     }
 
@@ -196,23 +259,44 @@ impl LexicalStore {
 
     fn filter_query(f: &Fields, filter: &ChunkFilter) -> Vec<(Occur, Box<dyn Query>)> {
         let term = |field: Field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
         let any = |field: Field, vals: Vec<&str>| -> Box<dyn Query> {
-            Box::new(BooleanQuery::new(vals.into_iter().map(|v| (Occur::Should, term(field, v))).collect()))
+            Box::new(BooleanQuery::new(
+                vals.into_iter()
+                    .map(|v| (Occur::Should, term(field, v)))
+                    .collect(),
+            ))
         };
         let mut out: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !filter.doc_ids.is_empty() {
-            out.push((Occur::Must, any(f.doc_id, filter.doc_ids.iter().map(|d| d.as_str()).collect())));
+            out.push((
+                Occur::Must,
+                any(
+                    f.doc_id,
+                    filter.doc_ids.iter().map(|d| d.as_str()).collect(),
+                ),
+            ));
         }
         if !filter.content_types.is_empty() {
-            out.push((Occur::Must, any(f.content_type, filter.content_types.iter().map(String::as_str).collect())));
+            out.push((
+                Occur::Must,
+                any(
+                    f.content_type,
+                    filter.content_types.iter().map(String::as_str).collect(),
+                ),
+            ));
         }
         for m in &filter.metadata {
             out.push((Occur::Must, term(f.meta, m)));
         }
         // Filters restrict; they must not add to the BM25 score.
-        out.into_iter().map(|(o, q)| (o, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>)).collect()
+        out.into_iter()
+            .map(|(o, q)| (o, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>))
+            .collect()
     }
 
     fn parse(ix: &TenantIndex, query: &str) -> Box<dyn Query> {
@@ -223,8 +307,16 @@ impl LexicalStore {
     }
 
     /// Top `limit` chunks of the caller's tenant by BM25.
-    pub fn search(&self, ctx: &TenantCtx, query: &str, filter: &ChunkFilter, limit: usize) -> Result<Vec<LegHit>> {
-        let Some(ix) = self.get(ctx.tenant(), false)? else { return Ok(vec![]) };
+    pub fn search(
+        &self,
+        ctx: &TenantCtx,
+        query: &str,
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> Result<Vec<LegHit>> {
+        let Some(ix) = self.get(ctx.tenant(), false)? else {
+            return Ok(vec![]);
+        };
         let text_q = Self::parse(&ix, query);
         let mut clauses = vec![(Occur::Must, text_q)];
         clauses.extend(Self::filter_query(&ix.fields, filter));
@@ -234,14 +326,24 @@ impl LexicalStore {
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let d: TantivyDocument = searcher.doc(addr)?;
-            out.push(LegHit { chunk: to_chunk(&d, &ix.fields), score });
+            out.push(LegHit {
+                chunk: to_chunk(&d, &ix.fields),
+                score,
+            });
         }
         Ok(out)
     }
 
     /// HTML snippets of `texts` with the query's terms in `<b>`; `None` where nothing matches.
-    pub fn snippets(&self, ctx: &TenantCtx, query: &str, texts: &[&str]) -> Result<Vec<Option<String>>> {
-        let Some(ix) = self.get(ctx.tenant(), false)? else { return Ok(vec![None; texts.len()]) };
+    pub fn snippets(
+        &self,
+        ctx: &TenantCtx,
+        query: &str,
+        texts: &[&str],
+    ) -> Result<Vec<Option<String>>> {
+        let Some(ix) = self.get(ctx.tenant(), false)? else {
+            return Ok(vec![None; texts.len()]);
+        };
         let q = Self::parse(&ix, query);
         let searcher = ix.reader.searcher();
         let mut gen = SnippetGenerator::create(&searcher, &*q, ix.fields.text)?;
@@ -257,7 +359,12 @@ impl LexicalStore {
 }
 
 fn to_chunk(d: &TantivyDocument, f: &Fields) -> StoredChunk {
-    let s = |field: Field| d.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let s = |field: Field| {
+        d.get_first(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let u = |field: Field| d.get_first(field).and_then(|v| v.as_u64());
     StoredChunk {
         doc_id: DocId::parse(&s(f.doc_id)).unwrap_or_else(|_| DocId::generate()),

@@ -1,6 +1,6 @@
 //! `tenantry` command line: the server, and operator commands on a local data directory.
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,11 @@ use tenantry::tenant::{DocId, TenantCtx, TenantId};
 use tenantry::Engine;
 
 #[derive(Parser)]
-#[command(name = "tenantry", version, about = "Multi-tenant RAG retrieval engine")]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Multi-tenant RAG retrieval engine"
+)]
 struct Cli {
     #[command(flatten)]
     flags: ConfigFlags,
@@ -73,13 +77,21 @@ enum TenantAction {
 
 #[derive(Subcommand)]
 enum KeyAction {
-    Create { #[arg(long)] tenant: String },
-    Revoke { key_id: String },
+    Create {
+        #[arg(long)]
+        tenant: String,
+    },
+    Revoke {
+        key_id: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| "info,tantivy=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
+        .unwrap_or_else(|_| "info,tantivy=warn,qdrant_edge=error".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -89,7 +101,10 @@ fn init_logging(format: LogFormat) {
 fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
     let dir = config.data_dir.clone();
     Engine::open(config).with_context(|| {
-        format!("cannot open data directory {} (is `tenantry serve` using it? then use the HTTP API)", dir.display())
+        format!(
+            "cannot open data directory {} (is `tenantry serve` using it? then use the HTTP API)",
+            dir.display()
+        )
     })
 }
 
@@ -117,11 +132,24 @@ async fn main() -> anyhow::Result<()> {
     init_logging(config.log_format);
     match cli.command {
         Command::Serve { .. } => serve(config).await,
-        Command::Ingest { tenant, paths } => ingest(config, TenantId::parse(&tenant)?, &paths).await,
-        Command::Query { tenant, question, top_k, mode } => {
+        Command::Ingest { tenant, paths } => {
+            ingest(config, TenantId::parse(&tenant)?, &paths).await
+        }
+        Command::Query {
+            tenant,
+            question,
+            top_k,
+            mode,
+        } => {
             let engine = open(config)?;
             let ctx = TenantCtx::operator(TenantId::parse(&tenant)?);
-            let q = Query { text: question, top_k, mode: parse_mode(&mode)?, filter: ChunkFilter::default(), fusion: FusionOverrides::default() };
+            let q = Query {
+                text: question,
+                top_k,
+                mode: parse_mode(&mode)?,
+                filter: ChunkFilter::default(),
+                fusion: FusionOverrides::default(),
+            };
             let out = engine.query(&ctx, q).await?;
             for (i, h) in out.hits.iter().enumerate() {
                 let place = match (h.chunk.page, h.chunk.heading_path.is_empty()) {
@@ -129,9 +157,20 @@ async fn main() -> anyhow::Result<()> {
                     (None, false) => h.chunk.heading_path.join(" > "),
                     _ => String::new(),
                 };
-                println!("{:>2}. [{:.4}] {} — {}\n    {}", i + 1, h.score, h.chunk.title, place, h.snippet.replace('\n', " "));
+                println!(
+                    "{:>2}. [{:.4}] {} — {}\n    {}",
+                    i + 1,
+                    h.score,
+                    h.chunk.title,
+                    place,
+                    h.snippet.replace('\n', " ")
+                );
             }
-            println!("({} results in {:.1} ms)", out.hits.len(), out.timings.total_ms);
+            println!(
+                "({} results in {:.1} ms)",
+                out.hits.len(),
+                out.timings.total_ms
+            );
             engine.flush();
             Ok(())
         }
@@ -140,7 +179,10 @@ async fn main() -> anyhow::Result<()> {
             match action {
                 TenantAction::Create { id } => {
                     let key = engine.create_tenant(TenantId::parse(&id)?).await?;
-                    println!("created tenant {id}\nkey id:  {}\napi key: {}", key.key_id, key.token);
+                    println!(
+                        "created tenant {id}\nkey id:  {}\napi key: {}",
+                        key.key_id, key.token
+                    );
                 }
                 TenantAction::List => {
                     for (id, _, docs) in engine.list_tenants().await? {
@@ -177,7 +219,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let engine = tokio::task::spawn_blocking(move || open(config)).await??;
     engine.start().await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, data_dir = %engine.data_dir().display(), "tenantry serving");
     let app = tenantry::api::router(engine.clone());
     let drain = engine.clone();
@@ -196,31 +240,44 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
 
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Files to ingest with their document ids: a file's name, or its path inside a given directory.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
-                let mut entries: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                let mut entries: Vec<_> = std::fs::read_dir(&dir)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
                 entries.sort();
                 for e in entries {
                     if e.is_dir() {
                         stack.push(e);
                     } else {
-                        out.push(e);
+                        let id = e
+                            .strip_prefix(p)
+                            .unwrap_or(&e)
+                            .to_string_lossy()
+                            .into_owned();
+                        out.push((e, id));
                     }
                 }
             }
         } else if p.is_file() {
-            out.push(p.clone());
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((p.clone(), name));
         } else {
             bail!("{}: no such file or directory", p.display());
         }
@@ -228,26 +285,33 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn doc_id_for(path: &Path) -> anyhow::Result<DocId> {
-    Ok(DocId::parse(&path.to_string_lossy())?)
-}
-
 async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::Result<()> {
     let files = collect_files(paths)?;
     let engine = open(config)?;
     engine.start().await?;
-    if !engine.list_tenants().await?.iter().any(|(t, _, _)| *t == tenant) {
+    if !engine
+        .list_tenants()
+        .await?
+        .iter()
+        .any(|(t, _, _)| *t == tenant)
+    {
         bail!("no tenant {tenant}: create it first with `tenantry tenants create {tenant}`");
     }
     let ctx = TenantCtx::operator(tenant);
     let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"),
+    );
     let started = Instant::now();
     let (mut ok, mut failed, mut chunks) = (0usize, Vec::new(), 0u64);
-    for f in &files {
-        bar.set_message(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    for (f, id) in &files {
+        bar.set_message(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         let upload = Upload {
-            doc_id: Some(doc_id_for(f)?),
+            doc_id: Some(DocId::parse(id)?),
             title: f.file_name().map(|n| n.to_string_lossy().into_owned()),
             file_name: f.file_name().map(|n| n.to_string_lossy().into_owned()),
             bytes: std::fs::read(f)?,
@@ -256,14 +320,22 @@ async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::
         match engine.submit(&ctx, upload).await {
             Err(e) => failed.push((f.clone(), e.to_string())),
             Ok(s) => {
-                let job = engine.wait_job(&ctx, &s.job_id, Duration::from_secs(3600)).await?;
+                let job = engine
+                    .wait_job(&ctx, &s.job_id, Duration::from_secs(3600))
+                    .await?;
                 match job.status {
                     JobStatus::Succeeded => {
                         ok += 1;
-                        chunks += engine.document(&ctx, &s.doc_id).await.map(|d| d.chunk_count).unwrap_or(0);
+                        chunks += engine
+                            .document(&ctx, &s.doc_id)
+                            .await
+                            .map(|d| d.chunk_count)
+                            .unwrap_or(0);
                     }
                     _ => {
-                        let (code, msg) = job.error.unwrap_or_else(|| ("unknown".into(), "job did not finish".into()));
+                        let (code, msg) = job
+                            .error
+                            .unwrap_or_else(|| ("unknown".into(), "job did not finish".into()));
                         failed.push((f.clone(), format!("{code}: {msg}")));
                     }
                 }
@@ -273,10 +345,17 @@ async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    println!("ingested {ok} documents ({chunks} chunks) in {secs:.1} s; {} failed", failed.len());
+    println!(
+        "ingested {ok} documents ({chunks} chunks) in {secs:.1} s; {} failed",
+        failed.len()
+    );
     for (f, why) in &failed {
         println!("  FAILED {}: {why}", f.display());
     }
     engine.flush();
-    if failed.is_empty() { Ok(()) } else { std::process::exit(2) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(2)
+    }
 }

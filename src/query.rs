@@ -77,17 +77,32 @@ impl Query {
             return Err(UserError::Invalid("query must not be empty".into()));
         }
         if self.text.chars().count() > MAX_QUERY_CHARS {
-            return Err(UserError::Invalid(format!("query is longer than {MAX_QUERY_CHARS} characters")));
+            return Err(UserError::Invalid(format!(
+                "query is longer than {MAX_QUERY_CHARS} characters"
+            )));
         }
         if !(1..=MAX_TOP_K).contains(&self.top_k) {
-            return Err(UserError::Invalid(format!("top_k must be between 1 and {MAX_TOP_K}")));
+            return Err(UserError::Invalid(format!(
+                "top_k must be between 1 and {MAX_TOP_K}"
+            )));
         }
         let f = &self.fusion;
-        if f.rrf_k.is_some_and(|k| !(k > 0.0)) || [f.dense_weight, f.bm25_weight].iter().flatten().any(|w| !(*w >= 0.0)) {
-            return Err(UserError::Invalid("fusion: rrf_k must be > 0 and weights >= 0".into()));
+        if f.rrf_k.is_some_and(|k| !(k > 0.0))
+            || [f.dense_weight, f.bm25_weight]
+                .iter()
+                .flatten()
+                .any(|w| !(*w >= 0.0))
+        {
+            return Err(UserError::Invalid(
+                "fusion: rrf_k must be > 0 and weights >= 0".into(),
+            ));
         }
-        if f.candidates_per_leg.is_some_and(|c| !(1..=1000).contains(&c)) {
-            return Err(UserError::Invalid("fusion: candidates_per_leg must be between 1 and 1000".into()));
+        if f.candidates_per_leg
+            .is_some_and(|c| !(1..=1000).contains(&c))
+        {
+            return Err(UserError::Invalid(
+                "fusion: candidates_per_leg must be between 1 and 1000".into(),
+            ));
         }
         Ok(())
     }
@@ -107,7 +122,10 @@ pub fn rrf<K: Clone + Eq + std::hash::Hash>(legs: &[(&[K], f32)], k: f32) -> Vec
             e.0 += weight / (k + (i + 1) as f32);
         }
     }
-    let mut out: Vec<(K, f32, usize)> = scores.into_iter().map(|(key, (s, o))| (key, s, o)).collect();
+    let mut out: Vec<(K, f32, usize)> = scores
+        .into_iter()
+        .map(|(key, (s, o))| (key, s, o))
+        .collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     out.into_iter().map(|(key, s, _)| (key, s)).collect()
 }
@@ -119,11 +137,17 @@ fn key(c: &StoredChunk) -> Key {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn opening(text: &str, max: usize) -> String {
-    let end = text.char_indices().nth(max).map(|(i, _)| i).unwrap_or(text.len());
+    let end = text
+        .char_indices()
+        .nth(max)
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
     escape(&text[..end])
 }
 
@@ -131,17 +155,29 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
     q.validate()?;
     let total = Instant::now();
     let cfg = &engine.config.query;
-    let candidates = q.fusion.candidates_per_leg.unwrap_or(cfg.candidates_per_leg).max(q.top_k);
+    let candidates = q
+        .fusion
+        .candidates_per_leg
+        .unwrap_or(cfg.candidates_per_leg)
+        .max(q.top_k);
     let mut timings = Timings::default();
 
     let dense = async {
         if q.mode == Mode::Bm25 {
             return Ok((vec![], 0.0, 0.0));
         }
-        let (e, c, text, filter) = (engine.clone(), ctx.clone(), q.text.clone(), q.filter.clone());
+        let (e, c, text, filter) = (
+            engine.clone(),
+            ctx.clone(),
+            q.text.clone(),
+            q.filter.clone(),
+        );
         blocking(move || {
             let t = Instant::now();
-            let v = e.embedder.embed(Lane::Query, &[text.as_str()]).map_err(|e| InternalError::Embedding(e.to_string()))?;
+            let v = e
+                .embedder
+                .embed(Lane::Query, &[text.as_str()])
+                .map_err(|e| InternalError::Embedding(e.to_string()))?;
             let embed_ms = ms(t);
             let t = Instant::now();
             let hits = e.vectors.search(&c, &v[0], &filter, candidates)?;
@@ -153,7 +189,12 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         if q.mode == Mode::Dense {
             return Ok((vec![], 0.0));
         }
-        let (e, c, text, filter) = (engine.clone(), ctx.clone(), q.text.clone(), q.filter.clone());
+        let (e, c, text, filter) = (
+            engine.clone(),
+            ctx.clone(),
+            q.text.clone(),
+            q.filter.clone(),
+        );
         blocking(move || {
             let t = Instant::now();
             let hits = e.lexical.search(&c, &text, &filter, candidates)?;
@@ -175,7 +216,11 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         let cfg = &e.config.query;
         // Only chunks of each document's live version are visible: a version being written,
         // replaced or deleted never shows, in either leg.
-        let mut ids: Vec<&str> = dense_hits.iter().chain(&bm25_hits).map(|h| h.chunk.doc_id.as_str()).collect();
+        let mut ids: Vec<&str> = dense_hits
+            .iter()
+            .chain(&bm25_hits)
+            .map(|h| h.chunk.doc_id.as_str())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         let live = e.catalog.live_versions(c.tenant(), &ids)?;
@@ -185,14 +230,24 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
 
         let dense_keys: Vec<Key> = dense_hits.iter().map(|h| key(&h.chunk)).collect();
         let bm25_keys: Vec<Key> = bm25_hits.iter().map(|h| key(&h.chunk)).collect();
-        let rank_of = |keys: &[Key]| -> HashMap<Key, usize> { keys.iter().enumerate().map(|(i, k)| (k.clone(), i + 1)).collect() };
+        let rank_of = |keys: &[Key]| -> HashMap<Key, usize> {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), i + 1))
+                .collect()
+        };
         let (dense_rank, bm25_rank) = (rank_of(&dense_keys), rank_of(&bm25_keys));
         let mut by_key: HashMap<Key, StoredChunk> = HashMap::new();
         for h in dense_hits.iter().chain(&bm25_hits) {
-            by_key.entry(key(&h.chunk)).or_insert_with(|| h.chunk.clone());
+            by_key
+                .entry(key(&h.chunk))
+                .or_insert_with(|| h.chunk.clone());
         }
         let ranked: Vec<(Key, f32)> = match mode {
-            Mode::Dense => dense_hits.iter().map(|h| (key(&h.chunk), h.score)).collect(),
+            Mode::Dense => dense_hits
+                .iter()
+                .map(|h| (key(&h.chunk), h.score))
+                .collect(),
             Mode::Bm25 => bm25_hits.iter().map(|h| (key(&h.chunk), h.score)).collect(),
             Mode::Hybrid => rrf(
                 &[
@@ -243,6 +298,9 @@ mod tests {
         assert_eq!(out.len(), 4);
         // A zero weight removes a leg's influence entirely.
         let out = rrf(&[(&a[..], 1.0), (&b[..], 0.0)], 60.0);
-        assert_eq!(out.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec!["x", "y", "z", "w"]);
+        assert_eq!(
+            out.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec!["x", "y", "z", "w"]
+        );
     }
 }

@@ -35,7 +35,9 @@ pub fn metadata_terms(m: &serde_json::Map<String, serde_json::Value>) -> Vec<Str
     let mut out = Vec::new();
     for (k, v) in m {
         match v {
-            serde_json::Value::Array(items) => out.extend(items.iter().filter_map(|i| scalar(i).map(|s| term(k, &s)))),
+            serde_json::Value::Array(items) => {
+                out.extend(items.iter().filter_map(|i| scalar(i).map(|s| term(k, &s))))
+            }
             other => out.extend(scalar(other).map(|s| term(k, &s))),
         }
     }

@@ -13,7 +13,8 @@ impl TenantId {
     pub fn parse(s: &str) -> Result<Self, UserError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
             && s.as_bytes()[0].is_ascii_alphanumeric();
         if ok {
             Ok(Self(s.to_string()))
@@ -66,7 +67,9 @@ pub struct DocId(String);
 impl DocId {
     pub fn parse(s: &str) -> Result<Self, UserError> {
         if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_control()) {
-            return Err(UserError::Invalid("document id must be 1-256 characters with no control characters".into()));
+            return Err(UserError::Invalid(
+                "document id must be 1-256 characters with no control characters".into(),
+            ));
         }
         Ok(Self(s.to_string()))
     }

@@ -7,11 +7,12 @@ use std::path::Path;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::uuid::Uuid;
 use qdrant_edge::{
-    Condition, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParams, FieldCondition,
-    FieldIndexOperations, Filter, HnswIndexConfig, JsonPath, KeywordIndexParams, Match, NamedQuery, Payload,
-    PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType, PointId, PointInsertOperations, PointOperations,
-    PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, UpdateOperation, VectorInternal, VectorPersisted,
-    VectorStructPersisted, WithPayloadInterface, WithVector,
+    Condition, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParams,
+    FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath, KeywordIndexParams,
+    Match, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType,
+    PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
+    ScoringQuery, UpdateOperation, VectorInternal, VectorPersisted, VectorStructPersisted,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -32,7 +33,13 @@ type VResult<T> = Result<T, InternalError>;
 pub trait VectorStore: Send + Sync {
     fn upsert(&self, ctx: &TenantCtx, points: &[(StoredChunk, Vec<f32>)]) -> VResult<()>;
     fn delete_versions(&self, ctx: &TenantCtx, doc: &DocId, versions: Range<u64>) -> VResult<()>;
-    fn search(&self, ctx: &TenantCtx, vector: &[f32], filter: &ChunkFilter, limit: usize) -> VResult<Vec<LegHit>>;
+    fn search(
+        &self,
+        ctx: &TenantCtx,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> VResult<Vec<LegHit>>;
     /// Operator action: remove every point of a tenant.
     fn drop_tenant(&self, tenant: &TenantId) -> VResult<()>;
     /// Background maintenance (index building); never called on the request path.
@@ -55,15 +62,24 @@ fn err(e: impl std::fmt::Display) -> InternalError {
 
 /// A top-level payload key (our keys are plain identifiers, so no parsing is needed).
 fn key_path(key: &str) -> JsonPath {
-    JsonPath { first_key: key.to_string(), rest: vec![] }
+    JsonPath {
+        first_key: key.to_string(),
+        rest: vec![],
+    }
 }
 
 fn keyword(key: &str, value: &str) -> Condition {
-    Condition::Field(FieldCondition::new_match(key_path(key), Match::from(value.to_string())))
+    Condition::Field(FieldCondition::new_match(
+        key_path(key),
+        Match::from(value.to_string()),
+    ))
 }
 
 fn any_of(key: &str, values: Vec<String>) -> Condition {
-    Condition::Field(FieldCondition::new_match(key_path(key), Match::from(values)))
+    Condition::Field(FieldCondition::new_match(
+        key_path(key),
+        Match::from(values),
+    ))
 }
 
 fn tenant_filter(tenant: &TenantId) -> Filter {
@@ -92,27 +108,47 @@ impl EdgeVectorStore {
             EdgeShard::load(path, None).map_err(err)?
         } else {
             std::fs::create_dir_all(path).map_err(err)?;
-            let hnsw = HnswIndexConfig { m: 0, payload_m: Some(16), ..Default::default() };
+            let hnsw = HnswIndexConfig {
+                m: 0,
+                payload_m: Some(16),
+                ..Default::default()
+            };
             let config = EdgeConfigBuilder::new()
-                .vector(VECTOR, EdgeVectorParams::builder(dim, Distance::Cosine).build())
+                .vector(
+                    VECTOR,
+                    EdgeVectorParams::builder(dim, Distance::Cosine).build(),
+                )
                 .hnsw_config(hnsw)
                 .build();
             let shard = EdgeShard::new(path, config).map_err(err)?;
             let index = |name: &str, schema: PayloadFieldSchema| {
-                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                    field_name: key_path(name),
-                    field_schema: Some(schema),
-                }))
+                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                    CreateIndex {
+                        field_name: key_path(name),
+                        field_schema: Some(schema),
+                    },
+                ))
             };
-            let tenant_kw = PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
-                is_tenant: Some(true),
-                ..Default::default()
-            }));
+            let tenant_kw =
+                PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
+                    is_tenant: Some(true),
+                    ..Default::default()
+                }));
             shard.update(index("tenant_id", tenant_kw)).map_err(err)?;
             for kw in ["doc_id", "content_type", "meta"] {
-                shard.update(index(kw, PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword))).map_err(err)?;
+                shard
+                    .update(index(
+                        kw,
+                        PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
+                    ))
+                    .map_err(err)?;
             }
-            shard.update(index("version", PayloadFieldSchema::FieldType(PayloadSchemaType::Integer))).map_err(err)?;
+            shard
+                .update(index(
+                    "version",
+                    PayloadFieldSchema::FieldType(PayloadSchemaType::Integer),
+                ))
+                .map_err(err)?;
             shard
         };
         Ok(Self { shard })
@@ -143,7 +179,12 @@ fn payload(tenant: &TenantId, c: &StoredChunk) -> Payload {
 
 fn from_payload(p: &Payload) -> Option<StoredChunk> {
     let m = &p.0;
-    let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let u = |k: &str| m.get(k).and_then(Value::as_u64);
     Some(StoredChunk {
         doc_id: DocId::parse(m.get("doc_id")?.as_str()?).ok()?,
@@ -153,8 +194,13 @@ fn from_payload(p: &Payload) -> Option<StoredChunk> {
         text: s("text"),
         content_type: s("content_type"),
         page: u("page").map(|p| p as u32),
-        heading_path: serde_json::from_value(m.get("heading_path").cloned().unwrap_or(Value::Null)).unwrap_or_default(),
-        metadata: m.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default(),
+        heading_path: serde_json::from_value(m.get("heading_path").cloned().unwrap_or(Value::Null))
+            .unwrap_or_default(),
+        metadata: m
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         start: u("start").unwrap_or(0),
         end: u("end").unwrap_or(0),
     })
@@ -168,11 +214,16 @@ impl VectorStore for EdgeVectorStore {
                 .iter()
                 .map(|(c, v)| PointStructPersisted {
                     id: point_id(ctx.tenant(), c),
-                    vector: VectorStructPersisted::Named(HashMap::from([(VECTOR.to_string(), VectorPersisted::Dense(v.clone()))])),
+                    vector: VectorStructPersisted::Named(HashMap::from([(
+                        VECTOR.to_string(),
+                        VectorPersisted::Dense(v.clone()),
+                    )])),
                     payload: Some(payload(ctx.tenant(), c)),
                 })
                 .collect();
-            let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)));
+            let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(list),
+            ));
             self.shard.update(op).map_err(err)?;
         }
         Ok(())
@@ -191,16 +242,31 @@ impl VectorStore for EdgeVectorStore {
             Condition::Field(FieldCondition::new_range(key_path("version"), range)),
         ]);
         self.shard
-            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(filter),
+            ))
             .map_err(err)
     }
 
-    fn search(&self, ctx: &TenantCtx, vector: &[f32], filter: &ChunkFilter, limit: usize) -> VResult<Vec<LegHit>> {
+    fn search(
+        &self,
+        ctx: &TenantCtx,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> VResult<Vec<LegHit>> {
         // The tenant condition is added here, not by callers: no filter can widen it.
         let mut f = tenant_filter(ctx.tenant());
         let must = f.must.get_or_insert_with(Vec::new);
         if !filter.doc_ids.is_empty() {
-            must.push(any_of("doc_id", filter.doc_ids.iter().map(|d| d.as_str().to_string()).collect()));
+            must.push(any_of(
+                "doc_id",
+                filter
+                    .doc_ids
+                    .iter()
+                    .map(|d| d.as_str().to_string())
+                    .collect(),
+            ));
         }
         if !filter.content_types.is_empty() {
             must.push(any_of("content_type", filter.content_types.clone()));
@@ -225,13 +291,20 @@ impl VectorStore for EdgeVectorStore {
         let points = self.shard.query(request).map_err(err)?;
         Ok(points
             .into_iter()
-            .filter_map(|p| Some(LegHit { chunk: from_payload(p.payload.as_ref()?)?, score: p.score }))
+            .filter_map(|p| {
+                Some(LegHit {
+                    chunk: from_payload(p.payload.as_ref()?)?,
+                    score: p.score,
+                })
+            })
             .collect())
     }
 
     fn drop_tenant(&self, tenant: &TenantId) -> VResult<()> {
         self.shard
-            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(tenant_filter(tenant))))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(tenant_filter(tenant)),
+            ))
             .map_err(err)
     }
 

@@ -53,7 +53,10 @@ impl Chunker {
 
     /// Tokens the model sees for `text`, without special tokens.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.tokenizer.encode_fast(text, false).map(|e| e.len()).unwrap_or(usize::MAX)
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.len())
+            .unwrap_or(usize::MAX)
     }
 
     pub fn chunk(&self, doc: &Extracted, content_type: ContentType) -> Vec<Chunk> {

@@ -20,7 +20,12 @@ impl ContentType {
     }
 
     pub fn from_mime(mime: &str) -> Option<Self> {
-        let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = mime
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "application/pdf" | "application/x-pdf" => Some(Self::Pdf),
             "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
@@ -44,14 +49,30 @@ impl ContentType {
 
 /// Generic types that say nothing: fall through to the content and the file name.
 fn is_generic(mime: &str) -> bool {
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    matches!(essence.as_str(), "" | "application/octet-stream" | "binary/octet-stream")
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "" | "application/octet-stream" | "binary/octet-stream"
+    )
 }
 
 /// Binary formats we recognise by signature but cannot ingest: refused rather than read as text.
 const FOREIGN_MAGIC: &[&[u8]] = &[
-    b"\x89PNG", b"\xFF\xD8\xFF", b"GIF8", b"PK\x03\x04", b"\x1F\x8B", b"\x7FELF", b"BZh",
-    b"\xFD7zXZ", b"RIFF", b"\xD0\xCF\x11\xE0",
+    b"\x89PNG",
+    b"\xFF\xD8\xFF",
+    b"GIF8",
+    b"PK\x03\x04",
+    b"\x1F\x8B",
+    b"\x7FELF",
+    b"BZh",
+    b"\xFD7zXZ",
+    b"RIFF",
+    b"\xD0\xCF\x11\xE0",
 ];
 
 /// Decide a document's type. The bytes win over what the client claims: a PDF uploaded as
@@ -66,11 +87,15 @@ pub fn detect(
         return Ok(ContentType::Pdf);
     }
     if FOREIGN_MAGIC.iter().any(|m| bytes.starts_with(m)) {
-        return Err(IngestError::Unsupported("binary content (recognised file signature)".into()));
+        return Err(IngestError::Unsupported(
+            "binary content (recognised file signature)".into(),
+        ));
     }
     let declared_type = match declared.filter(|d| !is_generic(d)) {
         Some(d) => match ContentType::from_mime(d) {
-            Some(ContentType::Pdf) => return Err(IngestError::PdfCorrupt("no %PDF- header".into())),
+            Some(ContentType::Pdf) => {
+                return Err(IngestError::PdfCorrupt("no %PDF- header".into()))
+            }
             Some(t) => Some(t),
             None => return Err(IngestError::Unsupported(d.to_string())),
         },
@@ -104,18 +129,35 @@ mod tests {
 
     #[test]
     fn magic_bytes_beat_the_declared_type() {
-        assert_eq!(detect(Some("text/plain"), Some("a.txt"), b"%PDF-1.4 ...").unwrap(), ContentType::Pdf);
+        assert_eq!(
+            detect(Some("text/plain"), Some("a.txt"), b"%PDF-1.4 ...").unwrap(),
+            ContentType::Pdf
+        );
         assert!(detect(Some("text/plain"), Some("a.txt"), b"\x89PNG\r\n\x1a\n").is_err());
     }
 
     #[test]
     fn declared_then_extension_then_sniffing() {
-        assert_eq!(detect(Some("text/markdown"), None, b"# hi").unwrap(), ContentType::Markdown);
-        assert_eq!(detect(None, Some("x.md"), b"# hi").unwrap(), ContentType::Markdown);
-        assert_eq!(detect(None, None, b"<!DOCTYPE html><p>x").unwrap(), ContentType::Html);
-        assert_eq!(detect(Some("application/octet-stream"), None, b"plain").unwrap(), ContentType::Text);
         assert_eq!(
-            detect(Some("image/png"), None, b"whatever").unwrap_err().code(),
+            detect(Some("text/markdown"), None, b"# hi").unwrap(),
+            ContentType::Markdown
+        );
+        assert_eq!(
+            detect(None, Some("x.md"), b"# hi").unwrap(),
+            ContentType::Markdown
+        );
+        assert_eq!(
+            detect(None, None, b"<!DOCTYPE html><p>x").unwrap(),
+            ContentType::Html
+        );
+        assert_eq!(
+            detect(Some("application/octet-stream"), None, b"plain").unwrap(),
+            ContentType::Text
+        );
+        assert_eq!(
+            detect(Some("image/png"), None, b"whatever")
+                .unwrap_err()
+                .code(),
             crate::IngestErrorCode::UnsupportedMediaType
         );
     }

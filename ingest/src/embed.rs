@@ -2,7 +2,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
 
 use crate::error::IngestError;
 
@@ -57,7 +59,10 @@ pub struct FastEmbedder {
 
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
     std::fs::read(dir.join(name)).map_err(|e| {
-        format!("cannot read {}: {e} (run `make setup`, or point TENANTRY_MODEL_DIR at the model)", dir.join(name).display())
+        format!(
+            "cannot read {}: {e} (run `make setup`, or point TENANTRY_MODEL_DIR at the model)",
+            dir.join(name).display()
+        )
     })
 }
 
@@ -84,7 +89,10 @@ impl FastEmbedder {
             })?,
         };
         if !dylib.is_file() {
-            return Err(format!("ONNX Runtime library not found at {} (run `make setup`)", dylib.display()));
+            return Err(format!(
+                "ONNX Runtime library not found at {} (run `make setup`)",
+                dylib.display()
+            ));
         }
         let env = ort_environment(&dylib)?;
         let make = || -> Result<TextEmbedding, String> {
@@ -102,7 +110,8 @@ impl FastEmbedder {
                         .with_environment(env.clone())
                         .with_max_length(config.max_length)
                         .with_intra_threads(config.intra_threads.max(1));
-                    TextEmbedding::try_new_from_user_defined(model, opts).map_err(|e| format!("cannot load model: {e}"))
+                    TextEmbedding::try_new_from_user_defined(model, opts)
+                        .map_err(|e| format!("cannot load model: {e}"))
                 }
                 ModelSource::Hub(name) => hub_model(name, config, &env),
             }
@@ -111,28 +120,50 @@ impl FastEmbedder {
         let model_id = match &config.source {
             ModelSource::Local(dir) => format!(
                 "local:{}",
-                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ),
             ModelSource::Hub(name) => format!("hub:{name}"),
         };
-        let mut me = Self { model_id, dim: 0, batch_size: config.batch_size.max(1), lanes };
-        me.dim = me.embed(Lane::Query, &["dimension probe"]).map_err(|e| e.to_string())?[0].len();
+        let mut me = Self {
+            model_id,
+            dim: 0,
+            batch_size: config.batch_size.max(1),
+            lanes,
+        };
+        me.dim = me
+            .embed(Lane::Query, &["dimension probe"])
+            .map_err(|e| e.to_string())?[0]
+            .len();
         Ok(me)
     }
 }
 
 #[cfg(feature = "hub-download")]
-fn hub_model(name: &str, config: &EmbedderConfig, env: &ort::environment::Environment) -> Result<TextEmbedding, String> {
+fn hub_model(
+    name: &str,
+    config: &EmbedderConfig,
+    env: &ort::environment::Environment,
+) -> Result<TextEmbedding, String> {
     use fastembed::{EmbeddingModel, TextInitOptions};
-    let model: EmbeddingModel = name.parse().map_err(|e| format!("unknown hub model {name}: {e}"))?;
+    let model: EmbeddingModel = name
+        .parse()
+        .map_err(|e| format!("unknown hub model {name}: {e}"))?;
     let mut opts = TextInitOptions::new(model).with_max_length(config.max_length);
     opts.environment = Some(env.clone());
     TextEmbedding::try_new(opts).map_err(|e| format!("cannot load hub model {name}: {e}"))
 }
 
 #[cfg(not(feature = "hub-download"))]
-fn hub_model(name: &str, _: &EmbedderConfig, _: &ort::environment::Environment) -> Result<TextEmbedding, String> {
-    Err(format!("model {name} needs the hub: rebuild with `--features hub-download` (network required)"))
+fn hub_model(
+    name: &str,
+    _: &EmbedderConfig,
+    _: &ort::environment::Environment,
+) -> Result<TextEmbedding, String> {
+    Err(format!(
+        "model {name} needs the hub: rebuild with `--features hub-download` (network required)"
+    ))
 }
 
 impl Embedder for FastEmbedder {
@@ -151,6 +182,8 @@ impl Embedder for FastEmbedder {
         let slot = &self.lanes[lane as usize];
         // A poisoned lane only means an earlier call panicked mid-batch; the session is stateless.
         let mut model = slot.lock().unwrap_or_else(|p| p.into_inner());
-        model.embed(texts, Some(self.batch_size)).map_err(|e| IngestError::Embedding(e.to_string()))
+        model
+            .embed(texts, Some(self.batch_size))
+            .map_err(|e| IngestError::Embedding(e.to_string()))
     }
 }

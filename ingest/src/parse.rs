@@ -57,7 +57,11 @@ fn utf8(bytes: &[u8]) -> Result<&str, IngestError> {
 }
 
 fn single_section(text: String) -> Extracted {
-    let sections = vec![Section { range: 0..text.len(), page: None, heading_path: vec![] }];
+    let sections = vec![Section {
+        range: 0..text.len(),
+        page: None,
+        heading_path: vec![],
+    }];
     Extracted { text, sections }
 }
 
@@ -106,7 +110,9 @@ fn parse_markdown(src: &str) -> Result<Extracted, IngestError> {
                 }
             }
             Event::End(TagEnd::Heading(_)) => {
-                let Some((lvl, start, title)) = current.take() else { continue };
+                let Some((lvl, start, title)) = current.take() else {
+                    continue;
+                };
                 push_section(&mut sections, section_start..start, &stack);
                 section_start = start;
                 while stack.last().is_some_and(|(l, _)| *l >= lvl) {
@@ -118,7 +124,10 @@ fn parse_markdown(src: &str) -> Result<Extracted, IngestError> {
         }
     }
     push_section(&mut sections, section_start..src.len(), &stack);
-    Ok(Extracted { text: src.to_string(), sections })
+    Ok(Extracted {
+        text: src.to_string(),
+        sections,
+    })
 }
 
 fn push_section(sections: &mut Vec<Section>, range: Range<usize>, stack: &[(usize, String)]) {
@@ -138,13 +147,47 @@ const SKIP_TAGS: &[&str] = &[
 ];
 /// Class names of boilerplate blocks in common generators (Sphinx, Docusaurus, MkDocs...).
 const SKIP_CLASSES: &[&str] = &[
-    "sphinxsidebar", "related", "footer", "navbar", "breadcrumbs", "sidebar", "headerlink",
-    "skip-link", "md-sidebar", "md-header", "md-footer",
+    "sphinxsidebar",
+    "related",
+    "footer",
+    "navbar",
+    "breadcrumbs",
+    "sidebar",
+    "headerlink",
+    "skip-link",
+    "md-sidebar",
+    "md-header",
+    "md-footer",
 ];
 const BLOCK_TAGS: &[&str] = &[
-    "p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "table", "tr",
-    "td", "th", "pre", "blockquote", "br", "hr", "figure", "figcaption", "h1", "h2", "h3", "h4",
-    "h5", "h6", "body",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "pre",
+    "blockquote",
+    "br",
+    "hr",
+    "figure",
+    "figcaption",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "body",
 ];
 
 struct HtmlText {
@@ -170,12 +213,18 @@ impl HtmlText {
         }
         for word in s.split_whitespace() {
             let glue = !self.text.is_empty() && !self.text.ends_with(['\n', ' ']);
-            if glue || (s.starts_with(char::is_whitespace) && self.text.ends_with(|c: char| !c.is_whitespace())) {
+            if glue
+                || (s.starts_with(char::is_whitespace)
+                    && self.text.ends_with(|c: char| !c.is_whitespace()))
+            {
                 self.text.push(' ');
             }
             self.text.push_str(word);
         }
-        if s.ends_with(char::is_whitespace) && !self.text.is_empty() && !self.text.ends_with(['\n', ' ']) {
+        if s.ends_with(char::is_whitespace)
+            && !self.text.is_empty()
+            && !self.text.ends_with(['\n', ' '])
+        {
             self.text.push(' ');
         }
     }
@@ -191,7 +240,9 @@ impl HtmlText {
             return;
         }
         let heading = match name {
-            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => Some(name.as_bytes()[1] as usize - b'0' as usize),
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                Some(name.as_bytes()[1] as usize - b'0' as usize)
+            }
             _ => None,
         };
         let block = BLOCK_TAGS.contains(&name);
@@ -230,18 +281,29 @@ impl HtmlText {
 
 fn heading_text(el: ElementRef<'_>) -> String {
     let raw: String = el.text().collect();
-    raw.replace('¶', "").split_whitespace().collect::<Vec<_>>().join(" ")
+    raw.replace('¶', "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_html(src: &str) -> Extracted {
     let doc = Html::parse_document(src);
-    let mut out = HtmlText { text: String::new(), sections: vec![], section_start: 0, stack: vec![] };
+    let mut out = HtmlText {
+        text: String::new(),
+        sections: vec![],
+        section_start: 0,
+        stack: vec![],
+    };
     out.walk(doc.root_element(), false);
     let end = out.text.trim_end().len();
     out.text.truncate(end);
     let tail = out.section_start..out.text.len();
     push_section(&mut out.sections, tail, &out.stack);
-    Extracted { text: out.text, sections: out.sections }
+    Extracted {
+        text: out.text,
+        sections: out.sections,
+    }
 }
 
 #[cfg(test)]
@@ -252,7 +314,11 @@ mod tests {
     fn markdown_heading_paths() {
         let md = "intro\n\n# A\n\ntext a\n\n## B\n\ntext b\n\n# C\n\ntext c\n";
         let e = parse(md.as_bytes(), ContentType::Markdown).unwrap();
-        let paths: Vec<_> = e.sections.iter().map(|s| s.heading_path.join(" > ")).collect();
+        let paths: Vec<_> = e
+            .sections
+            .iter()
+            .map(|s| s.heading_path.join(" > "))
+            .collect();
         assert_eq!(paths, vec!["", "A", "A > B", "C"]);
         assert_eq!(&e.text[e.sections[2].range.clone()], "## B\n\ntext b\n\n");
     }
@@ -265,14 +331,27 @@ mod tests {
             <script>alert(1)</script><h2>Install</h2><p>Run it.</p></body></html>"#;
         let e = parse(html.as_bytes(), ContentType::Html).unwrap();
         assert_eq!(e.text, "Guide\nHello bold world.\nInstall\nRun it.");
-        let paths: Vec<_> = e.sections.iter().map(|s| s.heading_path.join(" > ")).collect();
+        let paths: Vec<_> = e
+            .sections
+            .iter()
+            .map(|s| s.heading_path.join(" > "))
+            .collect();
         assert_eq!(paths, vec!["Guide", "Guide > Install"]);
     }
 
     #[test]
     fn bad_inputs_have_codes() {
-        assert!(matches!(parse(b"\xff\xfe\xfd", ContentType::Text), Err(IngestError::InvalidUtf8(0))));
-        assert!(matches!(parse(b"  \n ", ContentType::Text), Err(IngestError::Empty)));
-        assert!(matches!(parse(b"%PDF-1.4 garbage", ContentType::Pdf), Err(IngestError::PdfCorrupt(_))));
+        assert!(matches!(
+            parse(b"\xff\xfe\xfd", ContentType::Text),
+            Err(IngestError::InvalidUtf8(0))
+        ));
+        assert!(matches!(
+            parse(b"  \n ", ContentType::Text),
+            Err(IngestError::Empty)
+        ));
+        assert!(matches!(
+            parse(b"%PDF-1.4 garbage", ContentType::Pdf),
+            Err(IngestError::PdfCorrupt(_))
+        ));
     }
 }

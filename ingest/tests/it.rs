@@ -3,23 +3,32 @@
 use std::path::{Path, PathBuf};
 
 use tenantry_ingest::{
-    chunk::MAX_CHUNK_TOKENS, detect, parse, Chunk, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder,
-    IngestErrorCode, Lane, ModelSource,
+    chunk::MAX_CHUNK_TOKENS, detect, parse, Chunk, Chunker, ContentType, Embedder, EmbedderConfig,
+    FastEmbedder, IngestErrorCode, Lane, ModelSource,
 };
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Something `make setup` installs. Missing means the test cannot run: fail, saying how to fix.
 fn provisioned(rel: &str) -> PathBuf {
     let p = root().join(".tenantry").join(rel);
-    assert!(p.exists(), "{} is missing: run `make setup` (or `make test`, which runs it)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (or `make test`, which runs it)",
+        p.display()
+    );
     p
 }
 
 fn model_dir() -> PathBuf {
-    std::env::var_os("TENANTRY_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| provisioned("model/all-MiniLM-L6-v2"))
+    std::env::var_os("TENANTRY_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| provisioned("model/all-MiniLM-L6-v2"))
 }
 
 fn chunker(max_tokens: usize) -> Chunker {
@@ -40,11 +49,22 @@ fn check_invariants(c: &Chunker, text: &str, chunks: &[Chunk]) {
     assert!(!chunks.is_empty());
     for (i, ch) in chunks.iter().enumerate() {
         assert_eq!(ch.ordinal as usize, i);
-        assert_eq!(&text[ch.start..ch.end], ch.text, "offsets must point into the extracted text");
+        assert_eq!(
+            &text[ch.start..ch.end],
+            ch.text,
+            "offsets must point into the extracted text"
+        );
         let n = c.count_tokens(&ch.text);
-        assert!(n <= c.max_tokens(), "chunk {i} has {n} tokens > {}", c.max_tokens());
+        assert!(
+            n <= c.max_tokens(),
+            "chunk {i} has {n} tokens > {}",
+            c.max_tokens()
+        );
         if i > 0 {
-            assert!(ch.start >= chunks[i - 1].end, "chunks are ordered and disjoint");
+            assert!(
+                ch.start >= chunks[i - 1].end,
+                "chunks are ordered and disjoint"
+            );
         }
     }
 }
@@ -55,13 +75,21 @@ fn golden_chunks_of_small_documents() {
     let mut mismatches = Vec::new();
     for name in ["guide.md", "page.html", "notes.txt", "three-pages.pdf"] {
         let (ct, _, chunks) = ingest_file(&root().join("fixtures/docs").join(name), 24);
-        let actual = serde_json::to_string_pretty(&serde_json::json!({ "content_type": ct.mime(), "chunks": chunks })).unwrap() + "\n";
+        let actual = serde_json::to_string_pretty(
+            &serde_json::json!({ "content_type": ct.mime(), "chunks": chunks }),
+        )
+        .unwrap()
+            + "\n";
         let golden = root().join("fixtures/golden").join(format!("{name}.json"));
         if update {
             std::fs::write(&golden, &actual).unwrap();
         } else {
-            let expected = std::fs::read_to_string(&golden)
-                .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1 and review it", golden.display()));
+            let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!(
+                    "{} missing: run with UPDATE_GOLDEN=1 and review it",
+                    golden.display()
+                )
+            });
             // Compare as JSON values: key order depends on serde_json features that cargo unifies
             // differently for `-p` and `--workspace` builds.
             let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
@@ -70,7 +98,11 @@ fn golden_chunks_of_small_documents() {
             }
         }
     }
-    assert!(mismatches.is_empty(), "golden chunk mismatch (UPDATE_GOLDEN=1 rewrites after review):\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "golden chunk mismatch (UPDATE_GOLDEN=1 rewrites after review):\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -78,17 +110,35 @@ fn fixture_structure_is_what_a_reader_sees() {
     let (_, _, pdf) = ingest_file(&root().join("fixtures/docs/three-pages.pdf"), 200);
     let pages: Vec<u32> = pdf.iter().filter_map(|c| c.page).collect();
     // Page 2 is blank: the glacier text is on physical page 3.
-    assert!(pages.contains(&1) && pages.contains(&3) && !pages.contains(&2), "{pages:?}");
-    assert!(pdf.iter().any(|c| c.page == Some(3) && c.text.contains("Vatnajokull")));
+    assert!(
+        pages.contains(&1) && pages.contains(&3) && !pages.contains(&2),
+        "{pages:?}"
+    );
+    assert!(pdf
+        .iter()
+        .any(|c| c.page == Some(3) && c.text.contains("Vatnajokull")));
 
     let (_, text, html) = ingest_file(&root().join("fixtures/docs/page.html"), 200);
-    for banned in ["do not index", "Sidebar link", "Copyright", "font-family", "Home"] {
+    for banned in [
+        "do not index",
+        "Sidebar link",
+        "Copyright",
+        "font-family",
+        "Home",
+    ] {
         assert!(!text.contains(banned), "{banned:?} leaked into {text:?}");
     }
-    assert!(html.iter().any(|c| c.heading_path == ["Bird notes", "Feeding"] && c.text.contains("sand eels")));
+    assert!(html
+        .iter()
+        .any(|c| c.heading_path == ["Bird notes", "Feeding"] && c.text.contains("sand eels")));
 
     let (_, _, md) = ingest_file(&root().join("fixtures/docs/guide.md"), 200);
-    assert!(md.iter().any(|c| c.heading_path == ["Tenantry field guide", "Installation", "Checking the install"]));
+    assert!(md.iter().any(|c| c.heading_path
+        == [
+            "Tenantry field guide",
+            "Installation",
+            "Checking the install"
+        ]));
     assert!(md.iter().any(|c| c.heading_path == ["Appendix"]));
 }
 
@@ -98,7 +148,10 @@ fn real_debian_faq_pdf_keeps_physical_pages() {
     let (ct, _, chunks) = ingest_file(&path, MAX_CHUNK_TOKENS);
     assert_eq!(ct, ContentType::Pdf);
     let max_page = chunks.iter().filter_map(|c| c.page).max().unwrap();
-    assert!((60..=73).contains(&max_page), "the FAQ PDF has 73 physical pages, last text page {max_page}");
+    assert!(
+        (60..=73).contains(&max_page),
+        "the FAQ PDF has 73 physical pages, last text page {max_page}"
+    );
     assert!(chunks.len() > 100, "{} chunks", chunks.len());
     assert!(chunks.iter().all(|c| c.page.is_some_and(|p| p >= 1)));
 }
@@ -108,11 +161,26 @@ fn real_python_docs_html_drops_navigation() {
     let path = provisioned("docs/python-tutorial/controlflow.html");
     let (ct, text, chunks) = ingest_file(&path, MAX_CHUNK_TOKENS);
     assert_eq!(ct, ContentType::Html);
-    for banned in ["Previous topic", "Next topic", "Show Source", "Quick search", "Report a Bug", "Table of Contents", "Navigation"] {
+    for banned in [
+        "Previous topic",
+        "Next topic",
+        "Show Source",
+        "Quick search",
+        "Report a Bug",
+        "Table of Contents",
+        "Navigation",
+    ] {
         let at = text.find(banned);
-        assert!(at.is_none(), "navigation text {banned:?} leaked: {:?}", at.map(|i| &text[i.saturating_sub(80)..(i + 80).min(text.len())]));
+        assert!(
+            at.is_none(),
+            "navigation text {banned:?} leaked: {:?}",
+            at.map(|i| &text[i.saturating_sub(80)..(i + 80).min(text.len())])
+        );
     }
-    assert!(chunks.iter().any(|c| c.heading_path.iter().any(|h| h.contains("Defining Functions"))));
+    assert!(chunks.iter().any(|c| c
+        .heading_path
+        .iter()
+        .any(|h| h.contains("Defining Functions"))));
 }
 
 #[test]
@@ -127,30 +195,61 @@ fn real_pdfs_from_pdf_parse_and_its_corrupt_file() {
         // pdf-parse ships one corrupt PDF, 03-invalid.pdf.
         if name.contains("invalid") {
             corrupt += 1;
-            assert_eq!(result.unwrap_err().code(), IngestErrorCode::PdfCorrupt, "{name}");
+            assert_eq!(
+                result.unwrap_err().code(),
+                IngestErrorCode::PdfCorrupt,
+                "{name}"
+            );
         } else if let Ok(e) = result {
             parsed += 1;
             assert!(e.sections.iter().all(|s| s.page.is_some()));
         }
     }
     assert_eq!(corrupt, 1, "the corrupt PDF was checked");
-    assert!(parsed >= 3, "at least three of pdf-parse's real PDFs extract ({parsed})");
+    assert!(
+        parsed >= 3,
+        "at least three of pdf-parse's real PDFs extract ({parsed})"
+    );
 }
 
 #[test]
 fn bad_inputs_fail_with_stable_codes() {
     let no_text = std::fs::read(root().join("fixtures/docs/no-text.pdf")).unwrap();
-    assert_eq!(parse(&no_text, ContentType::Pdf).unwrap_err().code(), IngestErrorCode::PdfNoText);
-    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let code = detect(None, None, &random).and_then(|ct| parse(&random, ct)).unwrap_err().code();
-    assert!(matches!(code, IngestErrorCode::InvalidUtf8 | IngestErrorCode::UnsupportedMediaType), "{code:?}");
-    assert_eq!(parse(b"", ContentType::Text).unwrap_err().code(), IngestErrorCode::EmptyDocument);
-    assert_eq!(parse(b"<html><script>x</script></html>", ContentType::Html).unwrap_err().code(), IngestErrorCode::EmptyDocument);
+    assert_eq!(
+        parse(&no_text, ContentType::Pdf).unwrap_err().code(),
+        IngestErrorCode::PdfNoText
+    );
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let code = detect(None, None, &random)
+        .and_then(|ct| parse(&random, ct))
+        .unwrap_err()
+        .code();
+    assert!(
+        matches!(
+            code,
+            IngestErrorCode::InvalidUtf8 | IngestErrorCode::UnsupportedMediaType
+        ),
+        "{code:?}"
+    );
+    assert_eq!(
+        parse(b"", ContentType::Text).unwrap_err().code(),
+        IngestErrorCode::EmptyDocument
+    );
+    assert_eq!(
+        parse(b"<html><script>x</script></html>", ContentType::Html)
+            .unwrap_err()
+            .code(),
+        IngestErrorCode::EmptyDocument
+    );
 }
 
 #[test]
 fn real_embeddings_are_normalised_and_meaningful() {
-    let ort = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| provisioned("ort/libonnxruntime.so.1.24.4"));
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| provisioned("ort/libonnxruntime.so.1.24.4"));
     let e = FastEmbedder::new(&EmbedderConfig {
         source: ModelSource::Local(model_dir()),
         ort_dylib: Some(ort),
@@ -161,13 +260,23 @@ fn real_embeddings_are_normalised_and_meaningful() {
     .unwrap();
     assert_eq!(e.dim(), 384);
     let v = e
-        .embed(Lane::Ingest, &["How do I upgrade Debian?", "Upgrading a Debian system to a new release", "Puffins eat sand eels"])
+        .embed(
+            Lane::Ingest,
+            &[
+                "How do I upgrade Debian?",
+                "Upgrading a Debian system to a new release",
+                "Puffins eat sand eels",
+            ],
+        )
         .unwrap();
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     for x in &v {
         assert!((dot(x, x) - 1.0).abs() < 1e-3);
     }
-    assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2, "related sentences must be closer");
+    assert!(
+        dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2,
+        "related sentences must be closer"
+    );
     // Same text, same vector, on either lane: what makes caching by content hash sound.
     let again = e.embed(Lane::Query, &["How do I upgrade Debian?"]).unwrap();
     assert!(dot(&again[0], &v[0]) > 0.9999);

@@ -15,9 +15,20 @@ pub struct Admin;
 pub struct Tenant(pub TenantCtx);
 
 async fn principal(parts: &Parts, engine: &Arc<Engine>) -> Result<Principal, ApiError> {
-    let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
-    let token = header.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or_else(ApiError::unauthorized)?;
-    engine.authenticate(token).await?.ok_or_else(ApiError::unauthorized)
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthorized)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    engine
+        .authenticate(token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 impl FromRequestParts<Arc<Engine>> for Admin {
@@ -26,7 +37,10 @@ impl FromRequestParts<Arc<Engine>> for Admin {
     async fn from_request_parts(parts: &mut Parts, engine: &Arc<Engine>) -> Result<Self, ApiError> {
         match principal(parts, engine).await? {
             Principal::Admin => Ok(Admin),
-            Principal::Tenant(_) => Err(ApiError::new(ErrorCode::Forbidden, "this endpoint needs the admin key")),
+            Principal::Tenant(_) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this endpoint needs the admin key",
+            )),
         }
     }
 }

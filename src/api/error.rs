@@ -60,7 +60,9 @@ impl ErrorCode {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             Self::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Document(IngestErrorCode::EmbeddingFailed) | Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Document(IngestErrorCode::EmbeddingFailed) | Self::InternalError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Self::Document(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TenantQueueFull => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,7 +72,14 @@ impl ErrorCode {
     /// Job error codes as stored in the catalog, back to the catalogue.
     pub fn from_job_code(code: &str) -> Self {
         use IngestErrorCode as I;
-        let doc = [I::UnsupportedMediaType, I::InvalidUtf8, I::EmptyDocument, I::PdfCorrupt, I::PdfNoText, I::ParserPanic];
+        let doc = [
+            I::UnsupportedMediaType,
+            I::InvalidUtf8,
+            I::EmptyDocument,
+            I::PdfCorrupt,
+            I::PdfNoText,
+            I::ParserPanic,
+        ];
         if let Some(c) = doc.into_iter().find(|c| c.as_str() == code) {
             return Self::Document(c);
         }
@@ -91,7 +100,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -99,7 +112,10 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(ErrorCode::Unauthorized, "missing or invalid API key (Authorization: Bearer <key>)")
+        Self::new(
+            ErrorCode::Unauthorized,
+            "missing or invalid API key (Authorization: Bearer <key>)",
+        )
     }
 }
 
@@ -112,17 +128,27 @@ impl From<EngineError> for ApiError {
                     UserError::Invalid(_) => Self::new(ErrorCode::InvalidRequest, message),
                     UserError::NotFound(_) => Self::new(ErrorCode::NotFound, message),
                     UserError::Conflict(_) => Self::new(ErrorCode::Conflict, message),
-                    UserError::UnsupportedMediaType(_) => Self::new(ErrorCode::UnsupportedMediaType, message),
-                    UserError::Document { code, .. } => Self::new(ErrorCode::Document(code), message),
+                    UserError::UnsupportedMediaType(_) => {
+                        Self::new(ErrorCode::UnsupportedMediaType, message)
+                    }
+                    UserError::Document { code, .. } => {
+                        Self::new(ErrorCode::Document(code), message)
+                    }
                     UserError::TenantQueueFull { retry_after_secs } => Self {
                         retry_after: Some(retry_after_secs),
                         ..Self::new(ErrorCode::TenantQueueFull, message)
                     },
                 }
             }
-            EngineError::Unavailable { reason, retry_after_secs } => Self {
+            EngineError::Unavailable {
+                reason,
+                retry_after_secs,
+            } => Self {
                 retry_after: Some(retry_after_secs),
-                ..Self::new(ErrorCode::Unavailable, format!("temporarily unavailable: {reason}"))
+                ..Self::new(
+                    ErrorCode::Unavailable,
+                    format!("temporarily unavailable: {reason}"),
+                )
             },
             EngineError::Internal(i) => {
                 tracing::error!(error = %i, "internal error");
@@ -141,7 +167,12 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let body = ErrorResponse { error: ErrorBody { code: self.code.as_str().to_string(), message } };
+        let body = ErrorResponse {
+            error: ErrorBody {
+                code: self.code.as_str().to_string(),
+                message,
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -41,16 +41,20 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(_) => ApiError::new(ErrorCode::UnprocessableEntity, msg),
         JsonRejection::JsonSyntaxError(_) => ApiError::new(ErrorCode::InvalidJson, msg),
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json")
-        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         _ => ApiError::new(ErrorCode::InvalidRequest, msg),
     }
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, "request body is larger than the configured limit (max_body_bytes)")
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        "request body is larger than the configured limit (max_body_bytes)",
+    )
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -64,7 +68,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/tenants/{id}/keys", post(create_key))
         .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/documents", post(submit_document).get(list_documents))
-        .route("/v1/documents/{id}", get(get_document).delete(delete_document))
+        .route(
+            "/v1/documents/{id}",
+            get(get_document).delete(delete_document),
+        )
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/query", post(query))
         .fallback(|| async { ApiError::not_found("route") })
@@ -91,32 +98,48 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
 /// The OpenAPI document, as committed in `schemas/openapi.json`.
 pub fn openapi_json_string() -> String {
-    let mut s = ApiDoc::openapi().to_pretty_json().expect("openapi serialises");
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("openapi serialises");
     s.push('\n');
     s
 }
 
 async fn openapi_json() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], openapi_json_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_json_string(),
+    )
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/healthz", security(), responses((status = 200, body = StatusResponse)))]
 async fn healthz() -> Json<StatusResponse> {
-    Json(StatusResponse { status: "ok".into() })
+    Json(StatusResponse {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", security(), responses((status = 200, body = StatusResponse), (status = 503, body = ErrorResponse)))]
 async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<StatusResponse>, ApiError> {
     if engine.is_ready() {
-        Ok(Json(StatusResponse { status: "ready".into() }))
+        Ok(Json(StatusResponse {
+            status: "ready".into(),
+        }))
     } else {
-        Err(ApiError { retry_after: Some(5), ..ApiError::new(ErrorCode::Unavailable, "draining") })
+        Err(ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(ErrorCode::Unavailable, "draining")
+        })
     }
 }
 
@@ -129,16 +152,34 @@ async fn create_tenant(
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
-    let id = TenantId::parse(&req.id).map_err(|e| ApiError::from(crate::error::EngineError::from(e)))?;
+    let id =
+        TenantId::parse(&req.id).map_err(|e| ApiError::from(crate::error::EngineError::from(e)))?;
     let key = engine.create_tenant(id.clone()).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKeyResponse { id: id.to_string(), api_key: key.token, key_id: key.key_id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyResponse {
+            id: id.to_string(),
+            api_key: key.token,
+            key_id: key.key_id,
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/tenants", responses((status = 200, body = TenantList)))]
-async fn list_tenants(_: Admin, State(engine): State<Arc<Engine>>) -> Result<Json<TenantList>, ApiError> {
+async fn list_tenants(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+) -> Result<Json<TenantList>, ApiError> {
     let tenants = engine.list_tenants().await?;
     Ok(Json(TenantList {
-        tenants: tenants.into_iter().map(|(id, created_at, documents)| TenantDto { id: id.to_string(), created_at, documents }).collect(),
+        tenants: tenants
+            .into_iter()
+            .map(|(id, created_at, documents)| TenantDto {
+                id: id.to_string(),
+                created_at,
+                documents,
+            })
+            .collect(),
     }))
 }
 
@@ -149,7 +190,11 @@ fn tenant_path(id: &str) -> Result<TenantId, ApiError> {
 
 #[utoipa::path(delete, path = "/v1/tenants/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
-async fn delete_tenant(_: Admin, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_tenant(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     engine.delete_tenant(tenant_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -163,12 +208,23 @@ async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
     let tenant = tenant_path(&id)?;
     let key = engine.create_key(tenant.clone()).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKeyResponse { id: tenant.to_string(), api_key: key.token, key_id: key.key_id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyResponse {
+            id: tenant.to_string(),
+            api_key: key.token,
+            key_id: key.key_id,
+        }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", params(("key_id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
-async fn revoke_key(_: Admin, State(engine): State<Arc<Engine>>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn revoke_key(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     engine.revoke_key(key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -211,14 +267,19 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 }
 
 fn parse_doc_id(id: Option<String>) -> Result<Option<DocId>, ApiError> {
-    id.map(|s| DocId::parse(&s).map_err(|e| invalid(e.to_string()))).transpose()
+    id.map(|s| DocId::parse(&s).map_err(|e| invalid(e.to_string())))
+        .transpose()
 }
 
 async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
     let mut up = Upload::default();
     let mut have_file = false;
     let field_err = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { invalid(format!("multipart: {}", e.body_text())) }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            invalid(format!("multipart: {}", e.body_text()))
+        }
     };
     while let Some(field) = mp.next_field().await.map_err(field_err)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -267,9 +328,16 @@ async fn submit_document(
     Query(params): Query<SubmitParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let upload = if ct.starts_with("multipart/form-data") {
-        let mp = Multipart::from_request(req, &()).await.map_err(|e| invalid(e.body_text()))?;
+        let mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| invalid(e.body_text()))?;
         upload_from_multipart(mp).await?
     } else if ct.starts_with("application/json") {
         let ApiJson(body) = ApiJson::<JsonDocumentRequest>::from_request(req, &()).await?;
@@ -282,14 +350,22 @@ async fn submit_document(
             bytes: body.text.into_bytes(),
         }
     } else {
-        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send application/json or multipart/form-data"));
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send application/json or multipart/form-data",
+        ));
     };
     let submitted = engine.submit(&ctx, upload).await?;
     if !params.wait {
-        let body = SubmitResponse { document_id: submitted.doc_id.to_string(), job_id: submitted.job_id };
+        let body = SubmitResponse {
+            document_id: submitted.doc_id.to_string(),
+            job_id: submitted.job_id,
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let job = engine.wait_job(&ctx, &submitted.job_id, std::time::Duration::from_secs(600)).await?;
+    let job = engine
+        .wait_job(&ctx, &submitted.job_id, std::time::Duration::from_secs(600))
+        .await?;
     match (job.status, job.error) {
         (crate::catalog::JobStatus::Succeeded, _) => {
             let doc = engine.document(&ctx, &submitted.doc_id).await?;
@@ -299,7 +375,10 @@ async fn submit_document(
             Err(ApiError::new(ErrorCode::from_job_code(&code), message))
         }
         _ => {
-            let body = SubmitResponse { document_id: submitted.doc_id.to_string(), job_id: submitted.job_id };
+            let body = SubmitResponse {
+                document_id: submitted.doc_id.to_string(),
+                job_id: submitted.job_id,
+            };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
     }
@@ -316,26 +395,43 @@ async fn list_documents(
         return Err(invalid("limit must be between 1 and 1000"));
     }
     let docs = engine.documents(&ctx, limit, p.after).await?;
-    let next_after = (docs.len() == limit).then(|| docs.last().map(|d| d.id.to_string())).flatten();
-    Ok(Json(DocumentList { documents: docs.into_iter().map(doc_dto).collect(), next_after }))
+    let next_after = (docs.len() == limit)
+        .then(|| docs.last().map(|d| d.id.to_string()))
+        .flatten();
+    Ok(Json(DocumentList {
+        documents: docs.into_iter().map(doc_dto).collect(),
+        next_after,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/documents/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DocumentDto), (status = 404, body = ErrorResponse)))]
-async fn get_document(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<DocumentDto>, ApiError> {
+async fn get_document(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentDto>, ApiError> {
     Ok(Json(doc_dto(engine.document(&ctx, &doc_path(&id)?).await?)))
 }
 
 #[utoipa::path(delete, path = "/v1/documents/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
-async fn delete_document(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_document(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     engine.delete_document(&ctx, &doc_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)),
     responses((status = 200, body = JobDto), (status = 404, body = ErrorResponse)))]
-async fn get_job(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<JobDto>, ApiError> {
+async fn get_job(
+    Tenant(ctx): Tenant,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDto>, ApiError> {
     Ok(Json(job_dto(engine.job(&ctx, &id).await?)))
 }
 
@@ -344,11 +440,19 @@ async fn get_job(Tenant(ctx): Tenant, State(engine): State<Arc<Engine>>, Path(id
 fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
     let mut metadata = Vec::new();
     for (k, v) in f.metadata {
-        let s = scalar(&v).ok_or_else(|| invalid(format!("filter.metadata.{k}: value must be a string, number or boolean")))?;
+        let s = scalar(&v).ok_or_else(|| {
+            invalid(format!(
+                "filter.metadata.{k}: value must be a string, number or boolean"
+            ))
+        })?;
         metadata.push(term(&k, &s));
     }
     Ok(ChunkFilter {
-        doc_ids: f.document_ids.iter().map(|d| DocId::parse(d).map_err(|e| invalid(e.to_string()))).collect::<Result<_, _>>()?,
+        doc_ids: f
+            .document_ids
+            .iter()
+            .map(|d| DocId::parse(d).map_err(|e| invalid(e.to_string())))
+            .collect::<Result<_, _>>()?,
         content_types: f.content_types,
         metadata,
     })
@@ -399,6 +503,12 @@ async fn query(
                 metadata: h.chunk.metadata,
             })
             .collect(),
-        timings_ms: TimingsDto { embed: t.embed_ms, dense: t.dense_ms, bm25: t.bm25_ms, fuse: t.fuse_ms, total: t.total_ms },
+        timings_ms: TimingsDto {
+            embed: t.embed_ms,
+            dense: t.dense_ms,
+            bm25: t.bm25_ms,
+            fuse: t.fuse_ms,
+            total: t.total_ms,
+        },
     }))
 }

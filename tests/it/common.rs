@@ -18,7 +18,11 @@ pub fn root() -> PathBuf {
 /// Something `make setup` installs; missing means fail loudly with the fix.
 pub fn provisioned(rel: &str) -> PathBuf {
     let p = root().join(".tenantry").join(rel);
-    assert!(p.exists(), "{} is missing: run `make setup` (or `make test`, which runs it)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (or `make test`, which runs it)",
+        p.display()
+    );
     p
 }
 
@@ -48,9 +52,16 @@ pub struct TestApp {
 pub async fn app_with(extra: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), extra);
-    let engine = tokio::task::spawn_blocking(move || Engine::open(cfg)).await.unwrap().unwrap();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
+        .await
+        .unwrap()
+        .unwrap();
     engine.start().await.unwrap();
-    TestApp { router: tenantry::api::router(engine.clone()), engine, _dir: dir }
+    TestApp {
+        router: tenantry::api::router(engine.clone()),
+        engine,
+        _dir: dir,
+    }
 }
 
 pub async fn app() -> TestApp {
@@ -69,12 +80,24 @@ impl TestApp {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
-        Resp { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {key}"));
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
         let body = match body {
             Some(v) => {
                 b = b.header("content-type", "application/json");
@@ -86,16 +109,33 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, id: &str) -> String {
-        let r = self.call("POST", "/v1/tenants", ADMIN, Some(serde_json::json!({ "id": id }))).await;
+        let r = self
+            .call(
+                "POST",
+                "/v1/tenants",
+                ADMIN,
+                Some(serde_json::json!({ "id": id })),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["api_key"].as_str().unwrap().to_string()
     }
 
     /// Multipart upload with `?wait=true`.
-    pub async fn upload(&self, key: &str, id: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> Resp {
+    pub async fn upload(
+        &self,
+        key: &str,
+        id: &str,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Resp {
         let boundary = "tenantry-test-boundary-7d1f";
         let mut body = Vec::new();
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\n{id}\r\n").as_bytes());
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\n{id}\r\n")
+                .as_bytes(),
+        );
         body.extend(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n")
                 .as_bytes(),
@@ -106,21 +146,41 @@ impl TestApp {
             .method("POST")
             .uri("/v1/documents?wait=true")
             .header("authorization", format!("Bearer {key}"))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(Body::from(body))
             .unwrap();
         self.send(req).await
     }
 
     pub async fn put_text(&self, key: &str, id: &str, text: &str) -> Resp {
-        self.call("POST", "/v1/documents?wait=true", key, Some(serde_json::json!({ "id": id, "text": text }))).await
+        self.call(
+            "POST",
+            "/v1/documents?wait=true",
+            key,
+            Some(serde_json::json!({ "id": id, "text": text })),
+        )
+        .await
     }
 
     pub async fn query(&self, key: &str, q: &str, mode: &str, top_k: usize) -> Resp {
-        self.call("POST", "/v1/query", key, Some(serde_json::json!({ "query": q, "mode": mode, "top_k": top_k }))).await
+        self.call(
+            "POST",
+            "/v1/query",
+            key,
+            Some(serde_json::json!({ "query": q, "mode": mode, "top_k": top_k })),
+        )
+        .await
     }
 }
 
 pub fn doc_ids(r: &Resp) -> Vec<String> {
-    r.body["results"].as_array().unwrap().iter().map(|h| h["document_id"].as_str().unwrap().to_string()).collect()
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap().to_string())
+        .collect()
 }

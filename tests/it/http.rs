@@ -8,38 +8,114 @@ use crate::common::*;
 async fn auth_errors_and_admin_boundaries() {
     let app = app().await;
     let key = app.tenant("acme").await;
-    let r = app.send(Request::get("/v1/documents").body(Body::empty()).unwrap()).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
-    let r = app.call("GET", "/v1/documents", "tny_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000", None).await;
+    let r = app
+        .send(Request::get("/v1/documents").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let r = app
+        .call(
+            "GET",
+            "/v1/documents",
+            "tny_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000",
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // A tenant key cannot administer; the admin key is not a tenant.
-    assert_eq!(app.call("GET", "/v1/tenants", &key, None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.call("GET", "/v1/documents", ADMIN, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.call("GET", "/v1/tenants", &key, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents", ADMIN, None).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Keys: a second key works; revocation takes effect on the next request.
     let r = app.call("POST", "/v1/tenants/acme/keys", ADMIN, None).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let (second, key_id) = (r.body["api_key"].as_str().unwrap().to_string(), r.body["key_id"].as_str().unwrap().to_string());
-    assert_eq!(app.call("GET", "/v1/documents", &second, None).await.status, StatusCode::OK);
-    assert_eq!(app.call("DELETE", &format!("/v1/keys/{key_id}"), ADMIN, None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.call("GET", "/v1/documents", &second, None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.call("GET", "/v1/documents", &key, None).await.status, StatusCode::OK);
-    assert_eq!(app.call("POST", "/v1/tenants/nobody/keys", ADMIN, None).await.status, StatusCode::NOT_FOUND);
+    let (second, key_id) = (
+        r.body["api_key"].as_str().unwrap().to_string(),
+        r.body["key_id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents", &second, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("DELETE", &format!("/v1/keys/{key_id}"), ADMIN, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents", &second, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents", &key, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("POST", "/v1/tenants/nobody/keys", ADMIN, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn tenant_admin_lifecycle() {
     let app = app().await;
     let key = app.tenant("acme").await;
-    let r = app.call("POST", "/v1/tenants", ADMIN, Some(json!({"id": "acme"}))).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
-    let r = app.call("POST", "/v1/tenants", ADMIN, Some(json!({"id": "Not Valid"}))).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
-    assert_eq!(app.put_text(&key, "d1", "The harbour master keeps the tide tables.").await.status, StatusCode::OK);
+    let r = app
+        .call("POST", "/v1/tenants", ADMIN, Some(json!({"id": "acme"})))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants",
+            ADMIN,
+            Some(json!({"id": "Not Valid"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    assert_eq!(
+        app.put_text(&key, "d1", "The harbour master keeps the tide tables.")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let r = app.call("GET", "/v1/tenants", ADMIN, None).await;
-    assert_eq!(r.body["tenants"], json!([{"id": "acme", "created_at": r.body["tenants"][0]["created_at"], "documents": 1}]));
-    assert_eq!(app.call("DELETE", "/v1/tenants/acme", ADMIN, None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.call("GET", "/v1/documents", &key, None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.call("DELETE", "/v1/tenants/acme", ADMIN, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.body["tenants"],
+        json!([{"id": "acme", "created_at": r.body["tenants"][0]["created_at"], "documents": 1}])
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/tenants/acme", ADMIN, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents", &key, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/tenants/acme", ADMIN, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // Re-created under the same name, the tenant starts empty.
     let key = app.tenant("acme").await;
     let r = app.query(&key, "harbour tide tables", "hybrid", 5).await;
@@ -52,21 +128,67 @@ async fn request_validation_uses_the_catalogue() {
     let app = app().await;
     let key = app.tenant("acme").await;
     for top_k in [0, 101] {
-        let r = app.call("POST", "/v1/query", &key, Some(json!({"query": "x", "top_k": top_k}))).await;
-        assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{top_k}");
-        assert!(r.body["error"]["message"].as_str().unwrap().contains("top_k"));
+        let r = app
+            .call(
+                "POST",
+                "/v1/query",
+                &key,
+                Some(json!({"query": "x", "top_k": top_k})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{top_k}"
+        );
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("top_k"));
     }
-    let r = app.call("POST", "/v1/query", &key, Some(json!({"query": "x", "mode": "psychic"}))).await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/query",
+            &key,
+            Some(json!({"query": "x", "mode": "psychic"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.call("POST", "/v1/query", &key, Some(json!({"query": "x", "tenant": "other"}))).await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields (like a tenant) are refused");
-    let req = Request::post("/v1/query").header("authorization", format!("Bearer {key}")).header("content-type", "application/json");
+    let r = app
+        .call(
+            "POST",
+            "/v1/query",
+            &key,
+            Some(json!({"query": "x", "tenant": "other"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields (like a tenant) are refused"
+    );
+    let req = Request::post("/v1/query")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json");
     let r = app.send(req.body(Body::from("{not json")).unwrap()).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
     let r = app.call("GET", "/v1/nothing-here", &key, None).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    assert_eq!(app.call("GET", "/healthz", "", None).await.status, StatusCode::OK);
-    assert_eq!(app.call("GET", "/readyz", "", None).await.status, StatusCode::OK);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    assert_eq!(
+        app.call("GET", "/healthz", "", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/readyz", "", None).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -86,7 +208,9 @@ async fn async_jobs_documents_and_filters() {
     let job = r.body["job_id"].as_str().unwrap().to_string();
     let mut status = String::new();
     for _ in 0..600 {
-        let j = app.call("GET", &format!("/v1/jobs/{job}"), &key, None).await;
+        let j = app
+            .call("GET", &format!("/v1/jobs/{job}"), &key, None)
+            .await;
         status = j.body["status"].as_str().unwrap().to_string();
         if status == "succeeded" || status == "failed" {
             break;
@@ -102,23 +226,37 @@ async fn async_jobs_documents_and_filters() {
     assert!(md.body["chunk_count"].as_u64().unwrap() >= 1);
 
     let d = app.call("GET", "/v1/documents/ferry", &key, None).await;
-    assert_eq!((d.body["title"].as_str(), d.body["status"].as_str(), d.body["version"].as_u64()), (Some("Ferry timetable"), Some("ready"), Some(1)));
+    assert_eq!(
+        (
+            d.body["title"].as_str(),
+            d.body["status"].as_str(),
+            d.body["version"].as_u64()
+        ),
+        (Some("Ferry timetable"), Some("ready"), Some(1))
+    );
     let list = app.call("GET", "/v1/documents", &key, None).await;
     assert_eq!(list.body["documents"].as_array().unwrap().len(), 2);
 
     // Result shape.
-    let r = app.query(&key, "when does the ferry leave", "hybrid", 5).await;
+    let r = app
+        .query(&key, "when does the ferry leave", "hybrid", 5)
+        .await;
     let top = &r.body["results"][0];
     assert_eq!(top["document_id"], "ferry");
     assert_eq!(top["title"], "Ferry timetable");
-    assert!(top["snippet"].as_str().unwrap().contains("<b>ferry</b>"), "{top}");
+    assert!(
+        top["snippet"].as_str().unwrap().contains("<b>ferry</b>"),
+        "{top}"
+    );
     assert!(top["dense_rank"].is_u64() && top["bm25_rank"].is_u64() && top["score"].is_f64());
     assert!(top["chunk_id"].as_str().unwrap().starts_with("ferry#"));
     for k in ["embed", "dense", "bm25", "fuse", "total"] {
         assert!(r.body["timings_ms"][k].is_f64(), "{k}");
     }
     let r = app.query(&key, "installation healthz", "bm25", 5).await;
-    assert!(r.body["results"][0]["heading_path"].as_array().is_some_and(|h| !h.is_empty()));
+    assert!(r.body["results"][0]["heading_path"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty()));
 
     // Filters restrict both legs.
     for (filter, expect) in [
@@ -128,17 +266,43 @@ async fn async_jobs_documents_and_filters() {
         (json!({"content_types": ["text/plain"]}), vec!["ferry"]),
     ] {
         for mode in ["hybrid", "dense", "bm25"] {
-            let r = app.call("POST", "/v1/query", &key, Some(json!({"query": "ferry install server", "mode": mode, "filter": filter}))).await;
+            let r = app
+                .call(
+                    "POST",
+                    "/v1/query",
+                    &key,
+                    Some(json!({"query": "ferry install server", "mode": mode, "filter": filter})),
+                )
+                .await;
             let mut ids = doc_ids(&r);
             ids.dedup();
             assert_eq!(ids, expect, "{mode} {filter}");
         }
     }
 
-    assert_eq!(app.call("DELETE", "/v1/documents/ferry", &key, None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.call("GET", "/v1/documents/ferry", &key, None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.call("DELETE", "/v1/documents/ferry", &key, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.call("DELETE", "/v1/documents/ferry", &key, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call("GET", "/v1/documents/ferry", &key, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/documents/ferry", &key, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     for mode in ["dense", "bm25", "hybrid"] {
-        assert!(!doc_ids(&app.query(&key, "morning ferry island", mode, 10).await).contains(&"ferry".to_string()), "{mode}");
+        assert!(
+            !doc_ids(&app.query(&key, "morning ferry island", mode, 10).await)
+                .contains(&"ferry".to_string()),
+            "{mode}"
+        );
     }
 }

@@ -13,24 +13,42 @@ use crate::common::*;
 async fn reingest_replaces_and_unchanged_content_is_not_reembedded() {
     let app = app().await;
     let key = app.tenant("acme").await;
-    assert_eq!(app.put_text(&key, "d", "Quartzite cliffs line the northern fjord.").await.status, StatusCode::OK);
+    assert_eq!(
+        app.put_text(&key, "d", "Quartzite cliffs line the northern fjord.")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let embedded = app.engine.embedded_texts();
     assert!(embedded >= 1);
     // Same content again: the job succeeds without embedding anything.
-    let r = app.put_text(&key, "d", "Quartzite cliffs line the northern fjord.").await;
-    assert_eq!((r.status, r.body["version"].as_u64()), (StatusCode::OK, Some(1)));
+    let r = app
+        .put_text(&key, "d", "Quartzite cliffs line the northern fjord.")
+        .await;
+    assert_eq!(
+        (r.status, r.body["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
     assert_eq!(app.engine.embedded_texts(), embedded);
     // Same text, other title: re-indexed, but vectors come from the cache.
     let r = app.call("POST", "/v1/documents?wait=true", &key, Some(json!({"id": "d", "title": "Fjords", "text": "Quartzite cliffs line the northern fjord."}))).await;
-    assert_eq!((r.body["version"].as_u64(), r.body["title"].as_str()), (Some(2), Some("Fjords")));
+    assert_eq!(
+        (r.body["version"].as_u64(), r.body["title"].as_str()),
+        (Some(2), Some("Fjords"))
+    );
     assert_eq!(app.engine.embedded_texts(), embedded);
     // New content replaces the old version in both legs.
-    let r = app.put_text(&key, "d", "Basalt columns stand on the southern beach.").await;
+    let r = app
+        .put_text(&key, "d", "Basalt columns stand on the southern beach.")
+        .await;
     assert_eq!(r.body["version"].as_u64(), Some(3));
     for mode in ["bm25", "dense", "hybrid"] {
         let r = app.query(&key, "quartzite cliffs fjord", mode, 10).await;
         for hit in r.body["results"].as_array().unwrap() {
-            assert!(!hit["text"].as_str().unwrap().contains("Quartzite"), "{mode}: old version visible");
+            assert!(
+                !hit["text"].as_str().unwrap().contains("Quartzite"),
+                "{mode}: old version visible"
+            );
         }
         let r = app.query(&key, "basalt columns beach", mode, 10).await;
         assert_eq!(doc_ids(&r), vec!["d"], "{mode}");
@@ -47,23 +65,44 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     fn start(data: &Path) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--model-dir", provisioned("model/all-MiniLM-L6-v2").to_str().unwrap()])
-            .args(["--ort-dylib", provisioned("ort/libonnxruntime.so.1.24.4").to_str().unwrap()])
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([
+                "--model-dir",
+                provisioned("model/all-MiniLM-L6-v2").to_str().unwrap(),
+            ])
+            .args([
+                "--ort-dylib",
+                provisioned("ort/libonnxruntime.so.1.24.4")
+                    .to_str()
+                    .unwrap(),
+            ])
             .env("TENANTRY_ADMIN_KEY", ADMIN)
-            .env("TENANTRY_LOG", "warn")
+            .env("TENANTRY_LOG", "warn,qdrant_edge=error")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut s = Server { child, base: format!("http://127.0.0.1:{port}") };
+        let mut s = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = reqwest::blocking::get(format!("{}/readyz", s.base)) {
@@ -73,7 +112,12 @@ impl Server {
             }
             if let Ok(Some(status)) = s.child.try_wait() {
                 let mut err = String::new();
-                s.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                s.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("server exited with {status}: {err}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -81,9 +125,20 @@ impl Server {
         panic!("server did not become ready");
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
-        let mut req = client.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let mut req = client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -95,21 +150,48 @@ impl Server {
     fn upload_pdf(&self, key: &str, id: &str, bytes: Vec<u8>, wait: bool) -> (u16, Value) {
         let form = reqwest::blocking::multipart::Form::new()
             .text("id", id.to_string())
-            .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name("doc.pdf").mime_str("application/pdf").unwrap());
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
-        let resp = client.post(format!("{}/v1/documents?wait={wait}", self.base)).bearer_auth(key).multipart(form).send().unwrap();
+            .part(
+                "file",
+                reqwest::blocking::multipart::Part::bytes(bytes)
+                    .file_name("doc.pdf")
+                    .mime_str("application/pdf")
+                    .unwrap(),
+            );
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{}/v1/documents?wait={wait}", self.base))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().unwrap())
     }
 
     fn query_ids(&self, key: &str, q: &str) -> Vec<String> {
-        let (s, body) = self.call(reqwest::Method::POST, "/v1/query", key, Some(json!({"query": q, "top_k": 20})));
+        let (s, body) = self.call(
+            reqwest::Method::POST,
+            "/v1/query",
+            key,
+            Some(json!({"query": q, "top_k": 20})),
+        );
         assert_eq!(s, 200, "{body}");
-        body["results"].as_array().unwrap().iter().map(|h| h["document_id"].as_str().unwrap().to_string()).collect()
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["document_id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn sigterm(mut self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "graceful shutdown exits 0, got {status}");
     }
@@ -124,16 +206,29 @@ impl Server {
 fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let (s, body) = server.call(reqwest::Method::POST, "/v1/tenants", ADMIN, Some(json!({"id": "acme"})));
+    let (s, body) = server.call(
+        reqwest::Method::POST,
+        "/v1/tenants",
+        ADMIN,
+        Some(json!({"id": "acme"})),
+    );
     assert_eq!(s, 201);
     let key = body["api_key"].as_str().unwrap().to_string();
-    let (s, _) = server.call(reqwest::Method::POST, "/v1/documents?wait=true", &key, Some(json!({"id": "ack", "text": "Acknowledged documents survive restarts and crashes."})));
+    let (s, _) = server.call(
+        reqwest::Method::POST,
+        "/v1/documents?wait=true",
+        &key,
+        Some(json!({"id": "ack", "text": "Acknowledged documents survive restarts and crashes."})),
+    );
     assert_eq!(s, 200);
 
     // Graceful restart.
     server.sigterm();
     let server = Server::start(dir.path());
-    assert_eq!(server.query_ids(&key, "acknowledged documents survive")[0], "ack");
+    assert_eq!(
+        server.query_ids(&key, "acknowledged documents survive")[0],
+        "ack"
+    );
 
     // kill -9 in the middle of a long ingestion job (the 73-page Debian FAQ).
     let pdf = std::fs::read(provisioned("docs/debian-faq/debian-faq.en.pdf")).unwrap();
@@ -146,7 +241,10 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
         if j["status"] == "running" {
             break;
         }
-        assert!(Instant::now() < deadline && j["status"] == "queued", "job should be running: {j}");
+        assert!(
+            Instant::now() < deadline && j["status"] == "queued",
+            "job should be running: {j}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
@@ -161,14 +259,22 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
         if j["status"] == "succeeded" {
             break;
         }
-        assert!(!ids.contains(&"faq".to_string()) || j["status"] == "succeeded", "half-indexed document visible: {j}");
+        assert!(
+            !ids.contains(&"faq".to_string()) || j["status"] == "succeeded",
+            "half-indexed document visible: {j}"
+        );
         assert!(j["status"] == "queued" || j["status"] == "running", "{j}");
         assert!(Instant::now() < deadline, "resumed job did not finish");
         std::thread::sleep(Duration::from_millis(200));
     }
     let (_, doc) = server.call(reqwest::Method::GET, "/v1/documents/faq", &key, None);
     assert_eq!(doc["status"], "ready");
-    assert!(server.query_ids(&key, "How do I report a bug in Debian?").contains(&"faq".to_string()));
-    assert_eq!(server.query_ids(&key, "acknowledged documents survive")[0], "ack");
+    assert!(server
+        .query_ids(&key, "How do I report a bug in Debian?")
+        .contains(&"faq".to_string()));
+    assert_eq!(
+        server.query_ids(&key, "acknowledged documents survive")[0],
+        "ack"
+    );
     server.sigterm();
 }
