@@ -43,6 +43,7 @@ pub struct IngestConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryConfig {
+    pub fusion: crate::query::FusionMethod,
     pub candidates_per_leg: usize,
     pub rrf_k: f32,
     pub dense_weight: f32,

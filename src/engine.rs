@@ -631,7 +631,21 @@ impl Engine {
             return Err(IngestError::Empty.into());
         }
         let ctx = TenantCtx::authenticated(job.tenant.clone());
-        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        // The dense leg embeds each chunk under its document title and heading path: a chunk cut
+        // from the middle of a section otherwise loses what it is about.
+        let contextual: Vec<String> = chunks
+            .iter()
+            .map(|c| {
+                let t = embedding_text(&job.title, &c.heading_path, &c.text);
+                // Never let the context push the chunk itself past the model's window.
+                if self.chunker.count_tokens(&t) <= tenantry_ingest::chunk::MAX_CHUNK_TOKENS {
+                    t
+                } else {
+                    c.text.clone()
+                }
+            })
+            .collect();
+        let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
         let vectors = self.embed_cached(&ctx, &texts)?;
         let stored: Vec<StoredChunk> = chunks
             .iter()
@@ -713,6 +727,19 @@ impl Engine {
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
     }
+}
+
+fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
+    let mut out = String::with_capacity(title.len() + text.len() + 8);
+    for part in std::iter::once(title).chain(heading_path.iter().map(String::as_str)) {
+        // Markdown and HTML chunks often start with their own heading: do not say it twice.
+        if !part.trim().is_empty() && !text.starts_with(part) && !out.contains(part) {
+            out.push_str(part.trim());
+            out.push('\n');
+        }
+    }
+    out.push_str(text);
+    out
 }
 
 enum JobError {

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod keys;
 pub mod lexical;
 pub mod query;

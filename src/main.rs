@@ -64,6 +64,17 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Retrieval quality on a BEIR-layout dataset (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv):
+    /// ingests the corpus into a fresh, temporary data directory and reports nDCG@10,
+    /// recall@10, recall@100 and MRR@10 for every mode and fusion variant.
+    Eval {
+        dataset: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -211,8 +222,51 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Eval {
+            dataset,
+            split,
+            json,
+        } => eval(config, &dataset, &split, json.as_deref()).await,
         Command::Openapi => unreachable!(),
     }
+}
+
+async fn eval(
+    mut config: Config,
+    dataset: &std::path::Path,
+    split: &str,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let data = tenantry::eval::Dataset::load(dataset, split)?;
+    let scratch = tempfile::tempdir()?;
+    config.data_dir = scratch.path().to_path_buf();
+    // The whole corpus is queued at once; the per-tenant fairness cap is for shared servers.
+    config.ingest.tenant_queue_max = data.corpus.len() + 1;
+    config.ingest.queue_capacity = data.corpus.len() + 1;
+    let engine = open(config)?;
+    engine.start().await?;
+    let tenant = TenantId::parse("eval")?;
+    engine.create_tenant(tenant.clone()).await?;
+    let name = dataset
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let report = tenantry::eval::run(
+        &engine,
+        &TenantCtx::operator(tenant),
+        &name,
+        &data,
+        &tenantry::eval::standard_variants(),
+    )
+    .await?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&tenantry::eval::as_json(&report))? + "\n",
+        )?;
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

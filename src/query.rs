@@ -22,9 +22,28 @@ pub enum Mode {
     Bm25,
 }
 
+/// How hybrid mode combines the legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMethod {
+    /// Weighted reciprocal rank fusion: `sum of w / (k + rank)`. Ignores how confident a leg is.
+    #[default]
+    Rrf,
+    /// Distribution-based score fusion (as in Qdrant): each leg's scores are normalised by
+    /// their own spread (mean ± 3 standard deviations over the candidates), then summed with
+    /// the weights.
+    Dbsf,
+    /// Convex combination of theoretically min-max normalised scores (Bruch et al., 2023,
+    /// "An Analysis of Fusion Functions for Hybrid Retrieval"): each leg is scaled from its
+    /// lowest possible score (cosine -1, BM25 0) to the best candidate's score, then combined
+    /// with the weights. A leg whose best match is weak contributes little.
+    Convex,
+}
+
 /// Fusion settings; `None` fields take the configured defaults.
 #[derive(Debug, Clone, Default)]
 pub struct FusionOverrides {
+    pub method: Option<FusionMethod>,
     pub rrf_k: Option<f32>,
     pub dense_weight: Option<f32>,
     pub bm25_weight: Option<f32>,
@@ -87,11 +106,11 @@ impl Query {
             )));
         }
         let f = &self.fusion;
-        if f.rrf_k.is_some_and(|k| !(k > 0.0))
+        if f.rrf_k.is_some_and(|k| k.is_nan() || k <= 0.0)
             || [f.dense_weight, f.bm25_weight]
                 .iter()
                 .flatten()
-                .any(|w| !(*w >= 0.0))
+                .any(|w| w.is_nan() || *w < 0.0)
         {
             return Err(UserError::Invalid(
                 "fusion: rrf_k must be > 0 and weights >= 0".into(),
@@ -120,6 +139,51 @@ pub fn rrf<K: Clone + Eq + std::hash::Hash>(legs: &[(&[K], f32)], k: f32) -> Vec
                 (0.0, order)
             });
             e.0 += weight / (k + (i + 1) as f32);
+        }
+    }
+    let mut out: Vec<(K, f32, usize)> = scores
+        .into_iter()
+        .map(|(key, (s, o))| (key, s, o))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+    out.into_iter().map(|(key, s, _)| (key, s)).collect()
+}
+
+/// Per-leg score normalisation followed by a weighted sum. `floor` is the leg's lowest
+/// possible score (used by [`FusionMethod::Convex`]). A key missing from a leg gets 0 from it.
+/// One leg for [`score_fusion`]: best-first `(key, score)`, its weight, its lowest possible score.
+pub type ScoredLeg<'a, K> = (&'a [(K, f32)], f32, f32);
+
+pub fn score_fusion<K: Clone + Eq + std::hash::Hash>(
+    method: FusionMethod,
+    legs: &[ScoredLeg<'_, K>],
+) -> Vec<(K, f32)> {
+    let mut scores: HashMap<K, (f32, usize)> = HashMap::new();
+    let mut order = 0;
+    for (list, weight, floor) in legs {
+        if list.is_empty() {
+            continue;
+        }
+        let n = list.len() as f32;
+        let (lo, hi) = match method {
+            FusionMethod::Dbsf => {
+                let mean = list.iter().map(|(_, s)| s).sum::<f32>() / n;
+                let sd = (list.iter().map(|(_, s)| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+                (mean - 3.0 * sd, mean + 3.0 * sd)
+            }
+            _ => (
+                *floor,
+                list.iter().map(|(_, s)| *s).fold(f32::MIN, f32::max),
+            ),
+        };
+        let span = (hi - lo).max(f32::EPSILON);
+        for (key, s) in list.iter() {
+            let norm = ((s - lo) / span).clamp(0.0, 1.0);
+            let e = scores.entry(key.clone()).or_insert_with(|| {
+                order += 1;
+                (0.0, order)
+            });
+            e.0 += weight * norm;
         }
     }
     let mut out: Vec<(K, f32, usize)> = scores
@@ -249,13 +313,25 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
                 .map(|h| (key(&h.chunk), h.score))
                 .collect(),
             Mode::Bm25 => bm25_hits.iter().map(|h| (key(&h.chunk), h.score)).collect(),
-            Mode::Hybrid => rrf(
-                &[
-                    (&dense_keys, fusion.dense_weight.unwrap_or(cfg.dense_weight)),
-                    (&bm25_keys, fusion.bm25_weight.unwrap_or(cfg.bm25_weight)),
-                ],
-                fusion.rrf_k.unwrap_or(cfg.rrf_k),
-            ),
+            Mode::Hybrid => {
+                let (wd, wb) = (
+                    fusion.dense_weight.unwrap_or(cfg.dense_weight),
+                    fusion.bm25_weight.unwrap_or(cfg.bm25_weight),
+                );
+                match fusion.method.unwrap_or(cfg.fusion) {
+                    FusionMethod::Rrf => rrf(
+                        &[(&dense_keys, wd), (&bm25_keys, wb)],
+                        fusion.rrf_k.unwrap_or(cfg.rrf_k),
+                    ),
+                    method => {
+                        let scored = |hits: &[LegHit]| -> Vec<(Key, f32)> {
+                            hits.iter().map(|h| (key(&h.chunk), h.score)).collect()
+                        };
+                        let (d, b) = (scored(&dense_hits), scored(&bm25_hits));
+                        score_fusion(method, &[(&d, wd, -1.0), (&b, wb, 0.0)])
+                    }
+                }
+            }
         };
         let top: Vec<(Key, f32)> = ranked.into_iter().take(top_k).collect();
         let texts: Vec<&str> = top.iter().map(|(k, _)| by_key[k].text.as_str()).collect();

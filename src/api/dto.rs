@@ -141,9 +141,19 @@ pub struct FilterDto {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMethodDto {
+    Rrf,
+    Dbsf,
+    Convex,
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FusionDto {
+    /// rrf | dbsf | convex (default from config: rrf).
+    pub method: Option<FusionMethodDto>,
     /// RRF constant (default 60).
     pub rrf_k: Option<f32>,
     pub dense_weight: Option<f32>,

@@ -18,7 +18,7 @@ use self::dto::*;
 use self::error::{ApiError, ErrorCode};
 use crate::catalog::{DocumentRecord, JobRecord};
 use crate::engine::{Engine, Upload};
-use crate::query::{FusionOverrides, Mode};
+use crate::query::{FusionMethod, FusionOverrides, Mode};
 use crate::store::{scalar, term, ChunkFilter};
 use crate::tenant::{DocId, TenantId};
 
@@ -86,7 +86,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
           list_documents, get_document, delete_document, get_job, query),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
         JsonDocumentRequest, SubmitResponse, JobDto, DocumentDto, DocumentList, QueryRequest, FilterDto, FusionDto,
-        ModeDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse)),
+        ModeDto, FusionMethodDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -476,6 +476,11 @@ async fn query(
         },
         filter: filter_from(req.filter.unwrap_or_default())?,
         fusion: FusionOverrides {
+            method: fusion.method.map(|m| match m {
+                FusionMethodDto::Rrf => FusionMethod::Rrf,
+                FusionMethodDto::Dbsf => FusionMethod::Dbsf,
+                FusionMethodDto::Convex => FusionMethod::Convex,
+            }),
             rrf_k: fusion.rrf_k,
             dense_weight: fusion.dense_weight,
             bm25_weight: fusion.bm25_weight,

@@ -83,3 +83,49 @@ fn operator_commands_work_end_to_end() {
         "tenant delete removes its lexical index"
     );
 }
+
+#[test]
+fn eval_reports_every_variant_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("unused");
+    let dataset = root().join("fixtures/beir-tiny");
+    let run = |n: usize| {
+        let out = dir.path().join(format!("eval{n}.json"));
+        let (ok, text) = tenantry(
+            &data,
+            &[
+                "eval",
+                dataset.to_str().unwrap(),
+                "--json",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            ok && text.contains("nDCG@10") && text.contains("3 queries"),
+            "{text}"
+        );
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out).unwrap()).unwrap()
+    };
+    let first = run(1);
+    let variants = first["variants"].as_object().unwrap();
+    for name in [
+        "bm25",
+        "dense",
+        "hybrid (default)",
+        "hybrid dbsf 1:1",
+        "hybrid convex 1:1",
+    ] {
+        let row = &variants[name];
+        for metric in ["ndcg_at_10", "recall_at_10", "recall_at_100", "mrr_at_10"] {
+            let v = row[metric].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{name} {metric} {v}");
+        }
+    }
+    // Four unambiguous documents: dense retrieval gets every first hit right.
+    assert_eq!(variants["dense"]["mrr_at_10"].as_f64(), Some(1.0));
+    assert_eq!(run(2), first, "two runs give identical numbers");
+    assert!(
+        !data.exists(),
+        "eval works in a scratch directory, not the data directory"
+    );
+}

@@ -1,0 +1,373 @@
+//! Retrieval quality on a BEIR-layout dataset (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`).
+//! Relevance is judged per document: a document is retrieved at the rank of its best chunk.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::JobStatus;
+use crate::engine::{Engine, Upload};
+use crate::error::{InternalError, Result, UserError};
+use crate::query::{FusionMethod, FusionOverrides, Mode, Query, MAX_TOP_K};
+use crate::store::ChunkFilter;
+use crate::tenant::{DocId, TenantCtx};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorpusDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueryItem {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub text: String,
+}
+
+pub struct Dataset {
+    pub corpus: Vec<CorpusDoc>,
+    /// Only queries that have judgements, in file order.
+    pub queries: Vec<QueryItem>,
+    pub qrels: HashMap<String, HashMap<String, u32>>,
+}
+
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UserError::Invalid(format!("{}: {e}", path.display())))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                UserError::Invalid(format!("{}:{}: {e}", path.display(), i + 1)).into()
+            })
+        })
+        .collect()
+}
+
+impl Dataset {
+    pub fn load(dir: &Path, split: &str) -> Result<Self> {
+        let corpus: Vec<CorpusDoc> = read_jsonl(&dir.join("corpus.jsonl"))?;
+        let queries: Vec<QueryItem> = read_jsonl(&dir.join("queries.jsonl"))?;
+        let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
+        let text = std::fs::read_to_string(&qrels_path)
+            .map_err(|e| UserError::Invalid(format!("{}: {e}", qrels_path.display())))?;
+        let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 3 || (i == 0 && cols[2].parse::<u32>().is_err()) {
+                continue; // header
+            }
+            let grade: u32 = cols[2].trim().parse().map_err(|_| {
+                UserError::Invalid(format!("{}:{}: bad score", qrels_path.display(), i + 1))
+            })?;
+            qrels
+                .entry(cols[0].to_string())
+                .or_default()
+                .insert(cols[1].to_string(), grade);
+        }
+        let queries = queries
+            .into_iter()
+            .filter(|q| qrels.contains_key(&q.id))
+            .collect();
+        Ok(Self {
+            corpus,
+            queries,
+            qrels,
+        })
+    }
+}
+
+/// nDCG@k with linear gains (BEIR / pytrec_eval convention).
+pub fn ndcg_at(k: usize, ranked: &[String], rels: &HashMap<String, u32>) -> f64 {
+    let dcg: f64 = ranked
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| *rels.get(d).unwrap_or(&0) as f64 / (i as f64 + 2.0).log2())
+        .sum();
+    let mut ideal: Vec<u32> = rels.values().copied().filter(|g| *g > 0).collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| *g as f64 / (i as f64 + 2.0).log2())
+        .sum();
+    if idcg == 0.0 {
+        0.0
+    } else {
+        dcg / idcg
+    }
+}
+
+/// Fraction of the relevant documents found in the top k.
+pub fn recall_at(k: usize, ranked: &[String], rels: &HashMap<String, u32>) -> f64 {
+    let relevant: HashSet<&String> = rels
+        .iter()
+        .filter(|(_, g)| **g > 0)
+        .map(|(d, _)| d)
+        .collect();
+    if relevant.is_empty() {
+        return 0.0;
+    }
+    ranked
+        .iter()
+        .take(k)
+        .filter(|d| relevant.contains(d))
+        .count() as f64
+        / relevant.len() as f64
+}
+
+/// Reciprocal rank of the first relevant document within the top k.
+pub fn mrr_at(k: usize, ranked: &[String], rels: &HashMap<String, u32>) -> f64 {
+    ranked
+        .iter()
+        .take(k)
+        .position(|d| rels.get(d).is_some_and(|g| *g > 0))
+        .map(|i| 1.0 / (i as f64 + 1.0))
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    pub mode: Mode,
+    pub fusion: FusionOverrides,
+}
+
+/// Every mode, and hybrid with each fusion method the engine supports.
+pub fn standard_variants() -> Vec<Variant> {
+    let hybrid = |name: &str, method: FusionMethod, wd: f32, wb: f32| Variant {
+        name: name.into(),
+        mode: Mode::Hybrid,
+        fusion: FusionOverrides {
+            method: Some(method),
+            dense_weight: Some(wd),
+            bm25_weight: Some(wb),
+            ..Default::default()
+        },
+    };
+    vec![
+        Variant {
+            name: "bm25".into(),
+            mode: Mode::Bm25,
+            fusion: FusionOverrides::default(),
+        },
+        Variant {
+            name: "dense".into(),
+            mode: Mode::Dense,
+            fusion: FusionOverrides::default(),
+        },
+        Variant {
+            name: "hybrid (default)".into(),
+            mode: Mode::Hybrid,
+            fusion: FusionOverrides::default(),
+        },
+        hybrid("hybrid rrf k=60 1:1", FusionMethod::Rrf, 1.0, 1.0),
+        hybrid("hybrid rrf k=60 2:1", FusionMethod::Rrf, 2.0, 1.0),
+        hybrid("hybrid dbsf 1:1", FusionMethod::Dbsf, 1.0, 1.0),
+        hybrid("hybrid convex 1:1", FusionMethod::Convex, 1.0, 1.0),
+    ]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub queries: usize,
+    pub ndcg_at_10: f64,
+    pub recall_at_10: f64,
+    pub recall_at_100: f64,
+    pub mrr_at_10: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dataset: String,
+    pub documents: usize,
+    pub chunks: u64,
+    pub rows: Vec<Row>,
+}
+
+/// Unique documents in the order of their best chunk.
+pub fn documents_in_rank_order(chunk_docs: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    chunk_docs
+        .into_iter()
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
+}
+
+/// Ingest the corpus into `ctx`'s tenant (which should be empty) and score every variant.
+pub async fn run(
+    engine: &Arc<Engine>,
+    ctx: &TenantCtx,
+    name: &str,
+    data: &Dataset,
+    variants: &[Variant],
+) -> Result<Report> {
+    let mut jobs = Vec::with_capacity(data.corpus.len());
+    for d in &data.corpus {
+        let upload = Upload {
+            doc_id: Some(DocId::parse(&d.id)?),
+            title: Some(d.title.clone()),
+            declared_type: Some("text/plain".into()),
+            bytes: d.text.clone().into_bytes(),
+            ..Default::default()
+        };
+        jobs.push(engine.submit(ctx, upload).await?.job_id);
+    }
+    for job in jobs {
+        let j = engine
+            .wait_job(ctx, &job, Duration::from_secs(3600))
+            .await?;
+        if j.status != JobStatus::Succeeded {
+            let (code, msg) = j.error.unwrap_or_default();
+            return Err(InternalError::Other(format!(
+                "corpus document {} failed: {code} {msg}",
+                j.doc_id
+            ))
+            .into());
+        }
+    }
+    let mut chunks = 0;
+    let mut after = None;
+    loop {
+        let page = engine.documents(ctx, 1000, after.clone()).await?;
+        chunks += page.iter().map(|d| d.chunk_count).sum::<u64>();
+        match page.last() {
+            Some(d) if page.len() == 1000 => after = Some(d.id.to_string()),
+            _ => break,
+        }
+    }
+    let mut rows = Vec::new();
+    for v in variants {
+        let (mut ndcg, mut r10, mut r100, mut mrr) = (0.0, 0.0, 0.0, 0.0);
+        for q in &data.queries {
+            let out = engine
+                .query(
+                    ctx,
+                    Query {
+                        text: q.text.clone(),
+                        top_k: MAX_TOP_K,
+                        mode: v.mode,
+                        filter: ChunkFilter::default(),
+                        fusion: v.fusion.clone(),
+                    },
+                )
+                .await?;
+            let ranked =
+                documents_in_rank_order(out.hits.into_iter().map(|h| h.chunk.doc_id.to_string()));
+            let rels = &data.qrels[&q.id];
+            ndcg += ndcg_at(10, &ranked, rels);
+            r10 += recall_at(10, &ranked, rels);
+            r100 += recall_at(100, &ranked, rels);
+            mrr += mrr_at(10, &ranked, rels);
+        }
+        let n = data.queries.len().max(1) as f64;
+        rows.push(Row {
+            variant: v.name.clone(),
+            queries: data.queries.len(),
+            ndcg_at_10: ndcg / n,
+            recall_at_10: r10 / n,
+            recall_at_100: r100 / n,
+            mrr_at_10: mrr / n,
+        });
+    }
+    Ok(Report {
+        dataset: name.into(),
+        documents: data.corpus.len(),
+        chunks,
+        rows,
+    })
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "dataset {} — {} documents, {} chunks, {} queries\n",
+            self.dataset,
+            self.documents,
+            self.chunks,
+            self.rows.first().map(|r| r.queries).unwrap_or(0)
+        );
+        s += &format!(
+            "| {:<22} | {:>7} | {:>9} | {:>10} | {:>6} |\n",
+            "mode", "nDCG@10", "recall@10", "recall@100", "MRR@10"
+        );
+        s += &format!(
+            "|{:-<24}|{:->9}|{:->11}|{:->12}|{:->8}|\n",
+            "", "", "", "", ""
+        );
+        for r in &self.rows {
+            s += &format!(
+                "| {:<22} | {:>7.4} | {:>9.4} | {:>10.4} | {:>6.4} |\n",
+                r.variant, r.ndcg_at_10, r.recall_at_10, r.recall_at_100, r.mrr_at_10
+            );
+        }
+        s
+    }
+}
+
+/// Queries per variant are independent of each other, so results are deterministic for a given
+/// model and corpus; BTreeMap keeps JSON output stable.
+pub fn as_json(report: &Report) -> serde_json::Value {
+    let rows: BTreeMap<String, &Row> = report.rows.iter().map(|r| (r.variant.clone(), r)).collect();
+    serde_json::json!({ "dataset": report.dataset, "documents": report.documents, "chunks": report.chunks, "variants": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rels(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
+        pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+
+    fn ranked(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        // One relevant document at rank 3: nDCG = 1/log2(4) = 0.5, MRR = 1/3.
+        let r = rels(&[("c", 1)]);
+        let run = ranked(&["a", "b", "c", "d"]);
+        assert!((ndcg_at(10, &run, &r) - 0.5).abs() < 1e-12);
+        assert!((mrr_at(10, &run, &r) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(recall_at(2, &run, &r), 0.0);
+        assert_eq!(recall_at(10, &run, &r), 1.0);
+        // Graded: rels a=2, d=1; run [a, b, d]. DCG = 2 + 1/log2(4) = 2.5; IDCG = 2 + 1/log2(3).
+        let r = rels(&[("a", 2), ("d", 1)]);
+        let run = ranked(&["a", "b", "d"]);
+        let expected = 2.5 / (2.0 + 1.0 / 3f64.log2());
+        assert!((ndcg_at(10, &run, &r) - expected).abs() < 1e-12);
+        assert_eq!(recall_at(1, &run, &r), 0.5);
+        assert_eq!(mrr_at(10, &run, &r), 1.0);
+        // Nothing relevant retrieved.
+        assert_eq!(ndcg_at(10, &ranked(&["x"]), &r), 0.0);
+    }
+
+    #[test]
+    fn a_document_ranks_at_its_best_chunk() {
+        let docs = documents_in_rank_order(ranked(&["d2", "d1", "d2", "d3", "d1"]));
+        assert_eq!(docs, ranked(&["d2", "d1", "d3"]));
+    }
+
+    #[test]
+    fn loads_the_beir_fixture() {
+        let d = Dataset::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/beir-tiny"),
+            "test",
+        )
+        .unwrap();
+        assert_eq!((d.corpus.len(), d.queries.len()), (4, 3));
+        assert_eq!(d.qrels["q2"]["d2"], 2);
+    }
+}
