@@ -20,13 +20,7 @@ impl ContentType {
     }
 
     pub fn from_mime(mime: &str) -> Option<Self> {
-        let essence = mime
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
+        match essence(mime).as_str() {
             "application/pdf" | "application/x-pdf" => Some(Self::Pdf),
             "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
             "text/html" | "application/xhtml+xml" => Some(Self::Html),
@@ -47,16 +41,19 @@ impl ContentType {
     }
 }
 
-/// Generic types that say nothing: fall through to the content and the file name.
-fn is_generic(mime: &str) -> bool {
-    let essence = mime
-        .split(';')
+/// `Text/HTML; charset=utf-8` → `text/html`.
+fn essence(mime: &str) -> String {
+    mime.split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Generic types that say nothing: fall through to the content and the file name.
+fn is_generic(mime: &str) -> bool {
     matches!(
-        essence.as_str(),
+        essence(mime).as_str(),
         "" | "application/octet-stream" | "binary/octet-stream"
     )
 }

@@ -6,16 +6,7 @@ use crate::common::*;
 fn tenantry(data: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .args(["--data-dir", data.to_str().unwrap()])
-        .args([
-            "--model-dir",
-            provisioned("model/all-MiniLM-L6-v2").to_str().unwrap(),
-        ])
-        .args([
-            "--ort-dylib",
-            provisioned("ort/libonnxruntime.so.1.24.4")
-                .to_str()
-                .unwrap(),
-        ])
+        .args(model_flags())
         .args(args)
         .env("TENANTRY_LOG", "error")
         .output()

@@ -26,6 +26,18 @@ pub fn provisioned(rel: &str) -> PathBuf {
     p
 }
 
+/// Flags that point the `tenantry` binary at the provisioned model and ONNX Runtime.
+pub fn model_flags() -> [String; 4] {
+    [
+        "--model-dir".into(),
+        provisioned("model/all-MiniLM-L6-v2").display().to_string(),
+        "--ort-dylib".into(),
+        provisioned("ort/libonnxruntime.so.1.24.4")
+            .display()
+            .to_string(),
+    ]
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures/docs").join(name)).unwrap()
 }

@@ -89,16 +89,7 @@ impl Server {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
-            .args([
-                "--model-dir",
-                provisioned("model/all-MiniLM-L6-v2").to_str().unwrap(),
-            ])
-            .args([
-                "--ort-dylib",
-                provisioned("ort/libonnxruntime.so.1.24.4")
-                    .to_str()
-                    .unwrap(),
-            ])
+            .args(model_flags())
             .env("TENANTRY_ADMIN_KEY", ADMIN)
             .env("TENANTRY_LOG", "warn,qdrant_edge=error")
             .stdout(Stdio::null())
