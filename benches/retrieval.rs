@@ -66,6 +66,20 @@ fn chunk(doc: usize, ordinal: u32, text: String) -> StoredChunk {
     }
 }
 
+/// One search per iteration, cycling through the queries.
+fn cycle<Q, R>(c: &mut Criterion, group: &str, queries: &[Q], mut search: impl FnMut(&Q) -> R) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("top50", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            search(&queries[i])
+        })
+    });
+    g.finish();
+}
+
 fn fusion(c: &mut Criterion) {
     let mut g = c.benchmark_group("rrf");
     for n in [10usize, 50, 200] {
@@ -106,18 +120,9 @@ fn bm25(c: &mut Criterion) {
         .collect();
     store.add(&ctx, &chunks).unwrap();
     let queries: Vec<String> = (0..64).map(|_| text(&mut rng, 6)).collect();
-    let mut g = c.benchmark_group("bm25_10k_chunks");
-    g.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    g.bench_function("top50", |b| {
-        b.iter(|| {
-            i = (i + 1) % queries.len();
-            store
-                .search(&ctx, &queries[i], &ChunkFilter::default(), 50)
-                .unwrap()
-        })
+    cycle(c, "bm25_10k_chunks", &queries, |q| {
+        store.search(&ctx, q, &ChunkFilter::default(), 50).unwrap()
     });
-    g.finish();
 }
 
 fn dense(c: &mut Criterion) {
@@ -140,18 +145,9 @@ fn dense(c: &mut Criterion) {
     store.maintain().unwrap();
     let ctx = TenantCtx::operator(TenantId::parse("t7").unwrap());
     let queries: Vec<Vec<f32>> = (0..64).map(|_| vector(&mut rng)).collect();
-    let mut g = c.benchmark_group("dense_tenant_filtered_20k_points");
-    g.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    g.bench_function("top50", |b| {
-        b.iter(|| {
-            i = (i + 1) % queries.len();
-            store
-                .search(&ctx, &queries[i], &ChunkFilter::default(), 50)
-                .unwrap()
-        })
+    cycle(c, "dense_tenant_filtered_20k_points", &queries, |q| {
+        store.search(&ctx, q, &ChunkFilter::default(), 50).unwrap()
     });
-    g.finish();
 }
 
 fn embedding(c: &mut Criterion) {

@@ -130,23 +130,43 @@ impl Query {
 /// Weighted reciprocal rank fusion: `score = sum over legs of weight / (k + rank)`.
 /// Inputs are best-first lists of keys; ties keep first-seen order (dense leg first).
 pub fn rrf<K: Clone + Eq + std::hash::Hash>(legs: &[(&[K], f32)], k: f32) -> Vec<(K, f32)> {
-    let mut scores: HashMap<K, (f32, usize)> = HashMap::new();
-    let mut order = 0;
+    let mut fused = Fused::default();
     for (list, weight) in legs {
         for (i, key) in list.iter().enumerate() {
-            let e = scores.entry(key.clone()).or_insert_with(|| {
-                order += 1;
-                (0.0, order)
-            });
-            e.0 += weight / (k + (i + 1) as f32);
+            fused.add(key, weight / (k + (i + 1) as f32));
         }
     }
-    let mut out: Vec<(K, f32, usize)> = scores
-        .into_iter()
-        .map(|(key, (s, o))| (key, s, o))
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
-    out.into_iter().map(|(key, s, _)| (key, s)).collect()
+    fused.ranked()
+}
+
+/// Per-key sums of the legs' contributions; ties keep first-seen order.
+struct Fused<K> {
+    scores: HashMap<K, (f32, usize)>,
+}
+
+impl<K> Default for Fused<K> {
+    fn default() -> Self {
+        Self {
+            scores: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Fused<K> {
+    fn add(&mut self, key: &K, contribution: f32) {
+        let seen = self.scores.len();
+        self.scores.entry(key.clone()).or_insert((0.0, seen)).0 += contribution;
+    }
+
+    fn ranked(self) -> Vec<(K, f32)> {
+        let mut out: Vec<(K, f32, usize)> = self
+            .scores
+            .into_iter()
+            .map(|(key, (s, o))| (key, s, o))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+        out.into_iter().map(|(key, s, _)| (key, s)).collect()
+    }
 }
 
 /// Per-leg score normalisation followed by a weighted sum. `floor` is the leg's lowest
@@ -158,8 +178,7 @@ pub fn score_fusion<K: Clone + Eq + std::hash::Hash>(
     method: FusionMethod,
     legs: &[ScoredLeg<'_, K>],
 ) -> Vec<(K, f32)> {
-    let mut scores: HashMap<K, (f32, usize)> = HashMap::new();
-    let mut order = 0;
+    let mut fused = Fused::default();
     for (list, weight, floor) in legs {
         if list.is_empty() {
             continue;
@@ -178,20 +197,10 @@ pub fn score_fusion<K: Clone + Eq + std::hash::Hash>(
         };
         let span = (hi - lo).max(f32::EPSILON);
         for (key, s) in list.iter() {
-            let norm = ((s - lo) / span).clamp(0.0, 1.0);
-            let e = scores.entry(key.clone()).or_insert_with(|| {
-                order += 1;
-                (0.0, order)
-            });
-            e.0 += weight * norm;
+            fused.add(key, weight * ((s - lo) / span).clamp(0.0, 1.0));
         }
     }
-    let mut out: Vec<(K, f32, usize)> = scores
-        .into_iter()
-        .map(|(key, (s, o))| (key, s, o))
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
-    out.into_iter().map(|(key, s, _)| (key, s)).collect()
+    fused.ranked()
 }
 
 type Key = (String, u64, u32);
@@ -378,5 +387,21 @@ mod tests {
             out.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             vec!["x", "y", "z", "w"]
         );
+    }
+
+    #[test]
+    fn convex_fusion_matches_hand_computation() {
+        let dense = [("a", 0.5), ("b", 0.0)];
+        let bm25 = [("b", 4.0), ("c", 2.0)];
+        let out = score_fusion(
+            FusionMethod::Convex,
+            &[(&dense[..], 1.0, -1.0), (&bm25[..], 1.0, 0.0)],
+        );
+        // a: (0.5+1)/1.5 = 1; b: (0+1)/1.5 + 4/4; c: 2/4.
+        let expect = [("b", 1.0 / 1.5 + 1.0), ("a", 1.0), ("c", 0.5)];
+        for ((k, s), (ek, es)) in out.iter().zip(expect) {
+            assert_eq!(*k, ek);
+            assert!((s - es).abs() < 1e-6, "{k}: {s} vs {es}");
+        }
     }
 }
