@@ -586,7 +586,7 @@ impl Engine {
         match outcome {
             Ok(Ok(n)) => {
                 let committed = self.catalog.commit_job(&job, n as u64)?;
-                tracing::info!(
+                tracing::debug!(
                     job_id,
                     chunks = n,
                     ms = started.elapsed().as_millis() as u64,
