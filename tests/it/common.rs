@@ -142,6 +142,19 @@ impl TestApp {
         content_type: &str,
         bytes: &[u8],
     ) -> Resp {
+        self.multipart(key, id, file_name, content_type, bytes, true)
+            .await
+    }
+
+    pub async fn multipart(
+        &self,
+        key: &str,
+        id: &str,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+        wait: bool,
+    ) -> Resp {
         let boundary = "tenantry-test-boundary-7d1f";
         let mut body = Vec::new();
         body.extend(
@@ -156,7 +169,7 @@ impl TestApp {
         body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
         let req = Request::builder()
             .method("POST")
-            .uri("/v1/documents?wait=true")
+            .uri(format!("/v1/documents?wait={wait}"))
             .header("authorization", format!("Bearer {key}"))
             .header(
                 "content-type",

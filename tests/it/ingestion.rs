@@ -233,19 +233,10 @@ async fn one_tenant_cannot_fill_the_ingestion_queue() {
     let pdf = std::fs::read(provisioned("docs/debian-faq/debian-faq.en.pdf")).unwrap();
     let form = |id: &str| json!({"id": id, "text": "A short note about tides."});
     // A long job occupies the tenant's single slot...
-    let boundary = "b0";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"faq.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").into_bytes();
-    body.extend(&pdf);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let req = axum::http::Request::post("/v1/documents")
-        .header("authorization", format!("Bearer {key}"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    assert_eq!(app.send(req).await.status, StatusCode::ACCEPTED);
+    let r = app
+        .multipart(&key, "faq", "faq.pdf", "application/pdf", &pdf, false)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     // ...so its next upload is refused with 429 and Retry-After, while another tenant is served.
     let r = app
         .call("POST", "/v1/documents", &key, Some(form("n1")))
