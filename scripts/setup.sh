@@ -97,6 +97,14 @@ if [ ! -d "$D/pdf-parse" ]; then
   mv "$D/pdf-parse.part" "$D/pdf-parse"
 fi
 
+# A second evaluation set built like ../shared/eval/debian-faq, from the Python FAQ, so that
+# retrieval defaults are checked on more than one dataset.
+E=$ROOT/eval/python-faq
+if [ ! -f "$E/qrels/test.tsv" ]; then
+  python3 scripts/make_eval_pyfaq.py /usr/share/doc/python3.11/html/_sources/faq "$E.part" >/dev/null
+  rm -rf "$E" && mv "$E.part" "$E"
+fi
+
 cat > "$ROOT/env" <<ENV
 # Written by scripts/setup.sh; sourced by make targets.
 export ORT_DYLIB_PATH=$ORT_SO

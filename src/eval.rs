@@ -185,6 +185,9 @@ pub struct Row {
     pub recall_at_10: f64,
     pub recall_at_100: f64,
     pub mrr_at_10: f64,
+    /// Per query (in dataset order): documents best-first with their best chunk's score.
+    #[serde(skip)]
+    pub run: Vec<(String, Vec<(String, f32)>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,6 +252,7 @@ pub async fn run(
     let mut rows = Vec::new();
     for v in variants {
         let (mut ndcg, mut r10, mut r100, mut mrr) = (0.0, 0.0, 0.0, 0.0);
+        let mut run = Vec::with_capacity(data.queries.len());
         for q in &data.queries {
             let out = engine
                 .query(
@@ -262,13 +266,20 @@ pub async fn run(
                     },
                 )
                 .await?;
-            let ranked =
-                documents_in_rank_order(out.hits.into_iter().map(|h| h.chunk.doc_id.to_string()));
+            let mut seen = HashSet::new();
+            let scored: Vec<(String, f32)> = out
+                .hits
+                .into_iter()
+                .filter(|h| seen.insert(h.chunk.doc_id.clone()))
+                .map(|h| (h.chunk.doc_id.to_string(), h.score))
+                .collect();
+            let ranked = documents_in_rank_order(scored.iter().map(|(d, _)| d.clone()));
             let rels = &data.qrels[&q.id];
             ndcg += ndcg_at(10, &ranked, rels);
             r10 += recall_at(10, &ranked, rels);
             r100 += recall_at(100, &ranked, rels);
             mrr += mrr_at(10, &ranked, rels);
+            run.push((q.id.clone(), scored));
         }
         let n = data.queries.len().max(1) as f64;
         rows.push(Row {
@@ -278,6 +289,7 @@ pub async fn run(
             recall_at_10: r10 / n,
             recall_at_100: r100 / n,
             mrr_at_10: mrr / n,
+            run,
         });
     }
     Ok(Report {
@@ -313,6 +325,23 @@ impl Report {
         }
         s
     }
+}
+
+/// The rankings in TREC run format (`qid Q0 docid rank score tag`), one file per variant, so
+/// `trec_eval` or a notebook can analyse them.
+pub fn trec_run(row: &Row) -> String {
+    let tag: String = row
+        .variant
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut s = String::new();
+    for (qid, docs) in &row.run {
+        for (i, (doc, score)) in docs.iter().enumerate() {
+            s += &format!("{qid} Q0 {doc} {} {score} {tag}\n", i + 1);
+        }
+    }
+    s
 }
 
 /// Queries per variant are independent of each other, so results are deterministic for a given

@@ -74,6 +74,9 @@ enum Command {
         /// Also write the results as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write one TREC run file per mode into this directory.
+        #[arg(long)]
+        runs: Option<PathBuf>,
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
@@ -226,7 +229,8 @@ async fn main() -> anyhow::Result<()> {
             dataset,
             split,
             json,
-        } => eval(config, &dataset, &split, json.as_deref()).await,
+            runs,
+        } => eval(config, &dataset, &split, json.as_deref(), runs.as_deref()).await,
         Command::Openapi => unreachable!(),
     }
 }
@@ -236,6 +240,7 @@ async fn eval(
     dataset: &std::path::Path,
     split: &str,
     json: Option<&std::path::Path>,
+    runs: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let data = tenantry::eval::Dataset::load(dataset, split)?;
     let scratch = tempfile::tempdir()?;
@@ -265,6 +270,15 @@ async fn eval(
             path,
             serde_json::to_string_pretty(&tenantry::eval::as_json(&report))? + "\n",
         )?;
+    }
+    if let Some(dir) = runs {
+        std::fs::create_dir_all(dir)?;
+        for (i, row) in report.rows.iter().enumerate() {
+            std::fs::write(
+                dir.join(format!("{i:02}.run")),
+                tenantry::eval::trec_run(row),
+            )?;
+        }
     }
     Ok(())
 }
