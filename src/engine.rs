@@ -69,6 +69,7 @@ pub struct Engine {
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     draining: AtomicBool,
     embedded_texts: AtomicU64,
+    embedding_seed: std::sync::RwLock<Option<TenantId>>,
 }
 
 /// Run blocking work off the async runtime.
@@ -181,6 +182,7 @@ impl Engine {
             waiters: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             embedded_texts: AtomicU64::new(0),
+            embedding_seed: std::sync::RwLock::new(None),
         }))
     }
 
@@ -625,26 +627,8 @@ impl Engine {
     fn index_version(&self, job: &JobRecord) -> Result<usize, JobError> {
         let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
-        let extracted = parse(&bytes, ct)?;
-        let chunks = self.chunker.chunk(&extracted, ct);
-        if chunks.is_empty() {
-            return Err(IngestError::Empty.into());
-        }
+        let (chunks, contextual) = self.contextual_chunks(&bytes, ct, &job.title)?;
         let ctx = TenantCtx::authenticated(job.tenant.clone());
-        // The dense leg embeds each chunk under its document title and heading path: a chunk cut
-        // from the middle of a section otherwise loses what it is about.
-        let contextual: Vec<String> = chunks
-            .iter()
-            .map(|c| {
-                let t = embedding_text(&job.title, &c.heading_path, &c.text);
-                // Never let the context push the chunk itself past the model's window.
-                if self.chunker.count_tokens(&t) <= tenantry_ingest::chunk::MAX_CHUNK_TOKENS {
-                    t
-                } else {
-                    c.text.clone()
-                }
-            })
-            .collect();
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
         let vectors = self.embed_cached(&ctx, &texts)?;
         let stored: Vec<StoredChunk> = chunks
@@ -677,6 +661,46 @@ impl Engine {
         Ok(stored.len())
     }
 
+    /// Parse and chunk a document; also returns the text the dense leg embeds for each chunk:
+    /// the chunk under its document title and heading path, since a chunk cut from the middle
+    /// of a section otherwise loses what it is about.
+    pub(crate) fn contextual_chunks(
+        &self,
+        bytes: &[u8],
+        ct: ContentType,
+        title: &str,
+    ) -> Result<(Vec<tenantry_ingest::chunk::Chunk>, Vec<String>), JobError> {
+        let extracted = parse(bytes, ct)?;
+        let chunks = self.chunker.chunk(&extracted, ct);
+        if chunks.is_empty() {
+            return Err(IngestError::Empty.into());
+        }
+        let contextual = chunks
+            .iter()
+            .map(|c| {
+                let t = embedding_text(title, &c.heading_path, &c.text);
+                // Never let the context push the chunk itself past the model's window.
+                if self.chunker.count_tokens(&t) <= tenantry_ingest::chunk::MAX_CHUNK_TOKENS {
+                    t
+                } else {
+                    c.text.clone()
+                }
+            })
+            .collect();
+        Ok((chunks, contextual))
+    }
+
+    /// Benchmark loading only (`tenantry bench`, in-process, on its own data directory): embeddings
+    /// missing from a tenant's cache are looked up in `source`'s cache before the model is run.
+    /// The server never calls this: sharing a cache across tenants would let one tenant learn
+    /// from timing what another has stored.
+    pub fn seed_embeddings_from(&self, source: Option<TenantId>) {
+        *self
+            .embedding_seed
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = source;
+    }
+
     /// Embed with the tenant's cache: unchanged text is never embedded twice.
     pub(crate) fn embed_cached(&self, ctx: &TenantCtx, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let model = self.embedder.model_id().as_bytes();
@@ -691,6 +715,19 @@ impl Engine {
             })
             .collect();
         let mut cached = self.catalog.cached_vectors(ctx.tenant(), &hashes)?;
+        let seed = self
+            .embedding_seed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(seed) = seed {
+            let unseen: Vec<[u8; 32]> = hashes
+                .iter()
+                .filter(|h| !cached.contains_key(*h))
+                .copied()
+                .collect();
+            cached.extend(self.catalog.cached_vectors(&seed, &unseen)?);
+        }
         let missing: Vec<usize> = (0..texts.len())
             .filter(|i| !cached.contains_key(&hashes[*i]))
             .collect();
@@ -729,7 +766,7 @@ impl Engine {
     }
 }
 
-fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
+pub(crate) fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
     let mut out = String::with_capacity(title.len() + text.len() + 8);
     for part in std::iter::once(title).chain(heading_path.iter().map(String::as_str)) {
         // Markdown and HTML chunks often start with their own heading: do not say it twice.
@@ -742,7 +779,7 @@ fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
     out
 }
 
-enum JobError {
+pub(crate) enum JobError {
     Document(IngestError),
     Engine(EngineError),
 }

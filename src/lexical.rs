@@ -244,7 +244,8 @@ fn schema() -> (Schema, Fields) {
 struct TenantIndex {
     index: Index,
     reader: IndexReader,
-    writer: Mutex<Option<IndexWriter>>,
+    /// Serialises writers: tantivy allows one per index.
+    writing: Mutex<()>,
     fields: Fields,
     last_used: Mutex<Instant>,
 }
@@ -264,25 +265,25 @@ impl TenantIndex {
         Ok(Self {
             index,
             reader,
-            writer: Mutex::new(None),
+            writing: Mutex::new(()),
             fields,
             last_used: Mutex::new(Instant::now()),
         })
     }
 
-    /// Run `f` with this index's writer, commit, and make the change visible to searches.
+    /// Run `f` with a writer, commit, wait for the merges it triggered, and make the change
+    /// visible to searches. The writer lives only for this call: with thousands of tenants, a
+    /// writer kept open per tenant would hold a thread and an indexing arena each.
     fn write(&self, f: impl FnOnce(&IndexWriter, &Fields) -> Result<()>) -> Result<()> {
-        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            // 15 MB is tantivy's floor per indexing thread; one thread per tenant writer.
-            *slot = Some(self.index.writer_with_num_threads(1, 15_000_000)?);
-        }
-        let writer = slot.as_mut().expect("writer just created");
-        if let Err(e) = f(writer, &self.fields) {
+        let _one_writer = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // 15 MB is tantivy's floor per indexing thread; one thread per writer.
+        let mut writer: IndexWriter = self.index.writer_with_num_threads(1, 15_000_000)?;
+        if let Err(e) = f(&writer, &self.fields) {
             writer.rollback()?;
             return Err(e);
         }
         writer.commit()?;
+        writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Tenantry: a multi-tenant RAG retrieval engine. See ARCHITECTURE.md for the map.
 pub mod api;
+pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod engine;

@@ -78,6 +78,45 @@ enum Command {
         #[arg(long)]
         runs: Option<PathBuf>,
     },
+    /// Measure latency, throughput and scale over HTTP, next to in-process baselines. Without
+    /// --url it loads a persistent bench directory (--data-dir, default .tenantry/bench) and
+    /// starts its own server on loopback.
+    Bench {
+        /// A running server to drive instead (loopback only); needs --admin-key.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "TENANTRY_BENCH_ADMIN_KEY")]
+        admin_key: Option<String>,
+        /// Directory of documents (.md, .html, .txt, .pdf) spread over the tenants.
+        #[arg(long, default_value = ".tenantry/docs/python-tutorial")]
+        corpus: PathBuf,
+        /// Queries: BEIR queries.jsonl or one per line.
+        #[arg(long, default_value = ".tenantry/eval/python-faq/queries.jsonl")]
+        queries: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        tenants: usize,
+        #[arg(long, default_value_t = 200)]
+        chunks_per_tenant: u64,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Seconds of load per mode.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Requests per mode at most.
+        #[arg(long, default_value_t = 100_000)]
+        max_requests: usize,
+        /// Comma-separated: hybrid, dense, bm25.
+        #[arg(long, default_value = "hybrid,dense,bm25")]
+        modes: String,
+        /// Tenants whose first query after the start is timed (cold) and then repeated (warm).
+        #[arg(long, default_value_t = 10)]
+        cold_tenants: usize,
+        /// Documents for the ingestion-vs-raw-embedder measurement.
+        #[arg(long, default_value_t = 2)]
+        ingest_docs: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -120,6 +159,26 @@ fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
             dir.display()
         )
     })
+}
+
+/// The configuration flags of this invocation, for a child `tenantry serve`.
+fn server_args(f: &tenantry::config::ConfigFlags) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, value) in [
+        ("--config", &f.config),
+        ("--model-dir", &f.model_dir),
+        ("--ort-dylib", &f.ort_dylib),
+    ] {
+        if let Some(v) = value {
+            out.push(flag.into());
+            out.push(v.into());
+        }
+    }
+    for o in &f.overrides {
+        out.push("--set".into());
+        out.push(o.into());
+    }
+    out
 }
 
 fn parse_mode(s: &str) -> anyhow::Result<Mode> {
@@ -231,6 +290,51 @@ async fn main() -> anyhow::Result<()> {
             json,
             runs,
         } => eval(config, &dataset, &split, json.as_deref(), runs.as_deref()).await,
+        Command::Bench {
+            url,
+            admin_key,
+            corpus,
+            queries,
+            tenants,
+            chunks_per_tenant,
+            concurrency,
+            duration,
+            max_requests,
+            modes,
+            cold_tenants,
+            ingest_docs,
+            json,
+        } => {
+            let mut config = config;
+            if cli.flags.data_dir.is_none() {
+                config.data_dir = PathBuf::from(".tenantry/bench");
+            }
+            let opts = tenantry::bench::BenchOptions {
+                url,
+                admin_key,
+                corpus,
+                queries,
+                tenants,
+                chunks_per_tenant,
+                concurrency,
+                duration: std::time::Duration::from_secs_f64(duration.max(0.0)),
+                max_requests,
+                modes: modes
+                    .split(',')
+                    .map(|m| parse_mode(m.trim()))
+                    .collect::<anyhow::Result<_>>()?,
+                cold_tenants,
+                ingest_docs,
+                server_exe: std::env::current_exe()?,
+                server_args: server_args(&cli.flags),
+            };
+            let report = tenantry::bench::run(config, opts).await?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+            }
+            Ok(())
+        }
         Command::Openapi => unreachable!(),
     }
 }

@@ -1,0 +1,904 @@
+//! `tenantry bench`: latency, throughput and scale of the HTTP API, next to the in-process
+//! baselines that give the numbers meaning (raw query embedding and index search, raw embedder
+//! throughput on the same text). Traffic goes to loopback only, and every loop is bounded in
+//! requests and in time.
+//!
+//! Self-started mode (the default) loads the data in-process into a persistent bench directory,
+//! then starts `tenantry serve` on it as a child process and drives it over HTTP. A corpus is
+//! ingested once into a template tenant; the bench tenants get subsets of the same documents
+//! through the normal pipeline, with embeddings looked up in the template's cache
+//! ([`Engine::seed_embeddings_from`]), so a 1,000-tenant load does not embed 1,000 times and a
+//! re-run embeds nothing.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tenantry_ingest::{ContentType, Lane};
+
+use crate::catalog::JobStatus;
+use crate::config::Config;
+use crate::engine::{Engine, Upload};
+use crate::error::{InternalError, Result, UserError};
+use crate::query::Mode;
+use crate::store::ChunkFilter;
+use crate::tenant::{DocId, TenantCtx, TenantId};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Drive an already running server instead of starting one (`--url`).
+    pub url: Option<String>,
+    pub admin_key: Option<String>,
+    pub corpus: PathBuf,
+    pub queries: PathBuf,
+    pub tenants: usize,
+    pub chunks_per_tenant: u64,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub max_requests: usize,
+    pub modes: Vec<Mode>,
+    pub cold_tenants: usize,
+    /// Documents used for the ingestion-vs-raw-embedder measurement.
+    pub ingest_docs: usize,
+    /// The server binary for self-started mode (normally this executable).
+    pub server_exe: PathBuf,
+    /// Configuration flags passed on to the server (model, runtime, overrides).
+    pub server_args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(mut samples: Vec<f64>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Self {
+            p50_ms: at(0.50),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+            max_ms: *samples.last().unwrap(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    pub mode: String,
+    pub requests: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub qps: f64,
+    pub latency: Latency,
+    /// `p50 / baseline_ms`; the baseline is the in-process critical path of the same mode.
+    pub baseline_ms: Option<f64>,
+    pub overhead_ratio: Option<f64>,
+    pub server_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Baselines {
+    /// Raw query embedding (one query, in-process), p50.
+    pub embed_query_ms: f64,
+    /// Raw index searches for one warm tenant, in-process, p50.
+    pub dense_search_ms: Option<f64>,
+    pub bm25_search_ms: Option<f64>,
+    /// The raw embedder on the ingestion documents' chunk texts.
+    pub raw_embed_passages_per_s: f64,
+    /// The same documents through the ingestion pipeline (parse, chunk, embed, index, commit).
+    pub ingest_chunks_per_s: f64,
+    pub ingest_ratio: f64,
+    pub ingest_chunks: usize,
+    pub first_ingest_s: f64,
+    pub reingest_s: f64,
+    /// First ingest time / re-ingest (unchanged documents) time.
+    pub reingest_speedup: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub tenants: usize,
+    pub chunks_per_tenant: f64,
+    pub total_chunks: u64,
+    pub concurrency: usize,
+    pub load_seconds: f64,
+    pub baselines: Baselines,
+    pub cold_first_query: Latency,
+    pub warm_query: Latency,
+    pub runs: Vec<LoadResult>,
+    pub server_peak_rss_mib: Option<f64>,
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Hybrid => "hybrid",
+        Mode::Dense => "dense",
+        Mode::Bm25 => "bm25",
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn bench_err(msg: impl Into<String>) -> crate::error::EngineError {
+    InternalError::Other(msg.into()).into()
+}
+
+/// A document of the bench corpus: files under `dir` that Tenantry can ingest, sorted by path.
+#[derive(Debug, Clone)]
+pub struct CorpusDoc {
+    pub id: DocId,
+    pub bytes: Vec<u8>,
+    pub content_type: ContentType,
+}
+
+fn from_extension(ext: &str) -> Option<ContentType> {
+    match ext.to_ascii_lowercase().as_str() {
+        "pdf" => Some(ContentType::Pdf),
+        "md" | "markdown" => Some(ContentType::Markdown),
+        "html" | "htm" => Some(ContentType::Html),
+        "txt" => Some(ContentType::Text),
+        _ => None,
+    }
+}
+
+pub fn load_corpus(dir: &Path) -> Result<Vec<CorpusDoc>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| UserError::Invalid(format!("corpus {}: {e}", d.display())))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(ct) = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .and_then(from_extension)
+            {
+                files.push((p, ct));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::with_capacity(files.len());
+    for (p, ct) in files {
+        let bytes = std::fs::read(&p).map_err(|e| bench_err(format!("{}: {e}", p.display())))?;
+        if bytes.is_empty() {
+            continue;
+        }
+        let rel = p
+            .strip_prefix(dir)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .into_owned();
+        out.push(CorpusDoc {
+            id: DocId::parse(&rel)?,
+            bytes,
+            content_type: ct,
+        });
+    }
+    if out.is_empty() {
+        return Err(UserError::Invalid(format!(
+            "corpus {} has no .md, .html, .txt or .pdf files",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// Queries from a BEIR `queries.jsonl` (`text` field) or a plain file with one query per line.
+pub fn load_queries(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UserError::Invalid(format!("queries {}: {e}", path.display())))?;
+    let out: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(String::from))
+                .unwrap_or_else(|| l.to_string())
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(UserError::Invalid(format!("no queries in {}", path.display())).into());
+    }
+    Ok(out)
+}
+
+/// Which template documents tenant `i` holds: consecutive documents (wrapping) from an offset
+/// that depends on `i`, until `target` chunks are reached. Deterministic.
+pub fn tenant_documents(i: usize, chunk_counts: &[u64], target: u64) -> Vec<usize> {
+    let n = chunk_counts.len();
+    let start = (i * 7919) % n.max(1);
+    let mut out = Vec::new();
+    let mut total = 0;
+    for k in 0..n {
+        if total >= target {
+            break;
+        }
+        let d = (start + k) % n;
+        out.push(d);
+        total += chunk_counts[d];
+    }
+    out
+}
+
+fn tenant_name(i: usize) -> TenantId {
+    TenantId::parse(&format!("bench-{i:05}")).expect("valid tenant id")
+}
+
+const TEMPLATE: &str = "bench-template";
+const INGEST_PROBE: &str = "bench-ingest";
+
+async fn ingest_all(
+    engine: &Arc<Engine>,
+    ctx: &TenantCtx,
+    docs: &[&CorpusDoc],
+) -> Result<Vec<u64>> {
+    let mut jobs = Vec::new();
+    for d in docs {
+        let upload = Upload {
+            doc_id: Some(d.id.clone()),
+            title: None,
+            declared_type: Some(d.content_type.mime().to_string()),
+            file_name: Some(d.id.as_str().to_string()),
+            bytes: d.bytes.clone(),
+            ..Default::default()
+        };
+        jobs.push(engine.submit(ctx, upload).await?.job_id);
+    }
+    for job in &jobs {
+        let j = engine
+            .wait_job(ctx, job, Duration::from_secs(24 * 3600))
+            .await?;
+        if j.status != JobStatus::Succeeded {
+            // A corpus may hold files with no text; they are left out, not fatal.
+            let (code, _) = j.error.unwrap_or_default();
+            tracing::warn!(document = %j.doc_id, %code, "bench: document skipped");
+        }
+    }
+    let mut counts = Vec::with_capacity(docs.len());
+    for d in docs {
+        let chunks = match engine.document(ctx, &d.id).await {
+            Ok(doc) if doc.live_version.is_some() => doc.chunk_count,
+            _ => 0,
+        };
+        counts.push(chunks);
+    }
+    Ok(counts)
+}
+
+/// What the in-process phase hands to the HTTP phase.
+struct Prepared {
+    keys: Vec<String>,
+    total_chunks: u64,
+    load_seconds: f64,
+    baselines: Baselines,
+}
+
+/// Loads tenants and measures the in-process baselines (self-started mode).
+async fn prepare_in_process(
+    config: Config,
+    opts: &BenchOptions,
+    corpus: &[CorpusDoc],
+    queries: &[String],
+) -> Result<Prepared> {
+    let engine = Engine::open(config)?;
+    engine.start().await?;
+    let mut b = Baselines::default();
+
+    // Ingestion against the raw embedder on the same chunk texts.
+    let (mut probe_docs, mut texts) = (Vec::new(), Vec::new());
+    for d in corpus {
+        if probe_docs.len() >= opts.ingest_docs.max(1) {
+            break;
+        }
+        if let Ok((_, t)) = engine.contextual_chunks(&d.bytes, d.content_type, d.id.as_str()) {
+            texts.extend(t);
+            probe_docs.push(d);
+        }
+    }
+    let n_texts = texts.len();
+    let e2 = engine.clone();
+    let raw_s = tokio::task::spawn_blocking(move || -> Result<f64> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let t = Instant::now();
+        for batch in refs.chunks(32) {
+            e2.embedder
+                .embed(Lane::Ingest, batch)
+                .map_err(|e| InternalError::Embedding(e.to_string()))?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    });
+    let raw_s = raw_s.await.map_err(|e| bench_err(e.to_string()))??;
+    b.raw_embed_passages_per_s = n_texts as f64 / raw_s;
+    let probe = TenantId::parse(INGEST_PROBE)?;
+    if engine.catalog.tenant_exists(&probe)? {
+        engine.delete_tenant(probe.clone()).await?;
+    }
+    engine.create_tenant(probe.clone()).await?;
+    let probe_ctx = TenantCtx::operator(probe.clone());
+    let t = Instant::now();
+    let counts = ingest_all(&engine, &probe_ctx, &probe_docs).await?;
+    b.first_ingest_s = t.elapsed().as_secs_f64();
+    b.ingest_chunks = counts.iter().sum::<u64>() as usize;
+    b.ingest_chunks_per_s = b.ingest_chunks as f64 / b.first_ingest_s;
+    b.ingest_ratio = b.ingest_chunks_per_s / b.raw_embed_passages_per_s;
+    let t = Instant::now();
+    ingest_all(&engine, &probe_ctx, &probe_docs).await?;
+    b.reingest_s = t.elapsed().as_secs_f64();
+    b.reingest_speedup = b.first_ingest_s / b.reingest_s.max(1e-9);
+    engine.delete_tenant(probe).await?;
+
+    // The template tenant embeds the corpus once; later runs find it unchanged.
+    let load = Instant::now();
+    let template = TenantId::parse(TEMPLATE)?;
+    if !engine.catalog.tenant_exists(&template)? {
+        engine.create_tenant(template.clone()).await?;
+    }
+    let template_ctx = TenantCtx::operator(template.clone());
+    tracing::info!(
+        documents = corpus.len(),
+        "bench: loading the template tenant"
+    );
+    let all: Vec<&CorpusDoc> = corpus.iter().collect();
+    let counts = ingest_all(&engine, &template_ctx, &all).await?;
+    let eligible: Vec<usize> = (0..counts.len()).filter(|&d| counts[d] > 0).collect();
+    let eligible_counts: Vec<u64> = eligible.iter().map(|&d| counts[d]).collect();
+    if eligible.is_empty() {
+        return Err(bench_err("no corpus document could be ingested"));
+    }
+
+    engine.seed_embeddings_from(Some(template));
+    let mut keys = Vec::with_capacity(opts.tenants);
+    let mut total_chunks = 0;
+    for i in 0..opts.tenants {
+        let tenant = tenant_name(i);
+        let key = if engine.catalog.tenant_exists(&tenant)? {
+            engine.create_key(tenant.clone()).await?
+        } else {
+            engine.create_tenant(tenant.clone()).await?
+        };
+        keys.push(key.token);
+        let picks = tenant_documents(i, &eligible_counts, opts.chunks_per_tenant);
+        let docs: Vec<&CorpusDoc> = picks.iter().map(|&d| &corpus[eligible[d]]).collect();
+        total_chunks += ingest_all(&engine, &TenantCtx::operator(tenant), &docs)
+            .await?
+            .iter()
+            .sum::<u64>();
+        if (i + 1) % 100 == 0 {
+            tracing::info!(tenants = i + 1, "bench: tenants loaded");
+        }
+    }
+    engine.seed_embeddings_from(None);
+    let load_seconds = load.elapsed().as_secs_f64();
+
+    // Raw baselines: the query embedding, and each leg's search on a warm tenant.
+    let ctx = TenantCtx::operator(tenant_name(0));
+    let (e2, qs) = (engine.clone(), queries.to_vec());
+    let (embed, dense, bm25) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (mut embed, mut dense, mut bm25) = (vec![], vec![], vec![]);
+        let filter = ChunkFilter::default();
+        let candidates = e2.config.query.candidates_per_leg;
+        for round in 0..2 {
+            for q in qs.iter().take(100) {
+                let t = Instant::now();
+                let v = e2
+                    .embedder
+                    .embed(Lane::Query, &[q.as_str()])
+                    .map_err(|e| InternalError::Embedding(e.to_string()))?;
+                let embed_ms = ms(t);
+                let t = Instant::now();
+                e2.vectors.search(&ctx, &v[0], &filter, candidates)?;
+                let dense_ms = ms(t);
+                let t = Instant::now();
+                e2.lexical.search(&ctx, q, &filter, candidates)?;
+                let bm25_ms = ms(t);
+                if round == 1 {
+                    // The first round warms caches and the ONNX session.
+                    embed.push(embed_ms);
+                    dense.push(dense_ms);
+                    bm25.push(bm25_ms);
+                }
+            }
+        }
+        Ok((embed, dense, bm25))
+    })
+    .await
+    .map_err(|e| bench_err(e.to_string()))??;
+    b.embed_query_ms = Latency::of(embed).p50_ms;
+    b.dense_search_ms = Some(Latency::of(dense).p50_ms);
+    b.bm25_search_ms = Some(Latency::of(bm25).p50_ms);
+    engine.begin_drain();
+    engine.flush();
+    Ok(Prepared {
+        keys,
+        total_chunks,
+        load_seconds,
+        baselines: b,
+    })
+}
+
+/// The in-process critical path of a mode: hybrid runs its legs in parallel.
+fn baseline_of(mode: Mode, b: &Baselines) -> Option<f64> {
+    let dense = b.dense_search_ms.map(|d| b.embed_query_ms + d);
+    match mode {
+        Mode::Dense => dense,
+        Mode::Bm25 => b.bm25_search_ms,
+        Mode::Hybrid => Some(dense?.max(b.bm25_search_ms?)),
+    }
+}
+
+fn rss_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A `tenantry serve` child process on a free loopback port, stopped with SIGTERM on drop.
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Server {
+    async fn start(exe: &Path, args: &[std::ffi::OsString], data_dir: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| bench_err(format!("no free port: {e}")))?
+            .port();
+        let child = std::process::Command::new(exe)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("TENANTRY_LOG", "warn,tantivy=error,qdrant_edge=error")
+            .spawn()
+            .map_err(|e| bench_err(format!("cannot start {}: {e}", exe.display())))?;
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut server = server;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(bench_err(format!("the bench server exited: {status}")));
+            }
+            if let Ok(r) = client.get(format!("{}/readyz", server.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(bench_err("the bench server did not become ready in 120 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn query_once(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    query: &str,
+    mode: Mode,
+) -> std::result::Result<f64, String> {
+    let t = Instant::now();
+    let r = client
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "query": query, "top_k": 10, "mode": mode_name(mode) }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    r.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(ms(t))
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// Closed loop: `concurrency` clients, each sending its next request when the last one returns,
+/// until `duration` or `max_requests` is reached.
+async fn closed_loop(
+    url: &str,
+    keys: &[String],
+    queries: &[String],
+    mode: Mode,
+    opts: &BenchOptions,
+) -> (Vec<f64>, usize, f64) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..opts.concurrency.max(1) {
+        let (client, url, keys, queries, issued) = (
+            client.clone(),
+            url.to_string(),
+            keys.to_vec(),
+            queries.to_vec(),
+            issued.clone(),
+        );
+        let (deadline, max) = (start + opts.duration, opts.max_requests);
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline
+                && issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < max
+            {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let key = &keys[(rng % keys.len() as u64) as usize];
+                let q = &queries[((rng >> 32) % queries.len() as u64) as usize];
+                match query_once(&client, &url, key, q, mode).await {
+                    Ok(ms) => lat.push(ms),
+                    Err(e) => {
+                        if errors == 0 {
+                            tracing::warn!(error = %e, "bench: request failed");
+                        }
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((lat, e)) = t.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    (all, errors, start.elapsed().as_secs_f64())
+}
+
+/// Creates tenants and uploads their documents through the HTTP API of a running server.
+async fn prepare_remote(
+    url: &str,
+    admin_key: &str,
+    opts: &BenchOptions,
+    corpus: &[CorpusDoc],
+) -> Result<Prepared> {
+    let client = reqwest::Client::new();
+    let fail = |e: reqwest::Error| bench_err(format!("{url}: {e}"));
+    let load = Instant::now();
+    let mut keys = Vec::new();
+    let mut total_chunks = 0;
+    for i in 0..opts.tenants {
+        let tenant = tenant_name(i);
+        let r = client
+            .post(format!("{url}/v1/tenants"))
+            .bearer_auth(admin_key)
+            .json(&serde_json::json!({ "id": tenant.as_str() }))
+            .send()
+            .await
+            .map_err(fail)?;
+        let r = if r.status() == reqwest::StatusCode::CONFLICT {
+            client
+                .post(format!("{url}/v1/tenants/{}/keys", tenant.as_str()))
+                .bearer_auth(admin_key)
+                .send()
+                .await
+                .map_err(fail)?
+        } else {
+            r
+        };
+        if !r.status().is_success() {
+            return Err(bench_err(format!("creating {tenant}: HTTP {}", r.status())));
+        }
+        let v: serde_json::Value = r.json().await.map_err(fail)?;
+        let key = v["api_key"].as_str().unwrap_or_default().to_string();
+        // Without in-process access the server embeds every tenant's documents itself.
+        let mut docs_left = opts.chunks_per_tenant;
+        let start = (i * 7919) % corpus.len();
+        for k in 0..corpus.len() {
+            if docs_left == 0 {
+                break;
+            }
+            let d = &corpus[(start + k) % corpus.len()];
+            let file = reqwest::multipart::Part::bytes(d.bytes.clone())
+                .file_name(d.id.as_str().to_string())
+                .mime_str(d.content_type.mime())
+                .map_err(fail)?;
+            let form = reqwest::multipart::Form::new()
+                .text("id", d.id.as_str().to_string())
+                .part("file", file);
+            let r = client
+                .post(format!("{url}/v1/documents?wait=true"))
+                .bearer_auth(&key)
+                .multipart(form)
+                .send()
+                .await
+                .map_err(fail)?;
+            if !r.status().is_success() {
+                return Err(bench_err(format!(
+                    "uploading {}: HTTP {}",
+                    d.id,
+                    r.status()
+                )));
+            }
+            let r = client
+                .get(format!("{url}/v1/documents/{}", urlencode(d.id.as_str())))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .map_err(fail)?;
+            let v: serde_json::Value = r.json().await.map_err(fail)?;
+            let chunks = v["chunk_count"].as_u64().unwrap_or(0);
+            total_chunks += chunks;
+            docs_left = docs_left.saturating_sub(chunks.max(1));
+        }
+        keys.push(key);
+    }
+    Ok(Prepared {
+        keys,
+        total_chunks,
+        load_seconds: load.elapsed().as_secs_f64(),
+        baselines: Baselines::default(),
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
+    let corpus = load_corpus(&opts.corpus)?;
+    let queries = load_queries(&opts.queries)?;
+    if opts.tenants == 0 || opts.tenants > 10_000 {
+        return Err(UserError::Invalid("--tenants must be between 1 and 10000".into()).into());
+    }
+    let data_dir = config.data_dir.clone();
+    let (prepared, server) = match (&opts.url, &opts.admin_key) {
+        (Some(url), Some(admin)) => {
+            let host = url
+                .trim_start_matches("http://")
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default();
+            if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+                return Err(UserError::Invalid(
+                    "--url must be a loopback address: the bench sends load".into(),
+                )
+                .into());
+            }
+            (prepare_remote(url, admin, &opts, &corpus).await?, None)
+        }
+        (Some(_), None) => {
+            return Err(UserError::Invalid("--url needs --admin-key".into()).into());
+        }
+        _ => {
+            let mut config = config;
+            // The whole corpus is queued at once; the per-tenant fairness cap is for shared servers.
+            config.ingest.tenant_queue_max = corpus.len() + 1;
+            config.ingest.queue_capacity = corpus.len() + 1;
+            let p = prepare_in_process(config, &opts, &corpus, &queries).await?;
+            let server = Server::start(&opts.server_exe, &opts.server_args, &data_dir).await?;
+            (p, Some(server))
+        }
+    };
+    let url = match (&server, &opts.url) {
+        (Some(s), _) => s.url.clone(),
+        (None, Some(u)) => u.clone(),
+        (None, None) => unreachable!("one of the two modes"),
+    };
+    let pid = server.as_ref().map(|s| s.child.id());
+
+    // Cold: the first query a tenant gets after the server started; warm: the same again.
+    let client = reqwest::Client::new();
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let n_cold = opts.cold_tenants.min(prepared.keys.len());
+    for (i, key) in prepared.keys.iter().rev().take(n_cold).enumerate() {
+        let q = &queries[i % queries.len()];
+        cold.push(
+            query_once(&client, &url, key, q, Mode::Hybrid)
+                .await
+                .map_err(bench_err)?,
+        );
+        warm.push(
+            query_once(&client, &url, key, q, Mode::Hybrid)
+                .await
+                .map_err(bench_err)?,
+        );
+    }
+
+    let mut runs = Vec::new();
+    for &mode in &opts.modes {
+        // A short warm-up so the first mode does not pay for everyone's page faults.
+        let warmup = BenchOptions {
+            duration: Duration::from_millis(300).min(opts.duration),
+            max_requests: 20,
+            ..opts.clone()
+        };
+        closed_loop(&url, &prepared.keys, &queries, mode, &warmup).await;
+        let (lat, errors, secs) = closed_loop(&url, &prepared.keys, &queries, mode, &opts).await;
+        let latency = Latency::of(lat.clone());
+        let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
+        runs.push(LoadResult {
+            mode: mode_name(mode).into(),
+            requests: lat.len() + errors,
+            errors,
+            seconds: secs,
+            qps: lat.len() as f64 / secs.max(1e-9),
+            overhead_ratio: baseline_ms.map(|b| latency.p50_ms / b.max(1e-9)),
+            baseline_ms,
+            latency,
+            server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
+        });
+    }
+    let server_peak_rss_mib = pid.and_then(|p| rss_mib(p, "VmHWM:"));
+    drop(server);
+    Ok(BenchReport {
+        tenants: opts.tenants,
+        chunks_per_tenant: prepared.total_chunks as f64 / opts.tenants as f64,
+        total_chunks: prepared.total_chunks,
+        concurrency: opts.concurrency,
+        load_seconds: prepared.load_seconds,
+        baselines: prepared.baselines,
+        cold_first_query: Latency::of(cold),
+        warm_query: Latency::of(warm),
+        runs,
+        server_peak_rss_mib,
+    })
+}
+
+impl BenchReport {
+    pub fn table(&self) -> String {
+        let b = &self.baselines;
+        let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:.1}{unit}"));
+        let mut s = format!(
+            "{} tenants, {:.0} chunks per tenant ({} in all), {} clients; load took {:.1} s\n",
+            self.tenants,
+            self.chunks_per_tenant,
+            self.total_chunks,
+            self.concurrency,
+            self.load_seconds
+        );
+        s +=
+            &format!(
+            "| {:<6} | {:>8} | {:>6} | {:>7} | {:>7} | {:>7} | {:>7} | {:>8} | {:>8} | {:>8} |\n",
+            "mode", "requests", "errors", "QPS", "p50 ms", "p95 ms", "p99 ms", "max ms", "base ms",
+            "p50/base"
+        );
+        s += &format!(
+            "|{:-<8}|{:->10}|{:->8}|{:->9}|{:->9}|{:->9}|{:->9}|{:->10}|{:->10}|{:->10}|\n",
+            "", "", "", "", "", "", "", "", "", ""
+        );
+        for r in &self.runs {
+            s += &format!(
+                "| {:<6} | {:>8} | {:>6} | {:>7.1} | {:>7.2} | {:>7.2} | {:>7.2} | {:>8.2} | {:>8} | {:>8} |\n",
+                r.mode,
+                r.requests,
+                r.errors,
+                r.qps,
+                r.latency.p50_ms,
+                r.latency.p95_ms,
+                r.latency.p99_ms,
+                r.latency.max_ms,
+                opt(r.baseline_ms, ""),
+                r.overhead_ratio.map_or("n/a".into(), |v| format!("{v:.2}x")),
+            );
+        }
+        s += &format!(
+            "baselines (in-process p50): query embedding {:.2} ms, dense search {}, BM25 search {}\n",
+            b.embed_query_ms,
+            opt(b.dense_search_ms, " ms"),
+            opt(b.bm25_search_ms, " ms")
+        );
+        if b.ingest_chunks > 0 {
+            s += &format!(
+                "ingestion: {:.1} chunks/s vs raw embedder {:.1} passages/s on the same {} chunks ({:.2}x); \
+                 re-ingest of unchanged documents {:.3} s vs {:.1} s first ({:.0}x faster)\n",
+                b.ingest_chunks_per_s,
+                b.raw_embed_passages_per_s,
+                b.ingest_chunks,
+                b.ingest_ratio,
+                b.reingest_s,
+                b.first_ingest_s,
+                b.reingest_speedup
+            );
+        }
+        s += &format!(
+            "first query of a cold tenant: p50 {:.1} ms, max {:.1} ms; warm: p50 {:.1} ms\n",
+            self.cold_first_query.p50_ms, self.cold_first_query.max_ms, self.warm_query.p50_ms
+        );
+        s += &format!(
+            "server RSS: {} after the runs, peak {}\n",
+            opt(self.runs.last().and_then(|r| r.server_rss_mib), " MiB"),
+            opt(self.server_peak_rss_mib, " MiB")
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let l = Latency::of((1..=100).map(f64::from).collect());
+        assert_eq!(
+            (l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms),
+            (51.0, 95.0, 99.0, 100.0)
+        );
+        assert_eq!(Latency::of(vec![]).max_ms, 0.0);
+    }
+
+    #[test]
+    fn tenants_get_deterministic_document_subsets() {
+        let counts = [10, 50, 100, 5];
+        let a = tenant_documents(3, &counts, 60);
+        assert_eq!(a, tenant_documents(3, &counts, 60));
+        assert!(a.iter().map(|&d| counts[d]).sum::<u64>() >= 60);
+        // More chunks than the corpus holds: every document once.
+        let mut all = tenant_documents(1, &counts, 1_000);
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn hybrid_baseline_is_the_slower_parallel_leg() {
+        let b = Baselines {
+            embed_query_ms: 5.0,
+            dense_search_ms: Some(1.0),
+            bm25_search_ms: Some(2.0),
+            ..Default::default()
+        };
+        assert_eq!(baseline_of(Mode::Hybrid, &b), Some(6.0));
+        assert_eq!(baseline_of(Mode::Bm25, &b), Some(2.0));
+    }
+}
