@@ -164,6 +164,7 @@ fn embedding(c: &mut Criterion) {
             max_length: 256,
             batch_size: batch,
             intra_threads: 1,
+            query_sessions: 2,
         })
         .unwrap();
         g.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, _| {

@@ -110,6 +110,8 @@ pub struct BenchReport {
     pub total_chunks: u64,
     pub concurrency: usize,
     pub load_seconds: f64,
+    /// Passages the model embedded while loading (0 on a re-run: everything is cached).
+    pub embedded_during_load: Option<u64>,
     pub baselines: Baselines,
     pub cold_first_query: Latency,
     pub warm_query: Latency,
@@ -285,6 +287,7 @@ async fn ingest_all(
 /// What the in-process phase hands to the HTTP phase.
 struct Prepared {
     keys: Vec<String>,
+    embedded_during_load: Option<u64>,
     total_chunks: u64,
     load_seconds: f64,
     baselines: Baselines,
@@ -346,6 +349,7 @@ async fn prepare_in_process(
 
     // The template tenant embeds the corpus once; later runs find it unchanged.
     let load = Instant::now();
+    let embedded_before = engine.embedded_texts();
     let template = TenantId::parse(TEMPLATE)?;
     if !engine.catalog.tenant_exists(&template)? {
         engine.create_tenant(template.clone()).await?;
@@ -386,6 +390,7 @@ async fn prepare_in_process(
     }
     engine.seed_embeddings_from(None);
     let load_seconds = load.elapsed().as_secs_f64();
+    let embedded_during_load = Some(engine.embedded_texts() - embedded_before);
 
     // Raw baselines: the query embedding, and each leg's search on a warm tenant.
     let ctx = TenantCtx::operator(tenant_name(0));
@@ -427,6 +432,7 @@ async fn prepare_in_process(
     engine.flush();
     Ok(Prepared {
         keys,
+        embedded_during_load,
         total_chunks,
         load_seconds,
         baselines: b,
@@ -678,6 +684,7 @@ async fn prepare_remote(
     }
     Ok(Prepared {
         keys,
+        embedded_during_load: None,
         total_chunks,
         load_seconds: load.elapsed().as_secs_f64(),
         baselines: Baselines::default(),
@@ -787,6 +794,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         total_chunks: prepared.total_chunks,
         concurrency: opts.concurrency,
         load_seconds: prepared.load_seconds,
+        embedded_during_load: prepared.embedded_during_load,
         baselines: prepared.baselines,
         cold_first_query: Latency::of(cold),
         warm_query: Latency::of(warm),

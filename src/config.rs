@@ -48,6 +48,8 @@ pub struct QueryConfig {
     pub rrf_k: f32,
     pub dense_weight: f32,
     pub bm25_weight: f32,
+    /// Model sessions embedding queries in parallel; 0 = one per core.
+    pub embed_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

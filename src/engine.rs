@@ -153,6 +153,7 @@ impl Engine {
             max_length: tenantry_ingest::chunk::MODEL_MAX_TOKENS,
             batch_size: config.ingest.embed_batch,
             intra_threads: config.ingest.embed_threads,
+            query_sessions: config.query.embed_sessions,
         })
         .map_err(InternalError::Embedding)?;
         let chunker = Chunker::from_tokenizer_file(

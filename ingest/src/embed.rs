@@ -1,6 +1,6 @@
 //! Dense embeddings with fastembed (ONNX Runtime loaded dynamically).
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use fastembed::{
     InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
@@ -21,7 +21,8 @@ pub enum Lane {
 /// result has one vector per input, in order, each of length [`Embedder::dim`] and L2-normalised
 /// (so dot product is cosine). Inputs longer than the model's window are truncated by the model,
 /// which is why the chunker never produces them. Calls on different lanes do not wait for
-/// each other; calls on one lane are served one at a time. The same text always gives the same
+/// each other; query calls run on a pool of sessions (one per core by default), ingestion calls
+/// one at a time. The same text always gives the same
 /// vector for a given [`Embedder::model_id`], which is what makes caching by content hash sound.
 pub trait Embedder: Send + Sync {
     fn model_id(&self) -> &str;
@@ -48,13 +49,57 @@ pub struct EmbedderConfig {
     /// ONNX Runtime intra-op threads per lane. ORT threads busy-wait, so on small machines one
     /// thread per lane beats sharing all cores.
     pub intra_threads: usize,
+    /// Model sessions serving queries in parallel; 0 means one per core. Batching queries does
+    /// not help here (a batch of 8 short queries costs 8 times one), parallel sessions do.
+    pub query_sessions: usize,
 }
 
 pub struct FastEmbedder {
     model_id: String,
     dim: usize,
     batch_size: usize,
-    lanes: [Mutex<TextEmbedding>; 2],
+    ingest: Mutex<TextEmbedding>,
+    queries: SessionPool,
+}
+
+/// Sessions handed out one caller at a time; a caller waits while all are busy.
+struct SessionPool {
+    free: Mutex<Vec<TextEmbedding>>,
+    returned: Condvar,
+}
+
+/// Puts the session back even when the model call panics, so the pool never shrinks.
+struct Lease<'a> {
+    pool: &'a SessionPool,
+    session: Option<TextEmbedding>,
+}
+
+impl SessionPool {
+    fn lease(&self) -> Lease<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(session) = free.pop() {
+                return Lease {
+                    pool: self,
+                    session: Some(session),
+                };
+            }
+            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(s);
+            self.pool.returned.notify_one();
+        }
+    }
 }
 
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
@@ -116,7 +161,15 @@ impl FastEmbedder {
                 ModelSource::Hub(name) => hub_model(name, config, &env),
             }
         };
-        let lanes = [Mutex::new(make()?), Mutex::new(make()?)];
+        let n = match config.query_sessions {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let queries = SessionPool {
+            free: Mutex::new((0..n).map(|_| make()).collect::<Result<_, _>>()?),
+            returned: Condvar::new(),
+        };
+        let ingest = Mutex::new(make()?);
         let model_id = match &config.source {
             ModelSource::Local(dir) => format!(
                 "local:{}",
@@ -130,7 +183,8 @@ impl FastEmbedder {
             model_id,
             dim: 0,
             batch_size: config.batch_size.max(1),
-            lanes,
+            ingest,
+            queries,
         };
         me.dim = me
             .embed(Lane::Query, &["dimension probe"])
@@ -179,11 +233,19 @@ impl Embedder for FastEmbedder {
         if texts.is_empty() {
             return Ok(vec![]);
         }
-        let slot = &self.lanes[lane as usize];
-        // A poisoned lane only means an earlier call panicked mid-batch; the session is stateless.
-        let mut model = slot.lock().unwrap_or_else(|p| p.into_inner());
-        model
-            .embed(texts, Some(self.batch_size))
-            .map_err(|e| IngestError::Embedding(e.to_string()))
+        let run = |model: &mut TextEmbedding| {
+            model
+                .embed(texts, Some(self.batch_size))
+                .map_err(|e| IngestError::Embedding(e.to_string()))
+        };
+        match lane {
+            Lane::Query => {
+                let mut lease = self.queries.lease();
+                run(lease.session.as_mut().expect("a lease holds a session"))
+            }
+            // A poisoned lock only means an earlier call panicked mid-batch; the session is
+            // stateless.
+            Lane::Ingest => run(&mut self.ingest.lock().unwrap_or_else(|p| p.into_inner())),
+        }
     }
 }

@@ -120,3 +120,71 @@ fn eval_reports_every_variant_deterministically() {
         "eval works in a scratch directory, not the data directory"
     );
 }
+
+fn bench(data: &std::path::Path, json: &std::path::Path) -> serde_json::Value {
+    let (ok, out) = tenantry(
+        data,
+        &[
+            "bench",
+            "--corpus",
+            "fixtures/docs",
+            "--queries",
+            "fixtures/beir-tiny/queries.jsonl",
+            "--tenants",
+            "3",
+            "--chunks-per-tenant",
+            "20",
+            "--concurrency",
+            "2",
+            "--duration",
+            "0.5",
+            "--cold-tenants",
+            "2",
+            "--ingest-docs",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("| hybrid |") && out.contains("cold tenant"),
+        "{out}"
+    );
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+/// A tiny `tenantry bench` (a few seconds), so the command cannot rot; its numbers are not
+/// checked against targets: benches never fail the suite on speed.
+#[test]
+fn bench_runs_small_and_reuses_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, json) = (dir.path().join("bench"), dir.path().join("bench.json"));
+    let first = bench(&data, &json);
+    assert_eq!(first["tenants"], 3);
+    assert!(first["total_chunks"].as_u64().unwrap() >= 3);
+    assert!(first["embedded_during_load"].as_u64().unwrap() > 0);
+    let runs = first["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for r in runs {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+        let l = &r["latency"];
+        assert!(l["p50_ms"].as_f64().unwrap() <= l["max_ms"].as_f64().unwrap());
+        assert!(r["overhead_ratio"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["server_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let b = &first["baselines"];
+    for k in [
+        "embed_query_ms",
+        "raw_embed_passages_per_s",
+        "ingest_chunks_per_s",
+    ] {
+        assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {b}");
+    }
+    assert!(first["cold_first_query"]["p50_ms"].as_f64().unwrap() > 0.0);
+    // A re-run finds every tenant loaded and embeds nothing.
+    let second = bench(&data, &json);
+    assert_eq!(second["embedded_during_load"], 0);
+    assert_eq!(second["total_chunks"], first["total_chunks"]);
+}
