@@ -82,6 +82,8 @@ pub struct LoadResult {
     pub baseline_ms: Option<f64>,
     pub overhead_ratio: Option<f64>,
     pub server_rss_mib: Option<f64>,
+    /// CPU time taken by the hypervisor during the run, in percent: a noisy-machine warning.
+    pub cpu_steal_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -135,7 +137,8 @@ fn bench_err(msg: impl Into<String>) -> crate::error::EngineError {
     InternalError::Other(msg.into()).into()
 }
 
-/// A document of the bench corpus: files under `dir` that Tenantry can ingest, sorted by path.
+/// A document of the bench corpus: files under `dir` that Tenantry can ingest, sorted by path;
+/// names starting with `.` or `_` are skipped.
 #[derive(Debug, Clone)]
 pub struct CorpusDoc {
     pub id: DocId,
@@ -161,6 +164,14 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<CorpusDoc>> {
             .map_err(|e| UserError::Invalid(format!("corpus {}: {e}", d.display())))?;
         for e in entries.flatten() {
             let p = e.path();
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
+            if hidden {
+                // `_sources`, `_static`, `.git`: build inputs and tooling, not documents.
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else if let Some(ct) = p
@@ -389,6 +400,15 @@ async fn prepare_in_process(
         }
     }
     engine.seed_embeddings_from(None);
+    // Measure a settled index, as a server sees it once its background optimiser has caught up.
+    let e2 = engine.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while e2.vectors.maintain()? && Instant::now() < deadline {}
+        Ok(())
+    })
+    .await
+    .map_err(|e| bench_err(e.to_string()))??;
     let load_seconds = load.elapsed().as_secs_f64();
     let embedded_during_load = Some(engine.embedded_texts() - embedded_before);
 
@@ -430,6 +450,13 @@ async fn prepare_in_process(
     b.bm25_search_ms = Some(Latency::of(bm25).p50_ms);
     engine.begin_drain();
     engine.flush();
+    // The server child needs the directory's locks: wait for background tasks (a long index
+    // optimisation holds the engine) to let go of the last other handle.
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while Arc::strong_count(&engine) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(engine);
     Ok(Prepared {
         keys,
         embedded_during_load,
@@ -447,6 +474,22 @@ fn baseline_of(mode: Mode, b: &Baselines) -> Option<f64> {
         Mode::Bm25 => b.bm25_search_ms,
         Mode::Hybrid => Some(dense?.max(b.bm25_search_ms?)),
     }
+}
+
+/// (steal, total) jiffies of all CPUs: on a shared VM, time the hypervisor gave to others.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((*v.get(7)?, v.iter().take(8).sum()))
+}
+
+fn steal_pct(before: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, cpu_jiffies()?);
+    (t1 > t0).then(|| 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64)
 }
 
 fn rss_mib(pid: u32, field: &str) -> Option<f64> {
@@ -771,7 +814,9 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
             ..opts.clone()
         };
         closed_loop(&url, &prepared.keys, &queries, mode, &warmup).await;
+        let jiffies = cpu_jiffies();
         let (lat, errors, secs) = closed_loop(&url, &prepared.keys, &queries, mode, &opts).await;
+        let cpu_steal_pct = steal_pct(jiffies);
         let latency = Latency::of(lat.clone());
         let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
         runs.push(LoadResult {
@@ -784,6 +829,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
             baseline_ms,
             latency,
             server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
+            cpu_steal_pct,
         });
     }
     let server_peak_rss_mib = pid.and_then(|p| rss_mib(p, "VmHWM:"));
@@ -817,17 +863,17 @@ impl BenchReport {
         );
         s +=
             &format!(
-            "| {:<6} | {:>8} | {:>6} | {:>7} | {:>7} | {:>7} | {:>7} | {:>8} | {:>8} | {:>8} |\n",
+            "| {:<6} | {:>8} | {:>6} | {:>7} | {:>7} | {:>7} | {:>7} | {:>8} | {:>8} | {:>8} | {:>5} |\n",
             "mode", "requests", "errors", "QPS", "p50 ms", "p95 ms", "p99 ms", "max ms", "base ms",
-            "p50/base"
+            "p50/base", "steal"
         );
         s += &format!(
-            "|{:-<8}|{:->10}|{:->8}|{:->9}|{:->9}|{:->9}|{:->9}|{:->10}|{:->10}|{:->10}|\n",
-            "", "", "", "", "", "", "", "", "", ""
+            "|{:-<8}|{:->10}|{:->8}|{:->9}|{:->9}|{:->9}|{:->9}|{:->10}|{:->10}|{:->10}|{:->7}|\n",
+            "", "", "", "", "", "", "", "", "", "", ""
         );
         for r in &self.runs {
             s += &format!(
-                "| {:<6} | {:>8} | {:>6} | {:>7.1} | {:>7.2} | {:>7.2} | {:>7.2} | {:>8.2} | {:>8} | {:>8} |\n",
+                "| {:<6} | {:>8} | {:>6} | {:>7.1} | {:>7.2} | {:>7.2} | {:>7.2} | {:>8.2} | {:>8} | {:>8} | {:>5} |\n",
                 r.mode,
                 r.requests,
                 r.errors,
@@ -838,6 +884,7 @@ impl BenchReport {
                 r.latency.max_ms,
                 opt(r.baseline_ms, ""),
                 r.overhead_ratio.map_or("n/a".into(), |v| format!("{v:.2}x")),
+                r.cpu_steal_pct.map_or("n/a".into(), |v| format!("{v:.0}%")),
             );
         }
         s += &format!(

@@ -239,6 +239,9 @@ impl Engine {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(m) = weak.upgrade() else { break };
+                if m.draining.load(Ordering::SeqCst) {
+                    break;
+                }
                 let _ = blocking(move || {
                     m.lexical.close_idle();
                     if let Err(e) = m.vectors.maintain() {
