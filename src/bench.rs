@@ -466,6 +466,30 @@ async fn prepare_in_process(
     })
 }
 
+/// Query embedding with a model loaded in this process (for `--url`, where the server's
+/// indexes are out of reach).
+async fn raw_query_embedding(config: &Config, queries: &[String]) -> Result<f64> {
+    let (cfg, qs) = (crate::engine::embedder_config(config), queries.to_vec());
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        use tenantry_ingest::Embedder as _;
+        let e = tenantry_ingest::FastEmbedder::new(&cfg).map_err(InternalError::Embedding)?;
+        let mut lat = Vec::new();
+        for round in 0..2 {
+            for q in qs.iter().take(100) {
+                let t = Instant::now();
+                e.embed(Lane::Query, &[q.as_str()])
+                    .map_err(|e| InternalError::Embedding(e.to_string()))?;
+                if round == 1 {
+                    lat.push(ms(t));
+                }
+            }
+        }
+        Ok(Latency::of(lat).p50_ms)
+    })
+    .await
+    .map_err(|e| bench_err(e.to_string()))?
+}
+
 /// The in-process critical path of a mode: hybrid runs its legs in parallel.
 fn baseline_of(mode: Mode, b: &Baselines) -> Option<f64> {
     let dense = b.dense_search_ms.map(|d| b.embed_query_ms + d);
@@ -705,6 +729,11 @@ async fn prepare_remote(
                 .send()
                 .await
                 .map_err(fail)?;
+            if r.status().is_client_error() {
+                // A corpus may hold files with no text; they are left out, not fatal.
+                tracing::warn!(document = %d.id, status = %r.status(), "bench: document skipped");
+                continue;
+            }
             if !r.status().is_success() {
                 return Err(bench_err(format!(
                     "uploading {}: HTTP {}",
@@ -765,7 +794,9 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
                 )
                 .into());
             }
-            (prepare_remote(url, admin, &opts, &corpus).await?, None)
+            let mut p = prepare_remote(url, admin, &opts, &corpus).await?;
+            p.baselines.embed_query_ms = raw_query_embedding(&config, &queries).await?;
+            (p, None)
         }
         (Some(_), None) => {
             return Err(UserError::Invalid("--url needs --admin-key".into()).into());

@@ -142,20 +142,8 @@ impl Engine {
         std::fs::create_dir_all(&data)?;
         let blobs = data.join("blobs");
         std::fs::create_dir_all(&blobs)?;
-        let source = if config.hub_model.is_empty() {
-            ModelSource::Local(config.model_dir.clone())
-        } else {
-            ModelSource::Hub(config.hub_model.clone())
-        };
-        let embedder = FastEmbedder::new(&EmbedderConfig {
-            source,
-            ort_dylib: Some(config.ort_dylib.clone()),
-            max_length: tenantry_ingest::chunk::MODEL_MAX_TOKENS,
-            batch_size: config.ingest.embed_batch,
-            intra_threads: config.ingest.embed_threads,
-            query_sessions: config.query.embed_sessions,
-        })
-        .map_err(InternalError::Embedding)?;
+        let embedder =
+            FastEmbedder::new(&embedder_config(&config)).map_err(InternalError::Embedding)?;
         let chunker = Chunker::from_tokenizer_file(
             &config.model_dir.join("tokenizer.json"),
             config.ingest.chunk_tokens,
@@ -767,6 +755,23 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+}
+
+/// The embedding model a configuration names.
+pub(crate) fn embedder_config(config: &Config) -> EmbedderConfig {
+    let source = if config.hub_model.is_empty() {
+        ModelSource::Local(config.model_dir.clone())
+    } else {
+        ModelSource::Hub(config.hub_model.clone())
+    };
+    EmbedderConfig {
+        source,
+        ort_dylib: Some(config.ort_dylib.clone()),
+        max_length: tenantry_ingest::chunk::MODEL_MAX_TOKENS,
+        batch_size: config.ingest.embed_batch,
+        intra_threads: config.ingest.embed_threads,
+        query_sessions: config.query.embed_sessions,
     }
 }
 
