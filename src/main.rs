@@ -112,7 +112,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cold_tenants: usize,
         /// Documents for the ingestion-vs-raw-embedder measurement.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 4)]
         ingest_docs: usize,
         #[arg(long)]
         json: Option<PathBuf>,
