@@ -232,11 +232,16 @@ pub fn load_queries(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Where tenant `i`'s documents start in the corpus: spread so tenants hold different subsets.
+fn first_document(i: usize, n: usize) -> usize {
+    (i * 7919) % n.max(1)
+}
+
 /// Which template documents tenant `i` holds: consecutive documents (wrapping) from an offset
 /// that depends on `i`, until `target` chunks are reached. Deterministic.
 pub fn tenant_documents(i: usize, chunk_counts: &[u64], target: u64) -> Vec<usize> {
     let n = chunk_counts.len();
-    let start = (i * 7919) % n.max(1);
+    let start = first_document(i, n);
     let mut out = Vec::new();
     let mut total = 0;
     for k in 0..n {
@@ -712,7 +717,7 @@ async fn prepare_remote(
         let key = v["api_key"].as_str().unwrap_or_default().to_string();
         // Without in-process access the server embeds every tenant's documents itself.
         let mut docs_left = opts.chunks_per_tenant;
-        let start = (i * 7919) % corpus.len();
+        let start = first_document(i, corpus.len());
         for k in 0..corpus.len() {
             if docs_left == 0 {
                 break;

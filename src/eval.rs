@@ -198,12 +198,14 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// Unique documents in the order of their best chunk.
-pub fn documents_in_rank_order(chunk_docs: impl IntoIterator<Item = String>) -> Vec<String> {
+/// Unique documents in the order of their best chunk, each with that chunk's score.
+pub fn documents_in_rank_order<S>(
+    chunk_docs: impl IntoIterator<Item = (String, S)>,
+) -> Vec<(String, S)> {
     let mut seen = HashSet::new();
     chunk_docs
         .into_iter()
-        .filter(|d| seen.insert(d.clone()))
+        .filter(|(d, _)| seen.insert(d.clone()))
         .collect()
 }
 
@@ -266,14 +268,12 @@ pub async fn run(
                     },
                 )
                 .await?;
-            let mut seen = HashSet::new();
-            let scored: Vec<(String, f32)> = out
-                .hits
-                .into_iter()
-                .filter(|h| seen.insert(h.chunk.doc_id.clone()))
-                .map(|h| (h.chunk.doc_id.to_string(), h.score))
-                .collect();
-            let ranked = documents_in_rank_order(scored.iter().map(|(d, _)| d.clone()));
+            let scored = documents_in_rank_order(
+                out.hits
+                    .into_iter()
+                    .map(|h| (h.chunk.doc_id.to_string(), h.score)),
+            );
+            let ranked: Vec<String> = scored.iter().map(|(d, _)| d.clone()).collect();
             let rels = &data.qrels[&q.id];
             ndcg += ndcg_at(10, &ranked, rels);
             r10 += recall_at(10, &ranked, rels);
@@ -385,8 +385,12 @@ mod tests {
 
     #[test]
     fn a_document_ranks_at_its_best_chunk() {
-        let docs = documents_in_rank_order(ranked(&["d2", "d1", "d2", "d3", "d1"]));
-        assert_eq!(docs, ranked(&["d2", "d1", "d3"]));
+        let chunks = ranked(&["d2", "d1", "d2", "d3", "d1"]);
+        let docs = documents_in_rank_order(chunks.into_iter().zip(1..));
+        assert_eq!(
+            docs,
+            vec![("d2".into(), 1), ("d1".into(), 2), ("d3".into(), 4)]
+        );
     }
 
     #[test]
