@@ -76,7 +76,70 @@ CREATE TABLE IF NOT EXISTS embed_cache (
     vector BLOB NOT NULL,
     PRIMARY KEY (tenant, hash)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS threads (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS thread_turns (
+    tenant TEXT NOT NULL,
+    thread TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    standalone TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    grounded INTEGER NOT NULL,
+    code TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, thread, seq)
+);
+-- Generator settings (JSON) and the upstream API key, sealed with the master key.
+CREATE TABLE IF NOT EXISTS tenant_config (
+    tenant TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    key_nonce BLOB,
+    key_ciphertext BLOB,
+    key_fingerprint TEXT,
+    updated_at INTEGER NOT NULL
+);
 "#;
+
+/// One question and answer of a conversation thread, as stored.
+#[derive(Debug, Clone)]
+pub struct TurnRecord {
+    pub seq: u32,
+    pub question: String,
+    /// The self-contained question retrieval actually ran.
+    pub standalone: String,
+    pub answer: String,
+    /// The citations as JSON (see `answer::Citation`).
+    pub citations: String,
+    pub grounded: bool,
+    pub code: Option<String>,
+    pub created_at: i64,
+}
+
+/// A tenant's stored generator configuration.
+#[derive(Debug, Clone)]
+pub struct StoredTenantConfig {
+    pub settings: String,
+    pub sealed_key: Option<crate::secrets::Sealed>,
+    pub key_fingerprint: Option<String>,
+    pub updated_at: i64,
+}
+
+/// What a config update does to the stored API key.
+pub enum KeyUpdate {
+    Keep,
+    Clear,
+    Set {
+        sealed: crate::secrets::Sealed,
+        fingerprint: String,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocStatus {
@@ -336,7 +399,16 @@ impl Catalog {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [tenant.as_str()])?;
-            for table in ["api_keys", "documents", "jobs", "gc", "embed_cache"] {
+            for table in [
+                "api_keys",
+                "documents",
+                "jobs",
+                "gc",
+                "embed_cache",
+                "threads",
+                "thread_turns",
+                "tenant_config",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),
                     [tenant.as_str()],
@@ -371,6 +443,172 @@ impl Catalog {
 
     pub fn revoke_key(&self, key_id: &str) -> Result<bool> {
         Ok(self.with(|c| c.execute("DELETE FROM api_keys WHERE id = ?1", [key_id]))? > 0)
+    }
+
+    // ---- threads ----
+
+    /// The thread's turns, oldest first (at most the `last` most recent ones); `None` if the
+    /// tenant has no such thread.
+    pub fn thread(
+        &self,
+        tenant: &TenantId,
+        thread: &str,
+        last: Option<usize>,
+    ) -> Result<Option<(i64, Vec<TurnRecord>)>> {
+        self.with(|c| {
+            let created: Option<i64> = c
+                .query_row(
+                    "SELECT created_at FROM threads WHERE tenant = ?1 AND id = ?2",
+                    params![tenant.as_str(), thread],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(created) = created else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare(
+                "SELECT seq, question, standalone, answer, citations, grounded, code, created_at
+                 FROM thread_turns WHERE tenant = ?1 AND thread = ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let limit = last.map(|n| n as i64).unwrap_or(-1);
+            let mut turns = stmt
+                .query_map(params![tenant.as_str(), thread, limit], |r| {
+                    Ok(TurnRecord {
+                        seq: r.get::<_, i64>(0)? as u32,
+                        question: r.get(1)?,
+                        standalone: r.get(2)?,
+                        answer: r.get(3)?,
+                        citations: r.get(4)?,
+                        grounded: r.get::<_, i64>(5)? != 0,
+                        code: r.get(6)?,
+                        created_at: r.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            turns.reverse();
+            Ok(Some((created, turns)))
+        })
+    }
+
+    /// Append a turn, creating the thread on first use.
+    pub fn append_turn(&self, tenant: &TenantId, thread: &str, turn: &TurnRecord) -> Result<u32> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let t = now();
+            tx.execute(
+                "INSERT INTO threads (tenant, id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (tenant, id) DO UPDATE SET updated_at = excluded.updated_at",
+                params![tenant.as_str(), thread, t],
+            )?;
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM thread_turns WHERE tenant = ?1 AND thread = ?2",
+                params![tenant.as_str(), thread],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO thread_turns
+                 (tenant, thread, seq, question, standalone, answer, citations, grounded, code, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    tenant.as_str(),
+                    thread,
+                    seq,
+                    turn.question,
+                    turn.standalone,
+                    turn.answer,
+                    turn.citations,
+                    turn.grounded as i64,
+                    turn.code,
+                    t
+                ],
+            )?;
+            tx.commit()?;
+            Ok(seq as u32)
+        })
+    }
+
+    pub fn delete_thread(&self, tenant: &TenantId, thread: &str) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM threads WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), thread],
+            )?;
+            tx.execute(
+                "DELETE FROM thread_turns WHERE tenant = ?1 AND thread = ?2",
+                params![tenant.as_str(), thread],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    // ---- tenant configuration ----
+
+    pub fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT settings, key_nonce, key_ciphertext, key_fingerprint, updated_at
+                 FROM tenant_config WHERE tenant = ?1",
+                [tenant.as_str()],
+                |r| {
+                    let nonce: Option<Vec<u8>> = r.get(1)?;
+                    let ct: Option<Vec<u8>> = r.get(2)?;
+                    Ok(StoredTenantConfig {
+                        settings: r.get(0)?,
+                        sealed_key: nonce.zip(ct).map(|(nonce, ciphertext)| {
+                            crate::secrets::Sealed { nonce, ciphertext }
+                        }),
+                        key_fingerprint: r.get(3)?,
+                        updated_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    pub fn put_tenant_config(
+        &self,
+        tenant: &TenantId,
+        settings: &str,
+        key: KeyUpdate,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO tenant_config (tenant, settings, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant) DO UPDATE SET settings = excluded.settings,
+                 updated_at = excluded.updated_at",
+                params![tenant.as_str(), settings, now()],
+            )?;
+            match key {
+                KeyUpdate::Keep => {}
+                KeyUpdate::Clear => {
+                    tx.execute(
+                        "UPDATE tenant_config SET key_nonce = NULL, key_ciphertext = NULL,
+                         key_fingerprint = NULL WHERE tenant = ?1",
+                        [tenant.as_str()],
+                    )?;
+                }
+                KeyUpdate::Set {
+                    sealed,
+                    fingerprint,
+                } => {
+                    tx.execute(
+                        "UPDATE tenant_config SET key_nonce = ?2, key_ciphertext = ?3,
+                         key_fingerprint = ?4 WHERE tenant = ?1",
+                        params![
+                            tenant.as_str(),
+                            sealed.nonce,
+                            sealed.ciphertext,
+                            fingerprint
+                        ],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
     }
 
     // ---- documents and jobs ----

@@ -15,11 +15,14 @@ pub struct Config {
     pub ort_dylib: PathBuf,
     pub hub_model: String,
     pub admin_key: String,
+    /// 64 hex characters; encrypts tenants' upstream API keys at rest (`TENANTRY_MASTER_KEY`).
+    pub master_key: crate::secrets::Secret,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
     pub storage: StorageConfig,
+    pub answer: AnswerConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -57,6 +60,31 @@ pub struct QueryConfig {
 pub struct StorageConfig {
     pub lexical_idle_secs: u64,
     pub optimize_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerConfig {
+    /// Chunks retrieved for an answer when the request does not say.
+    pub top_k: usize,
+    /// Lowest cosine similarity between the question and the best retrieved chunk that counts
+    /// as evidence; below it the answer is `no_evidence`. See `answer::MIN_EVIDENCE_NOTE`.
+    pub min_evidence: f32,
+    /// Lower cosine that still counts when the chunk contains most of the question's words.
+    pub min_evidence_with_terms: f32,
+    /// Context budget (tokens) for LLM generators, unless the tenant's config sets one.
+    pub context_tokens: usize,
+    /// Longest answer an LLM generator may write (tokens).
+    pub max_answer_tokens: usize,
+    pub connect_timeout_secs: u64,
+    /// Whole non-streaming call, or the wait for the first streamed byte.
+    pub timeout_secs: u64,
+    /// Longest silence between two streamed chunks.
+    pub idle_timeout_secs: u64,
+    /// Retries of transient upstream failures (connect errors, 429, 502, 503, 504).
+    pub retries: u32,
+    /// Turns of a thread kept in the answer's history.
+    pub thread_turns: usize,
 }
 
 /// Flags shared by every command that opens the engine.
@@ -168,6 +196,19 @@ impl Config {
                     .into(),
             ));
         }
+        let a = &self.answer;
+        if !(1..=crate::query::MAX_TOP_K).contains(&a.top_k)
+            || !(-1.0..=1.0).contains(&a.min_evidence)
+            || !(-1.0..=1.0).contains(&a.min_evidence_with_terms)
+            || a.context_tokens < 256
+            || a.max_answer_tokens == 0
+        {
+            return Err(ConfigError(
+                "answer: top_k in 1..=100, min_evidence in -1..=1, context_tokens >= 256, max_answer_tokens >= 1".into(),
+            ));
+        }
+        crate::secrets::MasterKey::from_hex(&self.master_key)
+            .map_err(|e| ConfigError(e.to_string()))?;
         Ok(())
     }
 

@@ -70,6 +70,9 @@ pub struct Engine {
     draining: AtomicBool,
     embedded_texts: AtomicU64,
     embedding_seed: std::sync::RwLock<Option<TenantId>>,
+    /// Outgoing calls to tenants' LLM endpoints.
+    pub(crate) http: reqwest::Client,
+    pub(crate) master_key: crate::secrets::MasterKey,
 }
 
 /// Run blocking work off the async runtime.
@@ -157,6 +160,12 @@ impl Engine {
         let vectors = EdgeVectorStore::open(&data.join("vectors"), embedder.dim())?;
         let admin_key = read_or_create_admin_key(&config)?;
         let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_capacity);
+        let master_key = crate::secrets::MasterKey::from_hex(&config.master_key)
+            .map_err(|e| InternalError::Other(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.answer.connect_timeout_secs))
+            .build()
+            .map_err(|e| InternalError::Other(format!("http client: {e}")))?;
         Ok(Arc::new(Self {
             config,
             catalog,
@@ -172,7 +181,14 @@ impl Engine {
             draining: AtomicBool::new(false),
             embedded_texts: AtomicU64::new(0),
             embedding_seed: std::sync::RwLock::new(None),
+            http,
+            master_key,
         }))
+    }
+
+    /// Tokens of `text` by the embedding model's tokenizer (the one count the engine has).
+    pub(crate) fn count_tokens(&self, text: &str) -> usize {
+        self.chunker.count_tokens(text)
     }
 
     pub fn config(&self) -> &Config {

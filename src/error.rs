@@ -20,6 +20,10 @@ pub enum UserError {
         code: IngestErrorCode,
         message: String,
     },
+    #[error("this tenant has no openai generator configured (PUT /v1/tenants/{{id}}/config)")]
+    GeneratorNotConfigured,
+    #[error("model {0:?} is not on this tenant's allow-list")]
+    ModelNotAllowed(String),
     #[error("too many queued documents for this tenant; retry later")]
     TenantQueueFull { retry_after_secs: u64 },
 }

@@ -190,6 +190,12 @@ const STOP_WORDS: &[&str] = &[
     "wouldn",
 ];
 
+/// Whether a lower-cased word is on the BM25 stop list (answers use the same notion of
+/// "carries no evidence").
+pub(crate) fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
+
 fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))

@@ -1,4 +1,5 @@
 //! Tenantry: a multi-tenant RAG retrieval engine. See ARCHITECTURE.md for the map.
+pub mod answer;
 pub mod api;
 pub mod bench;
 pub mod catalog;
@@ -9,6 +10,7 @@ pub mod eval;
 pub mod keys;
 pub mod lexical;
 pub mod query;
+pub mod secrets;
 pub mod store;
 pub mod tenant;
 pub mod vector;

@@ -84,6 +84,11 @@ pub struct Timings {
 pub struct QueryOutput {
     pub hits: Vec<Hit>,
     pub timings: Timings,
+    /// The query's embedding, when the dense leg ran.
+    pub query_vector: Option<Vec<f32>>,
+    /// Cosine similarity of the best visible chunk of the dense leg: the evidence answers are
+    /// gated on (see `answer::evidence`).
+    pub best_dense: Option<f32>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -237,7 +242,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
 
     let dense = async {
         if q.mode == Mode::Bm25 {
-            return Ok((vec![], 0.0, 0.0));
+            return Ok((vec![], None, 0.0, 0.0));
         }
         let (e, c, text, filter) = (
             engine.clone(),
@@ -254,7 +259,8 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
             let embed_ms = ms(t);
             let t = Instant::now();
             let hits = e.vectors.search(&c, &v[0], &filter, candidates)?;
-            Ok((hits, embed_ms, ms(t)))
+            let vector = v.into_iter().next();
+            Ok((hits, vector, embed_ms, ms(t)))
         })
         .await
     };
@@ -276,7 +282,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         .await
     };
     let (dense, lexical) = tokio::join!(dense, lexical);
-    let (dense_hits, embed_ms, dense_ms) = dense?;
+    let (dense_hits, query_vector, embed_ms, dense_ms) = dense?;
     let (bm25_hits, bm25_ms) = lexical?;
     timings.embed_ms = embed_ms;
     timings.dense_ms = dense_ms;
@@ -284,7 +290,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
 
     let (e, c) = (engine.clone(), ctx.clone());
     let (text, mode, top_k, fusion) = (q.text.clone(), q.mode, q.top_k, q.fusion.clone());
-    let (hits, fuse_ms) = blocking(move || {
+    let (hits, best_dense, fuse_ms) = blocking(move || {
         let t = Instant::now();
         let cfg = &e.config.query;
         // Only chunks of each document's live version are visible: a version being written,
@@ -300,6 +306,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         let visible = |h: &LegHit| live.get(h.chunk.doc_id.as_str()) == Some(&h.chunk.version);
         let dense_hits: Vec<LegHit> = dense_hits.iter().filter(|h| visible(h)).cloned().collect();
         let bm25_hits: Vec<LegHit> = bm25_hits.iter().filter(|h| visible(h)).cloned().collect();
+        let best_dense = dense_hits.first().map(|h| h.score);
 
         let dense_keys: Vec<Key> = dense_hits.iter().map(|h| key(&h.chunk)).collect();
         let bm25_keys: Vec<Key> = bm25_hits.iter().map(|h| key(&h.chunk)).collect();
@@ -359,12 +366,17 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
                 }
             })
             .collect::<Vec<_>>();
-        Ok((hits, ms(t)))
+        Ok((hits, best_dense, ms(t)))
     })
     .await?;
     timings.fuse_ms = fuse_ms;
     timings.total_ms = ms(total);
-    Ok(QueryOutput { hits, timings })
+    Ok(QueryOutput {
+        hits,
+        timings,
+        query_vector,
+        best_dense,
+    })
 }
 
 #[cfg(test)]

@@ -89,6 +89,41 @@ impl fmt::Display for DocId {
     }
 }
 
+/// A conversation thread id, chosen by the client or generated: 1-128 characters of
+/// `[A-Za-z0-9_.-]`. Scoped by tenant like everything else: two tenants may use the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ThreadId(String);
+
+impl ThreadId {
+    pub fn parse(s: &str) -> Result<Self, UserError> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(UserError::Invalid(
+                "thread_id must be 1-128 characters of A-Z, a-z, 0-9, '_', '-' or '.'".into(),
+            ))
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self(format!("thr_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,3 +214,167 @@ pub struct QueryResponse {
 pub struct StatusResponse {
     pub status: String,
 }
+
+// ---- answers, threads, tenant configuration ----
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorDto {
+    /// Quotes the best-supporting sentences of the retrieved chunks; offline, deterministic.
+    Extractive,
+    /// The tenant's OpenAI-compatible endpoint (see PUT /v1/tenants/{id}/config).
+    Openai,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequestDto {
+    pub question: String,
+    /// Chunks retrieved as context: 1..=100, default 5.
+    pub top_k: Option<usize>,
+    pub mode: Option<ModeDto>,
+    pub filter: Option<FilterDto>,
+    /// Continue (or start) this conversation: 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'.
+    pub thread_id: Option<String>,
+    /// Default: the tenant's configured default generator (extractive unless set).
+    pub generator: Option<GeneratorDto>,
+    /// openai only: a model on the tenant's allow-list (default: its default model).
+    pub model: Option<String>,
+    /// Server-Sent Events instead of one JSON body (also with `Accept: text/event-stream`).
+    pub stream: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CitationDto {
+    /// The number used by the `[n]` markers in the answer.
+    pub n: usize,
+    pub chunk_id: String,
+    pub document_id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Enclosing headings joined with " > ".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heading: Option<String>,
+    /// A sentence of the chunk, verbatim.
+    pub quote: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnswerContextDto {
+    /// Retrieved chunks given to the generator.
+    pub chunks: usize,
+    /// Retrieved chunks left out whole because they did not fit the token budget.
+    pub dropped: usize,
+    pub tokens: usize,
+    pub budget: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnswerTimingsDto {
+    pub retrieve: f64,
+    pub generate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_text: Option<f64>,
+    pub total: f64,
+}
+
+/// The answer; also the `data` of the final `done` event of a stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnswerResponse {
+    /// With `[n]` citation markers; "Not found in this knowledge base." for no_evidence; empty
+    /// when generation failed.
+    pub answer: String,
+    /// Only chunks the answer cites (all retrieved chunks when generation failed).
+    pub citations: Vec<CitationDto>,
+    /// True only if every claim is covered by a valid citation.
+    pub grounded: bool,
+    /// Why the answer is not grounded: no_evidence | ungrounded | upstream_error | upstream_timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Set with status 502/504 (generation failed), in the error catalogue's form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// The self-contained question retrieval ran (differs from `question` in threads).
+    pub standalone_question: String,
+    pub generator: GeneratorDto,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Cosine similarity of the best retrieved chunk (the evidence gate's input).
+    pub evidence: Option<f32>,
+    pub context: AnswerContextDto,
+    pub timings_ms: AnswerTimingsDto,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TurnDto {
+    pub question: String,
+    pub standalone_question: String,
+    pub answer: String,
+    pub citations: Vec<CitationDto>,
+    pub grounded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ThreadDto {
+    pub id: String,
+    pub created_at: i64,
+    pub turns: Vec<TurnDto>,
+}
+
+/// Absent: keep; null: clear; a value: set.
+fn tri_state<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfigRequest {
+    /// Up to and including /v1, e.g. http://127.0.0.1:8088/v1.
+    pub base_url: String,
+    pub allowed_models: Vec<String>,
+    pub default_model: Option<String>,
+    /// Context budget for retrieved chunks, in tokens (default from the server config).
+    pub context_tokens: Option<usize>,
+    /// Upstream API key: stored encrypted, never returned. Absent keeps the stored key, null
+    /// clears it.
+    #[serde(default, deserialize_with = "tri_state")]
+    #[schema(value_type = Option<String>)]
+    pub api_key: Option<Option<crate::secrets::Secret>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfigRequest {
+    /// Default: extractive.
+    pub default_generator: Option<GeneratorDto>,
+    /// Absent or null: no LLM endpoint (and any stored key is removed).
+    pub openai: Option<OpenAiConfigRequest>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiConfigDto {
+    pub base_url: String,
+    pub allowed_models: Vec<String>,
+    pub default_model: Option<String>,
+    pub context_tokens: Option<usize>,
+    /// `sha256:` and 16 hex digits of the stored key's hash; null when none is stored.
+    pub api_key_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantConfigResponse {
+    pub tenant: String,
+    pub default_generator: GeneratorDto,
+    pub openai: Option<OpenAiConfigDto>,
+    pub updated_at: Option<i64>,
+}

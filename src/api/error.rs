@@ -24,6 +24,11 @@ pub enum ErrorCode {
     Document(IngestErrorCode),
     Superseded,
     TenantQueueFull,
+    GeneratorNotConfigured,
+    ModelNotAllowed,
+    /// The tenant's LLM endpoint failed (after retries of transient errors).
+    UpstreamError,
+    UpstreamTimeout,
     Unavailable,
     InternalError,
 }
@@ -43,6 +48,10 @@ impl ErrorCode {
             Self::Document(c) => c.as_str(),
             Self::Superseded => "superseded",
             Self::TenantQueueFull => "tenant_queue_full",
+            Self::GeneratorNotConfigured => "generator_not_configured",
+            Self::ModelNotAllowed => "model_not_allowed",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamTimeout => "upstream_timeout",
             Self::Unavailable => "unavailable",
             Self::InternalError => "internal_error",
         }
@@ -52,9 +61,13 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest | Self::InvalidJson => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict | Self::Superseded => StatusCode::CONFLICT,
+            Self::Conflict | Self::Superseded | Self::GeneratorNotConfigured => {
+                StatusCode::CONFLICT
+            }
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType | Self::Document(IngestErrorCode::UnsupportedMediaType) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -67,6 +80,14 @@ impl ErrorCode {
             Self::TenantQueueFull => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// 5xx codes whose message is replaced by a generic one (details go to the log).
+    pub fn is_generic(self) -> bool {
+        !matches!(
+            self,
+            Self::Unavailable | Self::UpstreamError | Self::UpstreamTimeout
+        )
     }
 
     /// Job error codes as stored in the catalog, back to the catalogue.
@@ -134,6 +155,10 @@ impl From<EngineError> for ApiError {
                     UserError::Document { code, .. } => {
                         Self::new(ErrorCode::Document(code), message)
                     }
+                    UserError::GeneratorNotConfigured => {
+                        Self::new(ErrorCode::GeneratorNotConfigured, message)
+                    }
+                    UserError::ModelNotAllowed(_) => Self::new(ErrorCode::ModelNotAllowed, message),
                     UserError::TenantQueueFull { retry_after_secs } => Self {
                         retry_after: Some(retry_after_secs),
                         ..Self::new(ErrorCode::TenantQueueFull, message)
@@ -162,7 +187,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
         // Never echo internals in a 5xx, whatever the message says.
-        let message = if status.is_server_error() && self.code != ErrorCode::Unavailable {
+        let message = if status.is_server_error() && self.code.is_generic() {
             "internal error".to_string()
         } else {
             self.message

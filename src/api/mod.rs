@@ -1,4 +1,5 @@
 //! HTTP API (axum). Thin: parse and validate wire types, call the engine, convert back.
+mod answer;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -9,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
@@ -66,6 +67,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{id}", delete(delete_tenant))
         .route("/v1/tenants/{id}/keys", post(create_key))
+        .route(
+            "/v1/tenants/{id}/config",
+            get(answer::get_config).merge(put(answer::put_config)),
+        )
         .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/documents", post(submit_document).get(list_documents))
         .route(
@@ -74,6 +79,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/query", post(query))
+        .route("/v1/answer", post(answer::answer))
+        .route(
+            "/v1/threads/{id}",
+            get(answer::get_thread).delete(answer::delete_thread),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(engine)
@@ -83,10 +93,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
 #[openapi(
     info(title = "Tenantry", description = "Multi-tenant RAG retrieval engine. The tenant of every request is the API key's tenant."),
     paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, create_key, revoke_key, submit_document,
-          list_documents, get_document, delete_document, get_job, query),
+          list_documents, get_document, delete_document, get_job, query, answer::answer, answer::get_thread,
+          answer::delete_thread, answer::get_config, answer::put_config),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
         JsonDocumentRequest, SubmitResponse, JobDto, DocumentDto, DocumentList, QueryRequest, FilterDto, FusionDto,
-        ModeDto, FusionMethodDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse)),
+        ModeDto, FusionMethodDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse, GeneratorDto,
+        AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
+        OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -183,7 +196,7 @@ async fn list_tenants(
     }))
 }
 
-fn tenant_path(id: &str) -> Result<TenantId, ApiError> {
+pub(crate) fn tenant_path(id: &str) -> Result<TenantId, ApiError> {
     // An id that cannot exist is simply not found.
     TenantId::parse(id).map_err(|_| ApiError::not_found("tenant"))
 }
@@ -262,7 +275,7 @@ fn doc_path(id: &str) -> Result<DocId, ApiError> {
     DocId::parse(id).map_err(|_| ApiError::not_found("document"))
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg)
 }
 
@@ -437,7 +450,7 @@ async fn get_job(
 
 // ---- query ----
 
-fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
+pub(crate) fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
     let mut metadata = Vec::new();
     for (k, v) in f.metadata {
         let s = scalar(&v).ok_or_else(|| {

@@ -1,5 +1,6 @@
 //! Integration tests of the `tenantry` crate: the real router (`oneshot`) and the real binary on
 //! loopback, with the real model, real tantivy and real qdrant-edge.
+mod answer;
 mod cli;
 mod common;
 mod http;

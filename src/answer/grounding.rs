@@ -1,0 +1,249 @@
+//! Grounding checks the engine applies to every generated answer, whatever wrote it:
+//! citation markers `[n]` that point at no context chunk are removed (also mid-stream, before the
+//! text leaves the server), and an answer counts as grounded only if it cites something and
+//! every sentence that states something is covered by a marker.
+use std::collections::BTreeSet;
+
+/// The sentinel LLM generators are told to answer with when the context does not answer.
+pub const NOT_FOUND_SENTINEL: &str = "NOT_FOUND";
+
+/// Streaming filter over generated text: keeps valid `[n]` / `[n, m]` markers, drops invalid
+/// numbers (and a marker left empty), and holds back the opening until it is clear the answer
+/// is not the not-found sentinel. Pieces in, cleaned pieces out; the concatenation of the output
+/// equals [`clean`] of the concatenated input.
+#[derive(Debug)]
+pub struct MarkerFilter {
+    max_n: usize,
+    pending: String,
+    in_marker: bool,
+    opening: Option<String>,
+    not_found: bool,
+}
+
+/// A marker longer than this is not a marker; it is passed through as text.
+const MAX_MARKER: usize = 24;
+
+impl MarkerFilter {
+    pub fn new(max_n: usize) -> Self {
+        Self {
+            max_n,
+            pending: String::new(),
+            in_marker: false,
+            opening: Some(String::new()),
+            not_found: false,
+        }
+    }
+
+    /// True once the text turned out to be the not-found sentinel; nothing is emitted then.
+    pub fn is_not_found(&self) -> bool {
+        self.not_found
+    }
+
+    pub fn push(&mut self, piece: &str) -> String {
+        let mut out = String::new();
+        for ch in piece.chars() {
+            self.feed(ch, &mut out);
+        }
+        self.gate(out, false)
+    }
+
+    pub fn finish(&mut self) -> String {
+        let mut out = String::new();
+        if self.in_marker {
+            out.push_str(&std::mem::take(&mut self.pending));
+            self.in_marker = false;
+        }
+        self.gate(out, true)
+    }
+
+    fn feed(&mut self, ch: char, out: &mut String) {
+        if !self.in_marker {
+            if ch == '[' {
+                self.in_marker = true;
+                self.pending.push(ch);
+            } else {
+                out.push(ch);
+            }
+            return;
+        }
+        self.pending.push(ch);
+        let body_ok = ch.is_ascii_digit() || ch == ',' || ch == ' ';
+        if ch == ']' {
+            out.push_str(&self.resolve_marker());
+            self.pending.clear();
+            self.in_marker = false;
+        } else if !body_ok || self.pending.len() > MAX_MARKER {
+            // Not a citation marker after all ("[see below]", "[a]"): plain text.
+            let text = std::mem::take(&mut self.pending);
+            self.in_marker = false;
+            let mut chars = text.chars();
+            out.push(chars.next().unwrap_or('['));
+            for c in chars {
+                self.feed(c, out);
+            }
+        }
+    }
+
+    /// `pending` is a whole `[...]`; keep it with only its valid numbers, or drop it.
+    fn resolve_marker(&self) -> String {
+        let body = &self.pending[1..self.pending.len() - 1];
+        if body.trim().is_empty() {
+            return self.pending.clone();
+        }
+        let mut valid = Vec::new();
+        for part in body.split(',') {
+            match part.trim().parse::<usize>() {
+                Ok(n) if (1..=self.max_n).contains(&n) => valid.push(n.to_string()),
+                Ok(_) => {}
+                Err(_) => return self.pending.clone(),
+            }
+        }
+        if valid.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", valid.join(", "))
+        }
+    }
+
+    fn gate(&mut self, out: String, last: bool) -> String {
+        if self.not_found {
+            return String::new();
+        }
+        let Some(mut held) = self.opening.take() else {
+            return out;
+        };
+        held.push_str(&out);
+        let trimmed = held.trim_start();
+        if trimmed.starts_with(NOT_FOUND_SENTINEL) {
+            self.not_found = true;
+            return String::new();
+        }
+        if !last && NOT_FOUND_SENTINEL.starts_with(trimmed) {
+            self.opening = Some(held);
+            return String::new();
+        }
+        held
+    }
+}
+
+/// The whole-text form of [`MarkerFilter`]: `(cleaned text, was it the not-found sentinel)`.
+pub fn clean(text: &str, max_n: usize) -> (String, bool) {
+    let mut f = MarkerFilter::new(max_n);
+    let mut out = f.push(text);
+    out.push_str(&f.finish());
+    (out, f.is_not_found())
+}
+
+/// Marker numbers in (already cleaned) text.
+pub fn markers(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('[') {
+        rest = &rest[i + 1..];
+        let Some(j) = rest.find(']') else { break };
+        let body = &rest[..j];
+        if !body.trim().is_empty()
+            && body
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        {
+            out.extend(
+                body.split(',')
+                    .filter_map(|p| p.trim().parse::<usize>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// A sentence of an answer and the citation numbers that cover it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoveredSentence {
+    pub text: String,
+    pub cited: BTreeSet<usize>,
+}
+
+/// Splits an answer into sentences (per paragraph or list item). A marker covers its own
+/// sentence and the uncited sentences just before it in the same paragraph, the way people
+/// write "A. B. [1]".
+pub fn coverage(text: &str) -> Vec<CoveredSentence> {
+    let mut out = Vec::new();
+    for para in text.split('\n').filter(|p| !p.trim().is_empty()) {
+        let sentences = super::extractive::sentences(para);
+        let start = out.len();
+        for (_, s) in sentences {
+            out.push(CoveredSentence {
+                text: s.to_string(),
+                cited: markers(s).into_iter().collect(),
+            });
+        }
+        let mut carry: BTreeSet<usize> = BTreeSet::new();
+        for s in out[start..].iter_mut().rev() {
+            if s.cited.is_empty() {
+                s.cited = carry.clone();
+            } else {
+                carry = s.cited.clone();
+            }
+        }
+    }
+    out
+}
+
+/// Sentences that state something (four words or more) without any covering citation.
+pub fn uncited_claims(sentences: &[CoveredSentence]) -> usize {
+    sentences
+        .iter()
+        .filter(|s| s.cited.is_empty() && s.text.split_whitespace().count() >= 4)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(pieces: &[&str], max_n: usize) -> String {
+        let mut f = MarkerFilter::new(max_n);
+        let mut out: String = pieces.iter().map(|p| f.push(p)).collect();
+        out.push_str(&f.finish());
+        out
+    }
+
+    #[test]
+    fn invalid_markers_are_removed_even_split_across_pieces() {
+        let text = "Use apt [1]. Or dpkg [7]. Both [2, 9] work [see below] [a].";
+        let want = "Use apt [1]. Or dpkg . Both [2] work [see below] [a].";
+        assert_eq!(clean(text, 3).0, want);
+        let pieces: Vec<String> = text.chars().map(String::from).collect();
+        let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        assert_eq!(streamed(&pieces, 3), want);
+        assert_eq!(
+            streamed(&["Use apt [", "1", "]. [0", "]"], 3),
+            "Use apt [1]. "
+        );
+        assert_eq!(markers(want), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_not_found_sentinel_is_recognised_when_streamed() {
+        assert!(clean("  NOT_FOUND", 3).1);
+        let mut f = MarkerFilter::new(3);
+        assert_eq!(f.push("NOT_"), "");
+        assert_eq!(f.push("FOUND."), "");
+        assert!(f.is_not_found());
+        assert_eq!(streamed(&["NO", "T really [1]"], 3), "NOT really [1]");
+        assert_eq!(streamed(&["No"], 3), "No");
+    }
+
+    #[test]
+    fn a_marker_covers_the_sentences_before_it_in_its_paragraph() {
+        let c = coverage(
+            "Debian uses apt. It resolves dependencies [1].\nIt is also fast and reliable.",
+        );
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].cited, BTreeSet::from([1]));
+        assert_eq!(c[1].cited, BTreeSet::from([1]));
+        assert!(c[2].cited.is_empty());
+        assert_eq!(uncited_claims(&c), 1);
+        assert_eq!(uncited_claims(&coverage("Yes [2].")), 0);
+    }
+}

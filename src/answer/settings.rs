@@ -1,0 +1,171 @@
+//! Per-tenant generator configuration: which generator answers by default, which
+//! OpenAI-compatible endpoint and models the tenant may use, and its upstream API key (sealed
+//! with the master key; only a fingerprint ever comes back out).
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::GeneratorKind;
+use crate::catalog::KeyUpdate;
+use crate::engine::{blocking, Engine};
+use crate::error::{InternalError, Result, UserError};
+use crate::secrets::{fingerprint, Secret, SecretError};
+use crate::tenant::TenantId;
+
+/// What is stored (as JSON) besides the sealed key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSettings {
+    pub default_generator: GeneratorKind,
+    pub openai: Option<OpenAiSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// Up to and including `/v1`, e.g. `http://127.0.0.1:8088/v1`.
+    pub base_url: String,
+    /// The only models this tenant may ask for.
+    pub allowed_models: Vec<String>,
+    /// Used when a request names no model; the first allowed model otherwise.
+    pub default_model: Option<String>,
+    /// The model's context budget for retrieved chunks (tokens); the deployment's otherwise.
+    pub context_tokens: Option<usize>,
+}
+
+/// What an update does to the stored upstream API key.
+#[derive(Debug)]
+pub enum ApiKeyChange {
+    Keep,
+    Clear,
+    Set(Secret),
+}
+
+/// A tenant's configuration as shown to the admin: never the key itself.
+#[derive(Debug, Clone)]
+pub struct TenantConfigView {
+    pub settings: GeneratorSettings,
+    pub api_key_fingerprint: Option<String>,
+    pub updated_at: Option<i64>,
+}
+
+impl GeneratorSettings {
+    pub fn validate(&self) -> Result<(), UserError> {
+        let bad = |m: &str| Err(UserError::Invalid(m.to_string()));
+        if self.default_generator == GeneratorKind::Openai && self.openai.is_none() {
+            return bad("default_generator \"openai\" needs an \"openai\" section");
+        }
+        let Some(o) = &self.openai else { return Ok(()) };
+        match reqwest::Url::parse(&o.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return bad("openai.base_url must be an http:// or https:// URL"),
+        }
+        if o.allowed_models.is_empty() || o.allowed_models.len() > 64 {
+            return bad("openai.allowed_models must list 1-64 models");
+        }
+        if o.allowed_models
+            .iter()
+            .any(|m| m.is_empty() || m.len() > 200 || m.chars().any(char::is_control))
+        {
+            return bad("openai.allowed_models: names of 1-200 characters");
+        }
+        if let Some(d) = &o.default_model {
+            if !o.allowed_models.contains(d) {
+                return bad("openai.default_model must be one of allowed_models");
+            }
+        }
+        if o.context_tokens
+            .is_some_and(|t| !(256..=1_000_000).contains(&t))
+        {
+            return bad("openai.context_tokens must be between 256 and 1000000");
+        }
+        Ok(())
+    }
+}
+
+fn secret_error(e: SecretError) -> crate::error::EngineError {
+    match e {
+        SecretError::NoMasterKey => UserError::Conflict(e.to_string()).into(),
+        other => InternalError::Other(other.to_string()).into(),
+    }
+}
+
+impl Engine {
+    /// The tenant's generator configuration (defaults if never set). Admin only.
+    pub async fn tenant_config(self: &Arc<Self>, tenant: TenantId) -> Result<TenantConfigView> {
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            Ok(me.config_view(&tenant)?)
+        })
+        .await
+    }
+
+    pub(crate) fn config_view(&self, tenant: &TenantId) -> Result<TenantConfigView> {
+        Ok(match self.catalog.tenant_config(tenant)? {
+            None => TenantConfigView {
+                settings: GeneratorSettings::default(),
+                api_key_fingerprint: None,
+                updated_at: None,
+            },
+            Some(stored) => TenantConfigView {
+                settings: serde_json::from_str(&stored.settings)
+                    .map_err(|e| InternalError::Other(format!("stored tenant config: {e}")))?,
+                api_key_fingerprint: stored.key_fingerprint,
+                updated_at: Some(stored.updated_at),
+            },
+        })
+    }
+
+    /// Replace the tenant's generator settings; the API key is kept, cleared or replaced.
+    pub async fn put_tenant_config(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        settings: GeneratorSettings,
+        key: ApiKeyChange,
+    ) -> Result<TenantConfigView> {
+        settings.validate()?;
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            let update = match key {
+                ApiKeyChange::Keep => KeyUpdate::Keep,
+                ApiKeyChange::Clear => KeyUpdate::Clear,
+                ApiKeyChange::Set(secret) => {
+                    if secret.is_empty() || secret.expose().len() > 4096 {
+                        return Err(
+                            UserError::Invalid("api_key must be 1-4096 characters".into()).into(),
+                        );
+                    }
+                    KeyUpdate::Set {
+                        sealed: me
+                            .master_key
+                            .seal(&tenant, secret.expose())
+                            .map_err(secret_error)?,
+                        fingerprint: fingerprint(secret.expose()),
+                    }
+                }
+            };
+            let json = serde_json::to_string(&settings)
+                .map_err(|e| InternalError::Other(e.to_string()))?;
+            me.catalog.put_tenant_config(&tenant, &json, update)?;
+            me.config_view(&tenant)
+        })
+        .await
+    }
+
+    /// The tenant's upstream API key, decrypted for one outgoing request.
+    pub(crate) fn upstream_key(&self, tenant: &TenantId) -> Result<Option<Secret>> {
+        let Some(stored) = self.catalog.tenant_config(tenant)? else {
+            return Ok(None);
+        };
+        stored
+            .sealed_key
+            .map(|s| self.master_key.open(tenant, &s).map_err(secret_error))
+            .transpose()
+    }
+}
