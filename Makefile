@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ENV := source .tenantry/env
 
-.PHONY: setup build demo test lint openapi clean-data
+.PHONY: setup build demo test lint openapi clean-data llm llm-stop
 
 setup:
 	@scripts/setup.sh
@@ -28,3 +28,11 @@ openapi:
 
 clean-data:
 	rm -rf .tenantry/data .tenantry/demo
+
+# A real local LLM (OpenAI-compatible, 127.0.0.1:8088) for the end-to-end answer test. The server
+# wheel is built once per machine (~10-18 min) and cached in ~/.cache/tenantry/llm.
+llm:
+	@scripts/llm.sh
+
+llm-stop:
+	@scripts/llm.sh stop

@@ -68,6 +68,20 @@ def show(tenant, key, question):
         print(f"     {snippet}")
     print(f"  ({body['timings_ms']['total']:.1f} ms)")
 
+def answer(tenant, key, question):
+    status, body = call("POST", "/v1/answer", key, {"question": question})
+    print(f"\n[{tenant}] answer to: {question}")
+    if status != 200:
+        print(f"  error {status}: {body}")
+        return
+    print("  " + " ".join(body["answer"].split()))
+    for c in body["citations"]:
+        where = f"page {c['page']}" if c.get("page") else c.get("heading") or "-"
+        quote = " ".join(c["quote"].split())
+        print(f"    [{c['n']}] {c['title']} | {where} | \"{quote[:110]}\"")
+    status_line = "grounded" if body["grounded"] else f"not grounded: {body.get('code')}"
+    print(f"  ({status_line}; evidence {body['evidence']:.2f}; {body['timings_ms']['total']:.0f} ms)")
+
 def latency(key, questions, mode, rounds=5):
     samples = []
     for _ in range(rounds):
@@ -78,18 +92,31 @@ def latency(key, questions, mode, rounds=5):
             samples.append((time.perf_counter() - t) * 1000)
     return statistics.median(samples)
 
+def answer_latency(key, questions, rounds=3):
+    samples = []
+    for _ in range(rounds):
+        for q in questions:
+            t = time.perf_counter()
+            status, _ = call("POST", "/v1/answer", key, {"question": q})
+            assert status == 200
+            samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
 TENANTS = {
     "debian": {
         "files": [DOCS / "debian-faq" / "debian-faq.en.pdf"],
         "questions": ["How do I install a package with apt?",
                       "What is the difference between stable and testing?",
                       "Where can I report a bug in Debian?"],
+        "answer": "Where can I report a bug in Debian?",
+        "refusal": "What is the boiling point of tungsten in kelvin?",
     },
     "pydocs": {
         "files": sorted((DOCS / "python-tutorial").glob("*.html")),
         "questions": ["How do I define a function with default argument values?",
                       "What is a list comprehension?",
                       "How do I handle exceptions with try and except?"],
+        "answer": "What is a list comprehension?",
     },
 }
 
@@ -123,9 +150,15 @@ def main():
         for tenant, spec in TENANTS.items():
             for q in spec["questions"]:
                 show(tenant, keys[tenant], q)
-        print("\nquery latency over HTTP, p50 (ms):")
+        print("\ngrounded answers (extractive generator, no LLM):")
+        for tenant, spec in TENANTS.items():
+            answer(tenant, keys[tenant], spec["answer"])
+            if "refusal" in spec:
+                answer(tenant, keys[tenant], spec["refusal"])
+        print("\nlatency over HTTP, p50 (ms):")
         for tenant, spec in TENANTS.items():
             row = {m: latency(keys[tenant], spec["questions"], m) for m in ("hybrid", "dense", "bm25")}
+            row["answer"] = answer_latency(keys[tenant], spec["questions"])
             print(f"  {tenant:8} " + "  ".join(f"{m} {v:6.1f}" for m, v in row.items()))
     finally:
         proc.send_signal(signal.SIGTERM)

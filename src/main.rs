@@ -54,6 +54,15 @@ enum Command {
         #[arg(long, default_value = "hybrid")]
         mode: String,
     },
+    /// A grounded answer with citations, from the command line (the tenant's default generator).
+    Answer {
+        #[arg(long)]
+        tenant: String,
+        question: String,
+        /// Chunks retrieved as context (default from config: answer.top_k).
+        #[arg(long)]
+        top_k: Option<usize>,
+    },
     /// Manage tenants.
     Tenants {
         #[command(subcommand)]
@@ -244,6 +253,56 @@ async fn main() -> anyhow::Result<()> {
                 out.hits.len(),
                 out.timings.total_ms
             );
+            engine.flush();
+            Ok(())
+        }
+        Command::Answer {
+            tenant,
+            question,
+            top_k,
+        } => {
+            let engine = open(config)?;
+            let ctx = TenantCtx::operator(TenantId::parse(&tenant)?);
+            let req = tenantry::answer::AnswerRequest {
+                question,
+                top_k,
+                mode: tenantry::query::Mode::Hybrid,
+                filter: ChunkFilter::default(),
+                thread: None,
+                generator: None,
+                model: None,
+            };
+            let prepared = engine.prepare_answer(&ctx, req, true).await?;
+            let answer = prepared
+                .run(&mut |piece: &str| {
+                    use std::io::Write;
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            println!();
+            for c in &answer.citations {
+                let place = match (c.page, &c.heading) {
+                    (Some(p), _) => format!("page {p}"),
+                    (None, Some(h)) => h.clone(),
+                    _ => String::new(),
+                };
+                println!(
+                    "  [{}] {} — {}\n      \"{}\"",
+                    c.n,
+                    c.title,
+                    place,
+                    c.quote.replace('\n', " ")
+                );
+            }
+            match answer.code {
+                None => println!("(grounded; {:.0} ms)", answer.timings.total_ms),
+                Some(code) => println!(
+                    "(not grounded: {}; {:.0} ms)",
+                    code.as_str(),
+                    answer.timings.total_ms
+                ),
+            }
             engine.flush();
             Ok(())
         }

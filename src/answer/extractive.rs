@@ -62,19 +62,24 @@ pub fn sentences(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
-/// A line break at `i` ends a sentence before a blank line, a list item, a heading or a table
-/// row, and after a line ending in `:`.
+/// A line break at `i` ends a sentence around list items, headings and table rows, before a
+/// blank line, and after a line ending in `:`.
 fn line_break_ends_sentence(text: &str, i: usize) -> bool {
     let before = text[..i].trim_end_matches([' ', '\t']);
-    if before.ends_with(':') {
-        return true;
+    let line = &before[before.rfind('\n').map_or(0, |j| j + 1)..];
+    before.ends_with(':') || starts_block(line) || {
+        let next = text[i + 1..].trim_start_matches([' ', '\t']);
+        next.is_empty() || next.starts_with('\n') || starts_block(next)
     }
-    let next = text[i + 1..].trim_start_matches([' ', '\t']);
-    let mut chars = next.chars();
-    match chars.next() {
-        None | Some('\n' | '-' | '*' | '\u{2022}' | '#' | '|' | '>') => true,
+}
+
+/// A line that is a list item, heading, table row or quote.
+fn starts_block(line: &str) -> bool {
+    let line = line.trim_start();
+    match line.chars().next() {
+        Some('-' | '*' | '\u{2022}' | '#' | '|' | '>') => true,
         Some(c) if c.is_ascii_digit() => {
-            let rest = next.trim_start_matches(|c: char| c.is_ascii_digit());
+            let rest = line.trim_start_matches(|c: char| c.is_ascii_digit());
             rest.starts_with(". ") || rest.starts_with(") ")
         }
         _ => false,

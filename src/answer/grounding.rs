@@ -165,7 +165,7 @@ pub struct CoveredSentence {
 
 /// Splits an answer into sentences (per paragraph or list item). A marker covers its own
 /// sentence and the uncited sentences just before it in the same paragraph, the way people
-/// write "A. B. [1]".
+/// write "A. B. [1]"; a marker that opens a paragraph ("[1] A. B.") covers the paragraph.
 pub fn coverage(text: &str) -> Vec<CoveredSentence> {
     let mut out = Vec::new();
     for para in text.split('\n').filter(|p| !p.trim().is_empty()) {
@@ -185,16 +185,38 @@ pub fn coverage(text: &str) -> Vec<CoveredSentence> {
                 carry = s.cited.clone();
             }
         }
+        let leading = para.trim_start().starts_with('[')
+            && out.get(start).is_some_and(|s| !s.cited.is_empty());
+        if leading {
+            let opening = markers(&out[start].text[..out[start].text.find(']').unwrap_or(0) + 1]);
+            for s in out[start..].iter_mut().filter(|s| s.cited.is_empty()) {
+                s.cited = opening.iter().copied().collect();
+            }
+        }
     }
     out
 }
 
-/// Sentences that state something (four words or more) without any covering citation.
+/// A sentence that states something: four words or more, markers aside.
+fn is_claim(s: &CoveredSentence) -> bool {
+    s.text
+        .split_whitespace()
+        .filter(|w| !(w.starts_with('[') && markers(w).len() == 1))
+        .count()
+        >= 4
+}
+
+/// Sentences that state something without any covering citation.
 pub fn uncited_claims(sentences: &[CoveredSentence]) -> usize {
     sentences
         .iter()
-        .filter(|s| s.cited.is_empty() && s.text.split_whitespace().count() >= 4)
+        .filter(|s| s.cited.is_empty() && is_claim(s))
         .count()
+}
+
+/// Whether the answer states anything at all ("[1] [2]" does not).
+pub fn has_claims(sentences: &[CoveredSentence]) -> bool {
+    sentences.iter().any(is_claim)
 }
 
 #[cfg(test)]
@@ -245,5 +267,10 @@ mod tests {
         assert!(c[2].cited.is_empty());
         assert_eq!(uncited_claims(&c), 1);
         assert_eq!(uncited_claims(&coverage("Yes [2].")), 0);
+        let c = coverage("[1] The keeper reported the failure. A diaphragm was ordered.\nNo source here for this one.");
+        assert_eq!(c[1].cited, BTreeSet::from([1]));
+        assert_eq!(uncited_claims(&c), 1);
+        assert!(!has_claims(&coverage("[1] [2]")));
+        assert!(has_claims(&coverage("[1] The keeper reported it.")));
     }
 }

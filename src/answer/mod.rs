@@ -657,7 +657,9 @@ impl PreparedAnswer {
     /// Citations of the (cleaned) answer, sorted by number, and how many claims cite nothing.
     fn citations(&self, text: &str, generated: &Generated) -> (Vec<Citation>, usize) {
         let covered = grounding::coverage(text);
-        let uncited = grounding::uncited_claims(&covered);
+        // An answer that states nothing counts as one uncited claim: it is not grounded.
+        let uncited =
+            grounding::uncited_claims(&covered) + usize::from(!grounding::has_claims(&covered));
         let cited: BTreeSet<usize> = grounding::markers(text).into_iter().collect();
         // The answer sentences that rely on each chunk: what its quote should support.
         let mut support: BTreeMap<usize, String> = BTreeMap::new();
