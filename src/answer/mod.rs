@@ -604,7 +604,7 @@ impl PreparedAnswer {
                 created_at: 0,
             };
             let (e, c, t) = (self.engine.clone(), self.ctx.clone(), thread.clone());
-            blocking(move || Ok(e.catalog.append_turn(c.tenant(), t.as_str(), &turn)?)).await?;
+            blocking(move || e.catalog.append_turn(c.tenant(), t.as_str(), &turn)).await?;
         }
         Ok(Answer {
             text,

@@ -98,7 +98,7 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            Ok(me.config_view(&tenant)?)
+            me.config_view(&tenant)
         })
         .await
     }

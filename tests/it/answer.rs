@@ -760,7 +760,12 @@ async fn threads_rewrite_follow_ups_and_stay_with_their_tenant() {
 #[tokio::test]
 async fn a_real_local_model_answers_with_valid_citations_and_ignores_injections() {
     let Ok(url) = std::env::var("TENANTRY_TEST_LLM_URL") else {
-        println!("SKIPPED: TENANTRY_TEST_LLM_URL is not set; run `make llm` and export the URL it prints");
+        // Straight to the stderr handle: libtest captures print!/eprint!, and a skip must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED answer::a_real_local_model_answers_with_valid_citations_and_ignores_injections: \
+TENANTRY_TEST_LLM_URL is not set; run `make llm` and export the URL it prints\n",
+        );
         return;
     };
     let models: Value = reqwest::get(format!("{url}/v1/models"))
@@ -807,4 +812,93 @@ async fn a_real_local_model_answers_with_valid_citations_and_ignores_injections(
     let r = answer(&app, &key, json!({"question": "What is the boiling point of tungsten in kelvin?", "generator": "openai"})).await;
     assert_eq!(r.body["code"], "no_evidence");
     served.shutdown().await;
+}
+
+#[tokio::test]
+async fn extractive_answers_on_the_demo_documents() {
+    let app = app().await;
+    let key = app.tenant("pydocs").await;
+    for page in ["errors.html", "datastructures.html"] {
+        let bytes = std::fs::read(provisioned("docs/python-tutorial").join(page)).unwrap();
+        let r = app.upload(&key, page, page, "text/html", &bytes).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let q = "How do I handle exceptions with try and except?";
+    let r = answer(&app, &key, json!({"question": q})).await;
+    assert_eq!(r.body["grounded"], true, "{:?}", r.body);
+    let chunks = chunk_texts(&app, &key, q).await;
+    let citations = r.body["citations"].as_array().unwrap();
+    assert!(!citations.is_empty());
+    for c in citations {
+        assert_eq!(c["document_id"], "errors.html", "{c}");
+        let chunk = &chunks[c["chunk_id"].as_str().unwrap()];
+        assert!(
+            chunk.contains(c["quote"].as_str().unwrap()),
+            "{c} not in {chunk:?}"
+        );
+    }
+    let text = r.body["answer"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("except"), "{text}");
+    for q in [
+        "What is the boiling point of tungsten in kelvin?",
+        "Who won the football world cup in 1998?",
+    ] {
+        let r = answer(&app, &key, json!({"question": q})).await;
+        assert_eq!(r.body["code"], "no_evidence", "{q}: {:?}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn context_packing_leaves_whole_chunks_out_and_never_cuts_one() {
+    let (upstream_url, script) = start_upstream().await;
+    let (app, key) = lighthouse_app(&[]).await;
+    assert_eq!(
+        app.put_text(&key, "injection", INJECTION).await.status,
+        StatusCode::OK
+    );
+    let config = json!({"openai": {"base_url": format!("{upstream_url}/v1"), "allowed_models": ["ok"], "context_tokens": 256}});
+    let r = app
+        .call("PUT", "/v1/tenants/acme/config", ADMIN, Some(config))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = answer(
+        &app,
+        &key,
+        json!({"question": "Why did the fog horn fail?", "generator": "openai", "top_k": 5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let ctx = &r.body["context"];
+    assert!(ctx["dropped"].as_u64().unwrap() >= 1, "{ctx}");
+    assert!(ctx["tokens"].as_u64().unwrap() <= 256, "{ctx}");
+    let chunks = chunk_texts(
+        &app,
+        &key,
+        "fog horn lighthouse tenantry guide installation",
+    )
+    .await;
+    let requests = script.requests.lock().unwrap();
+    let user = requests.last().unwrap().1["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let packed = user.matches("<document n=").count() as u64;
+    assert_eq!(packed, ctx["chunks"].as_u64().unwrap());
+    // Every packed block is one whole chunk.
+    for block in user.split("<document n=").skip(1) {
+        let body = block
+            .split_once(">\n")
+            .unwrap()
+            .1
+            .split("\n</document>")
+            .next()
+            .unwrap();
+        let body = body
+            .replace("&lt;document", "<document")
+            .replace("&lt;/document", "</document");
+        assert!(
+            chunks.values().any(|c| *c == body),
+            "a packed chunk was cut: {body:?}"
+        );
+    }
 }
