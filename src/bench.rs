@@ -36,7 +36,7 @@ pub struct BenchOptions {
     pub concurrency: usize,
     pub duration: Duration,
     pub max_requests: usize,
-    pub modes: Vec<Mode>,
+    pub modes: Vec<Target>,
     pub cold_tenants: usize,
     /// Documents used for the ingestion-vs-raw-embedder measurement.
     pub ingest_docs: usize,
@@ -121,11 +121,32 @@ pub struct BenchReport {
     pub server_peak_rss_mib: Option<f64>,
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Hybrid => "hybrid",
-        Mode::Dense => "dense",
-        Mode::Bm25 => "bm25",
+/// What a load run sends: `/v1/query` in one mode, or `/v1/answer` (the tenant's default
+/// generator, extractive unless configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Query(Mode),
+    Answer,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "hybrid" => Self::Query(Mode::Hybrid),
+            "dense" => Self::Query(Mode::Dense),
+            "bm25" => Self::Query(Mode::Bm25),
+            "answer" => Self::Answer,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Query(Mode::Hybrid) => "hybrid",
+            Self::Query(Mode::Dense) => "dense",
+            Self::Query(Mode::Bm25) => "bm25",
+            Self::Answer => "answer",
+        }
     }
 }
 
@@ -498,13 +519,15 @@ async fn raw_query_embedding(config: &Config, queries: &[String]) -> Result<f64>
     .map_err(|e| bench_err(e.to_string()))?
 }
 
-/// The in-process critical path of a mode: hybrid runs its legs in parallel.
-fn baseline_of(mode: Mode, b: &Baselines) -> Option<f64> {
+/// The in-process critical path of a mode: hybrid runs its legs in parallel. Answers have none
+/// (their cost is the generator's).
+fn baseline_of(target: Target, b: &Baselines) -> Option<f64> {
     let dense = b.dense_search_ms.map(|d| b.embed_query_ms + d);
-    match mode {
-        Mode::Dense => dense,
-        Mode::Bm25 => b.bm25_search_ms,
-        Mode::Hybrid => Some(dense?.max(b.bm25_search_ms?)),
+    match target {
+        Target::Query(Mode::Dense) => dense,
+        Target::Query(Mode::Bm25) => b.bm25_search_ms,
+        Target::Query(Mode::Hybrid) => Some(dense?.max(b.bm25_search_ms?)),
+        Target::Answer => None,
     }
 }
 
@@ -600,13 +623,20 @@ async fn query_once(
     url: &str,
     key: &str,
     query: &str,
-    mode: Mode,
+    target: Target,
 ) -> std::result::Result<f64, String> {
     let t = Instant::now();
+    let (path, body) = match target {
+        Target::Query(_) => (
+            "query",
+            serde_json::json!({ "query": query, "top_k": 10, "mode": target.name() }),
+        ),
+        Target::Answer => ("answer", serde_json::json!({ "question": query })),
+    };
     let r = client
-        .post(format!("{url}/v1/query"))
+        .post(format!("{url}/v1/{path}"))
         .bearer_auth(key)
-        .json(&serde_json::json!({ "query": query, "top_k": 10, "mode": mode_name(mode) }))
+        .json(&body)
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -625,7 +655,7 @@ async fn closed_loop(
     url: &str,
     keys: &[String],
     queries: &[String],
-    mode: Mode,
+    mode: Target,
     opts: &BenchOptions,
 ) -> (Vec<f64>, usize, f64) {
     let client = reqwest::Client::builder()
@@ -833,12 +863,12 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
     for (i, key) in prepared.keys.iter().rev().take(n_cold).enumerate() {
         let q = &queries[i % queries.len()];
         cold.push(
-            query_once(&client, &url, key, q, Mode::Hybrid)
+            query_once(&client, &url, key, q, Target::Query(Mode::Hybrid))
                 .await
                 .map_err(bench_err)?,
         );
         warm.push(
-            query_once(&client, &url, key, q, Mode::Hybrid)
+            query_once(&client, &url, key, q, Target::Query(Mode::Hybrid))
                 .await
                 .map_err(bench_err)?,
         );
@@ -859,7 +889,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         let latency = Latency::of(lat.clone());
         let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
         runs.push(LoadResult {
-            mode: mode_name(mode).into(),
+            mode: mode.name().into(),
             requests: lat.len() + errors,
             errors,
             seconds: secs,
@@ -992,7 +1022,8 @@ mod tests {
             bm25_search_ms: Some(2.0),
             ..Default::default()
         };
-        assert_eq!(baseline_of(Mode::Hybrid, &b), Some(6.0));
-        assert_eq!(baseline_of(Mode::Bm25, &b), Some(2.0));
+        assert_eq!(baseline_of(Target::Query(Mode::Hybrid), &b), Some(6.0));
+        assert_eq!(baseline_of(Target::Query(Mode::Bm25), &b), Some(2.0));
+        assert_eq!(baseline_of(Target::Answer, &b), None);
     }
 }

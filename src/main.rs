@@ -114,8 +114,8 @@ enum Command {
         /// Requests per mode at most.
         #[arg(long, default_value_t = 100_000)]
         max_requests: usize,
-        /// Comma-separated: hybrid, dense, bm25.
-        #[arg(long, default_value = "hybrid,dense,bm25")]
+        /// Comma-separated: hybrid, dense, bm25 (POST /v1/query) and answer (POST /v1/answer).
+        #[arg(long, default_value = "hybrid,dense,bm25,answer")]
         modes: String,
         /// Tenants whose first query after the start is timed (cold) and then repeated (warm).
         #[arg(long, default_value_t = 10)]
@@ -380,7 +380,11 @@ async fn main() -> anyhow::Result<()> {
                 max_requests,
                 modes: modes
                     .split(',')
-                    .map(|m| parse_mode(m.trim()))
+                    .map(|m| {
+                        tenantry::bench::Target::parse(m.trim()).ok_or_else(|| {
+                            anyhow::anyhow!("unknown mode {m:?} (hybrid, dense, bm25, answer)")
+                        })
+                    })
                     .collect::<anyhow::Result<_>>()?,
                 cold_tenants,
                 ingest_docs,
