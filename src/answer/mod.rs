@@ -293,6 +293,7 @@ impl Engine {
         let me = self.clone();
         let (c, thread) = (ctx.clone(), req.thread.clone());
         let turns = cfg.thread_turns;
+        let wants_llm = req.generator;
         let (view, history, key) = blocking(move || {
             let view = me.config_view(c.tenant())?;
             let history = match &thread {
@@ -303,7 +304,12 @@ impl Engine {
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let key = me.upstream_key(c.tenant())?;
+            // Only an LLM answer needs the key: a master-key problem must not break the others.
+            let kind = wants_llm.unwrap_or(view.settings.default_generator);
+            let key = match kind {
+                GeneratorKind::Openai => me.upstream_key(c.tenant())?,
+                GeneratorKind::Extractive => None,
+            };
             Ok((view, history, key))
         })
         .await?;
