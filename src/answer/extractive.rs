@@ -10,9 +10,12 @@ use crate::engine::Engine;
 
 /// Sentences quoted at most.
 const MAX_SENTENCES: usize = 3;
-/// Candidate sentences embedded at most (in context order): bounds the cost of one answer
-/// (about 10 ms of CPU each on this model).
-const MAX_CANDIDATES: usize = 32;
+/// Sentences read from the context at most (in context order).
+const MAX_CANDIDATES: usize = 48;
+/// Sentences embedded at most: each costs about 8 ms of CPU on this model, which is most of an
+/// extractive answer's latency. The ones sharing most words with the question are embedded
+/// (context order breaks ties), plus the sentences right after a chosen question or heading.
+const MAX_EMBEDDED: usize = 12;
 /// Sentences right after a question or heading that matches are usually its answer (FAQs,
 /// manuals): they score at least the anchor's score minus this.
 const ANCHOR_MARGIN: f32 = 0.1;
@@ -134,10 +137,16 @@ fn mostly_words(s: &str) -> bool {
     letters * 10 >= visible * 6
 }
 
-/// Chunks are cut by tokens, so their first and last sentences may be fragments.
-fn fragment(s: &str, first: bool, last: bool) -> bool {
-    (first && s.chars().next().is_some_and(char::is_lowercase))
-        || (last && !s.trim_end().ends_with(['.', '!', '?', ':', '"', ')']))
+/// Chunks are cut by tokens, so their first sentence may be a fragment.
+fn fragment(s: &str, first: bool) -> bool {
+    first && s.chars().next().is_some_and(char::is_lowercase)
+}
+
+/// Ends like a statement. Text cut at a line break (a chunk's end, PDF layout, a code block
+/// after "using"), headings and list intros ending in ":" state nothing complete.
+fn complete(s: &str) -> bool {
+    s.trim_end_matches(['"', '\'', ')', '\u{2019}', '\u{201d}'])
+        .ends_with(['.', '!'])
 }
 
 struct Candidate {
@@ -160,14 +169,13 @@ impl Generator for Extractive {
                 .iter()
                 .enumerate()
                 .flat_map(|(ci, c): (usize, &ContextChunk)| {
-                    let all = sentences(&c.text);
-                    let n = all.len();
-                    all.into_iter()
+                    sentences(&c.text)
+                        .into_iter()
                         .enumerate()
-                        .filter(move |(i, (_, s))| {
+                        .filter(|(i, (_, s))| {
                             s.split_whitespace().count() >= 3
                                 && mostly_words(s)
-                                && !fragment(s, *i == 0, *i + 1 == n)
+                                && !fragment(s, *i == 0)
                         })
                         .map(move |(_, (offset, s))| Candidate {
                             chunk: ci,
@@ -182,6 +190,8 @@ impl Generator for Extractive {
             if candidates.is_empty() {
                 return Ok(Generated::default());
             }
+            let q_terms = content_terms(&input.question);
+            candidates = shortlist(candidates, &q_terms);
             // Halves on two query sessions at once: one answer's latency, not its CPU, halves.
             let half = candidates.len().div_ceil(2);
             let parts = candidates.chunks(half).map(|part| {
@@ -199,7 +209,6 @@ impl Generator for Extractive {
             for part in futures_util::future::join_all(parts).await {
                 vectors.extend(part.map_err(|e| GenerationError::Internal(e.to_string()))?);
             }
-            let q_terms = content_terms(&input.question);
             for (c, v) in candidates.iter_mut().zip(&vectors) {
                 c.score =
                     dot(&input.question_vector, v) + OVERLAP_WEIGHT * overlap(&q_terms, &c.text);
@@ -219,7 +228,9 @@ impl Generator for Extractive {
             }
             let quotable: Vec<&Candidate> = candidates
                 .iter()
-                .filter(|c| !c.anchor && c.text.split_whitespace().count() >= 4)
+                .filter(|c| {
+                    !c.anchor && complete(&c.text) && c.text.split_whitespace().count() >= 4
+                })
                 .collect();
             let best = quotable.iter().map(|c| c.score).fold(f32::MIN, f32::max);
             let mut chosen: Vec<&Candidate> = quotable
@@ -243,6 +254,35 @@ impl Generator for Extractive {
             Ok(Generated { text, quotes })
         })
     }
+}
+
+/// The candidates worth embedding, in context order: the [`MAX_EMBEDDED`] with the most
+/// question words, and the followers of any anchor among them.
+fn shortlist(candidates: Vec<Candidate>, q_terms: &HashSet<String>) -> Vec<Candidate> {
+    let mut order: Vec<(usize, f32)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, overlap(q_terms, &c.text)))
+        .collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut keep = vec![false; candidates.len()];
+    for &(i, _) in order.iter().take(MAX_EMBEDDED) {
+        keep[i] = true;
+        if candidates[i].anchor {
+            let followers = (i + 1..candidates.len())
+                .take_while(|&j| candidates[j].chunk == candidates[i].chunk)
+                .filter(|&j| !candidates[j].anchor)
+                .take(ANCHOR_REACH);
+            for j in followers {
+                keep[j] = true;
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
