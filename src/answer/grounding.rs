@@ -219,6 +219,88 @@ pub fn has_claims(sentences: &[CoveredSentence]) -> bool {
     sentences.iter().any(is_claim)
 }
 
+/// Share of a sentence's content words that must occur in a chunk for the engine to cite that
+/// chunk for it. High enough that an invented sentence does not borrow a citation from a chunk
+/// on the same topic; low enough for a light paraphrase.
+pub const ATTRIBUTION_MIN_OVERLAP: f32 = 0.6;
+
+/// Streaming stage after [`MarkerFilter`] for LLM output: holds text until a sentence is
+/// complete, and gives a claim the model left uncited the marker of the packed chunk that
+/// contains most of its words (if one contains enough). Small models often write a correct,
+/// copied sentence without its marker; the engine can check that sentence against the chunks
+/// itself. What no chunk supports stays uncited, and the answer is then not grounded.
+pub struct Attributor {
+    /// Content words of each packed chunk (with its title and heading), by citation number.
+    chunks: Vec<(usize, std::collections::HashSet<String>)>,
+    buf: String,
+}
+
+impl Attributor {
+    pub fn new(chunks: Vec<(usize, std::collections::HashSet<String>)>) -> Self {
+        Self {
+            chunks,
+            buf: String::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> String {
+        self.buf.push_str(text);
+        let sentences = super::extractive::sentences(&self.buf);
+        // Everything before the last sentence is complete (the last may still grow).
+        let Some(&(last_start, _)) = sentences.last() else {
+            return String::new();
+        };
+        if sentences.len() < 2 {
+            return String::new();
+        }
+        let done: String = self.buf.drain(..last_start).collect();
+        self.attribute(&done)
+    }
+
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.buf);
+        self.attribute(&rest)
+    }
+
+    /// `text` is whole sentences with their separators; returns it with markers added.
+    fn attribute(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut pos = 0;
+        for (start, sentence) in super::extractive::sentences(text) {
+            let end = start + sentence.len();
+            out.push_str(&text[pos..start]);
+            pos = end;
+            let claim = sentence.split_whitespace().count() >= 4;
+            if !claim || !markers(sentence).is_empty() {
+                out.push_str(sentence);
+                continue;
+            }
+            let words = super::extractive::content_terms(sentence);
+            let best = self
+                .chunks
+                .iter()
+                .map(|(n, terms)| {
+                    let hit = words.iter().filter(|w| terms.contains(*w)).count();
+                    (*n, hit, hit as f32 / words.len().max(1) as f32)
+                })
+                .filter(|&(_, hit, share)| hit >= 2 && share >= ATTRIBUTION_MIN_OVERLAP)
+                .max_by(|a, b| a.2.total_cmp(&b.2).then(b.0.cmp(&a.0)));
+            match best {
+                Some((n, _, _)) => {
+                    // Before the final punctuation: "… lists [2]."
+                    let body = sentence.trim_end_matches(['.', '!', '?', ':', ';']);
+                    out.push_str(body);
+                    out.push_str(&format!(" [{n}]"));
+                    out.push_str(&sentence[body.len()..]);
+                }
+                None => out.push_str(sentence),
+            }
+        }
+        out.push_str(&text[pos..]);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +336,37 @@ mod tests {
         assert!(f.is_not_found());
         assert_eq!(streamed(&["NO", "T really [1]"], 3), "NOT really [1]");
         assert_eq!(streamed(&["No"], 3), "No");
+    }
+
+    #[test]
+    fn uncited_sentences_get_the_chunk_that_contains_them() {
+        let terms = |t: &str| super::super::extractive::content_terms(t);
+        let chunks = vec![
+            (
+                1,
+                terms("Meeting notes. The fog horn failed twice during the storm."),
+            ),
+            (
+                2,
+                terms("A replacement diaphragm was ordered from the mainland supplier."),
+            ),
+        ];
+        let mut a = Attributor::new(chunks);
+        let mut out = String::new();
+        for piece in [
+            "The fog horn failed twice",
+            " in the storm. A new diaphragm was ordered",
+            " from the supplier. The ",
+            "keeper then retired to a farm.",
+            " Yes [1].",
+        ] {
+            out.push_str(&a.push(piece));
+        }
+        out.push_str(&a.finish());
+        assert_eq!(
+            out,
+            "The fog horn failed twice in the storm [1]. A new diaphragm was ordered from the supplier [2]. The keeper then retired to a farm. Yes [1]."
+        );
     }
 
     #[test]

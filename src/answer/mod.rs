@@ -547,9 +547,29 @@ impl PreparedAnswer {
         } else {
             let n = self.input.context.len();
             let mut filter = MarkerFilter::new(n);
+            // The extractive generator cites every sentence itself; LLM output is checked.
+            let mut attributor = match self.generator {
+                Resolved::OpenAi(_) => Some(grounding::Attributor::new(
+                    self.input
+                        .context
+                        .iter()
+                        .map(|c| {
+                            let heading = c.heading.as_deref().unwrap_or("");
+                            (
+                                c.n,
+                                content_terms(&format!("{} {heading} {}", c.title, c.text)),
+                            )
+                        })
+                        .collect(),
+                )),
+                Resolved::Extractive => None,
+            };
             let result = {
                 let mut sink = |p: &str| {
-                    let out = filter.push(p);
+                    let mut out = filter.push(p);
+                    if let Some(a) = attributor.as_mut() {
+                        out = a.push(&out);
+                    }
                     send(&out, &mut emitted);
                 };
                 match &self.generator {
@@ -564,7 +584,11 @@ impl PreparedAnswer {
             };
             match result {
                 Ok(generated) => {
-                    let tail = filter.finish();
+                    let mut tail = filter.finish();
+                    if let Some(a) = attributor.as_mut() {
+                        tail = a.push(&tail);
+                        tail.push_str(&a.finish());
+                    }
                     send(&tail, &mut emitted);
                     if filter.is_not_found() {
                         send(NOT_FOUND_TEXT, &mut emitted);

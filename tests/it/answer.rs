@@ -119,7 +119,8 @@ async fn upstream(
             let flag = DropFlag(s.clone());
             let events = futures_util::stream::unfold((0u64, flag), |(i, flag)| async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let event = json!({"choices": [{"delta": {"content": format!("word{i} ")}}]});
+                let piece = format!("The horn sounded {i} times [1]. ");
+                let event = json!({"choices": [{"delta": {"content": piece}}]});
                 Some((
                     Ok::<_, Infallible>(Bytes::from(format!("data: {event}\n\n"))),
                     (i + 1, flag),
@@ -547,10 +548,12 @@ async fn a_client_disconnect_cancels_the_upstream_generation() {
         .await
         .unwrap();
     let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !seen.contains("event: text") {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = tokio::time::timeout(left, resp.chunk())
             .await
-            .expect("a text event in time")
+            .expect("a text event within 20 s")
             .unwrap()
             .expect("stream open");
         seen.push_str(&String::from_utf8_lossy(&chunk));
