@@ -293,8 +293,8 @@ impl Engine {
         let me = self.clone();
         let (c, thread) = (ctx.clone(), req.thread.clone());
         let turns = cfg.thread_turns;
-        let wants_llm = req.generator;
-        let (view, history, key) = blocking(move || {
+        let requested = req.generator;
+        let (view, kind, history, key) = blocking(move || {
             let view = me.config_view(c.tenant())?;
             let history = match &thread {
                 Some(t) => me
@@ -305,15 +305,14 @@ impl Engine {
                 None => Vec::new(),
             };
             // Only an LLM answer needs the key: a master-key problem must not break the others.
-            let kind = wants_llm.unwrap_or(view.settings.default_generator);
+            let kind = requested.unwrap_or(view.settings.default_generator);
             let key = match kind {
                 GeneratorKind::Openai => me.upstream_key(c.tenant())?,
                 GeneratorKind::Extractive => None,
             };
-            Ok((view, history, key))
+            Ok((view, kind, history, key))
         })
         .await?;
-        let kind = req.generator.unwrap_or(view.settings.default_generator);
         let (generator, model, budget) = match kind {
             GeneratorKind::Extractive => (Resolved::Extractive, None, cfg.context_tokens),
             GeneratorKind::Openai => {
@@ -348,18 +347,19 @@ impl Engine {
         };
 
         let previous: Vec<String> = history.iter().map(|t| t.standalone.clone()).collect();
-        let standalone = match (&generator, previous.is_empty()) {
-            (_, true) => req.question.clone(),
-            (Resolved::OpenAi(o), false) => match o.rewrite(&previous, &req.question).await {
-                Ok(q) => q,
-                Err(e) => {
-                    tracing::warn!(tenant = %ctx.tenant(), error = %e, "follow-up rewrite failed; using the deterministic one");
-                    standalone_fallback(&req.question, previous.last().map(String::as_str))
+        let fallback = || standalone_fallback(&req.question, previous.last().map(String::as_str));
+        let standalone = match &generator {
+            Resolved::OpenAi(o) if !previous.is_empty() => {
+                match o.rewrite(&previous, &req.question).await {
+                    Ok(q) => q,
+                    Err(e) => {
+                        tracing::warn!(tenant = %ctx.tenant(), error = %e, "follow-up rewrite failed; using the deterministic one");
+                        fallback()
+                    }
                 }
-            },
-            (Resolved::Extractive, false) => {
-                standalone_fallback(&req.question, previous.last().map(String::as_str))
             }
+            // With no history the fallback is the question itself.
+            _ => fallback(),
         };
 
         // BM25-only answers still need the dense leg's cosine for the evidence gate: the dense

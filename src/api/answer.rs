@@ -12,11 +12,10 @@ use axum::Json;
 use super::auth::{Admin, Tenant};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
-use super::{filter_from, invalid, tenant_path, ApiJson};
+use super::{filter_from, invalid, mode_from, tenant_path, ApiJson};
 use crate::answer::settings::{ApiKeyChange, GeneratorSettings, OpenAiSettings, TenantConfigView};
 use crate::answer::{Answer, AnswerCode, AnswerRequest, Citation, GeneratorKind, Thread};
 use crate::engine::Engine;
-use crate::query::Mode;
 use crate::tenant::{TenantId, ThreadId};
 
 fn generator_dto(g: GeneratorKind) -> GeneratorDto {
@@ -120,11 +119,7 @@ pub(super) async fn answer(
     let request = AnswerRequest {
         question: req.question,
         top_k: req.top_k,
-        mode: match req.mode.unwrap_or_default() {
-            ModeDto::Hybrid => Mode::Hybrid,
-            ModeDto::Dense => Mode::Dense,
-            ModeDto::Bm25 => Mode::Bm25,
-        },
+        mode: mode_from(req.mode.unwrap_or_default()),
         filter: filter_from(req.filter.unwrap_or_default())?,
         thread,
         generator: req.generator.map(generator_kind),

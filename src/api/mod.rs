@@ -450,6 +450,14 @@ async fn get_job(
 
 // ---- query ----
 
+pub(crate) fn mode_from(m: ModeDto) -> Mode {
+    match m {
+        ModeDto::Hybrid => Mode::Hybrid,
+        ModeDto::Dense => Mode::Dense,
+        ModeDto::Bm25 => Mode::Bm25,
+    }
+}
+
 pub(crate) fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
     let mut metadata = Vec::new();
     for (k, v) in f.metadata {
@@ -482,11 +490,7 @@ async fn query(
     let q = crate::query::Query {
         text: req.query,
         top_k: req.top_k.unwrap_or(10),
-        mode: match req.mode.unwrap_or_default() {
-            ModeDto::Hybrid => Mode::Hybrid,
-            ModeDto::Dense => Mode::Dense,
-            ModeDto::Bm25 => Mode::Bm25,
-        },
+        mode: mode_from(req.mode.unwrap_or_default()),
         filter: filter_from(req.filter.unwrap_or_default())?,
         fusion: FusionOverrides {
             method: fusion.method.map(|m| match m {
