@@ -410,7 +410,9 @@ async fn prepare_in_process(
     for i in 0..opts.tenants {
         let tenant = tenant_name(i);
         let key = if engine.catalog.tenant_exists(&tenant)? {
-            engine.create_key(tenant.clone()).await?
+            engine
+                .create_key(tenant.clone(), crate::auth::Role::Reader, "bench".into())
+                .await?
         } else {
             engine.create_tenant(tenant.clone()).await?
         };
@@ -572,6 +574,8 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
+            // Load tests are not rate limited unless the flags say so (they come after).
+            .args(["--set", "limits.query_per_sec=0", "--set", "limits.ingest_per_sec=0"])
             .args(args)
             .env("TENANTRY_LOG", "warn,tantivy=error,qdrant_edge=error")
             .spawn()

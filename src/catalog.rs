@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
     hash BLOB NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    role TEXT NOT NULL DEFAULT 'tenant_admin',
+    name TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant);
 CREATE TABLE IF NOT EXISTS documents (
@@ -96,6 +98,19 @@ CREATE TABLE IF NOT EXISTS thread_turns (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, thread, seq)
 );
+-- Per-tenant overrides of the configured limits (JSON, see `limits::TenantLimits`).
+CREATE TABLE IF NOT EXISTS tenant_limits (
+    tenant TEXT PRIMARY KEY,
+    limits TEXT NOT NULL
+);
+-- Usage counters by UTC day. Counts only: no text of any document, query or answer.
+CREATE TABLE IF NOT EXISTS usage (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, metric)
+) WITHOUT ROWID;
 -- Generator settings (JSON) and the upstream API key, sealed with the master key.
 CREATE TABLE IF NOT EXISTS tenant_config (
     tenant TEXT PRIMARY KEY,
@@ -120,6 +135,38 @@ pub struct TurnRecord {
     pub grounded: bool,
     pub code: Option<String>,
     pub created_at: i64,
+}
+
+/// An API key as listed: never its secret or hash.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub role: crate::auth::Role,
+    pub name: String,
+    pub created_at: i64,
+}
+
+const KEY_COLS: &str = "id, tenant, role, name, created_at";
+
+/// A key row; `None` for a row whose tenant or role this build does not know.
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
+    let tenant = TenantId::parse(&r.get::<_, String>(1)?).ok();
+    let role = crate::auth::Role::parse(&r.get::<_, String>(2)?);
+    Ok(tenant.zip(role).map(|(tenant, role)| KeyRecord {
+        id: r.get(0).unwrap_or_default(),
+        tenant,
+        role,
+        name: r.get(3).unwrap_or_default(),
+        created_at: r.get(4).unwrap_or_default(),
+    }))
+}
+
+/// Storage quotas of one tenant; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quota {
+    pub max_documents: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 /// A tenant's stored generator configuration.
@@ -265,6 +312,8 @@ pub enum UploadOutcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
+    /// The tenant's chunk quota would be exceeded; the job failed and its version is garbage.
+    QuotaExceeded,
     /// A newer upload or a delete of the same document came first; this version never shows.
     Superseded,
 }
@@ -335,10 +384,23 @@ impl Catalog {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         // FULL: an acknowledged commit survives a crash of the process and of the machine.
+        // secure_delete: a deleted tenant's text is overwritten, not left in free pages;
+        // incremental auto-vacuum (new files) lets a hard delete give the space back.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+             PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        // Catalogs made before keys had roles: those keys could do everything in their tenant.
+        let has_role: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('api_keys') WHERE name = 'role'")?
+            .exists([])?;
+        if !has_role {
+            conn.execute_batch(
+                "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'tenant_admin';
+                 ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -408,6 +470,8 @@ impl Catalog {
                 "threads",
                 "thread_turns",
                 "tenant_config",
+                "tenant_limits",
+                "usage",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),
@@ -415,34 +479,161 @@ impl Catalog {
                 )?;
             }
             tx.commit()?;
+            // Give the pages back and move the (zeroed) WAL frames into the main file.
+            c.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
             Ok(n > 0)
         })
     }
 
-    pub fn insert_key(&self, key_id: &str, tenant: &TenantId, hash: &[u8]) -> Result<()> {
+    pub fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO api_keys (id, tenant, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key_id, tenant.as_str(), hash, now()],
+                "INSERT INTO api_keys (id, tenant, hash, created_at, role, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.tenant.as_str(), hash, key.created_at, key.role.as_str(), key.name],
             )
         })?;
         Ok(())
     }
 
-    pub fn key(&self, key_id: &str) -> Result<Option<(TenantId, Vec<u8>)>> {
+    /// The key and its secret's hash.
+    pub fn key(&self, key_id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>> {
         let row = self.with(|c| {
             c.query_row(
-                "SELECT tenant, hash FROM api_keys WHERE id = ?1",
+                &format!("SELECT {KEY_COLS}, hash FROM api_keys WHERE id = ?1"),
                 [key_id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                |r| Ok((key_row(r)?, r.get::<_, Vec<u8>>(5)?)),
             )
             .optional()
         })?;
-        Ok(row.and_then(|(t, h)| TenantId::parse(&t).ok().map(|t| (t, h))))
+        Ok(row.and_then(|(k, h)| k.map(|k| (k, h))))
     }
 
-    pub fn revoke_key(&self, key_id: &str) -> Result<bool> {
-        Ok(self.with(|c| c.execute("DELETE FROM api_keys WHERE id = ?1", [key_id]))? > 0)
+    pub fn keys_of(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {KEY_COLS} FROM api_keys WHERE tenant = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([tenant.as_str()], key_row)?;
+            rows.filter_map(|r| r.transpose()).collect()
+        })
+    }
+
+    /// Delete a key; with `tenant`, only if it belongs to that tenant.
+    pub fn revoke_key(&self, key_id: &str, tenant: Option<&TenantId>) -> Result<bool> {
+        let n = self.with(|c| match tenant {
+            Some(t) => c.execute(
+                "DELETE FROM api_keys WHERE id = ?1 AND tenant = ?2",
+                params![key_id, t.as_str()],
+            ),
+            None => c.execute("DELETE FROM api_keys WHERE id = ?1", [key_id]),
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Replace a key by a new one with the same tenant, role and name, in one transaction: the
+    /// old secret stops working when the new one starts.
+    pub fn rotate_key(
+        &self,
+        old_id: &str,
+        tenant: Option<&TenantId>,
+        new_id: &str,
+        hash: &[u8],
+    ) -> Result<Option<KeyRecord>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let old = tx
+                .query_row(
+                    &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"),
+                    [old_id],
+                    key_row,
+                )
+                .optional()?
+                .flatten()
+                .filter(|k| tenant.is_none_or(|t| *t == k.tenant));
+            let Some(old) = old else { return Ok(None) };
+            tx.execute("DELETE FROM api_keys WHERE id = ?1", [old_id])?;
+            let new = KeyRecord {
+                id: new_id.to_string(),
+                created_at: now(),
+                ..old
+            };
+            tx.execute(
+                "INSERT INTO api_keys (id, tenant, hash, created_at, role, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![new.id, new.tenant.as_str(), hash, new.created_at, new.role.as_str(), new.name],
+            )?;
+            tx.commit()?;
+            Ok(Some(new))
+        })
+    }
+
+    // ---- limits and usage ----
+
+    pub fn tenant_limits(&self, tenant: &TenantId) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT limits FROM tenant_limits WHERE tenant = ?1",
+                [tenant.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn put_tenant_limits(&self, tenant: &TenantId, json: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tenant_limits (tenant, limits) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE SET limits = excluded.limits",
+                params![tenant.as_str(), json],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// What the tenant stores now: (live documents, bytes, chunks).
+    pub fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(byte_size), 0), COALESCE(SUM(chunk_count), 0)
+                 FROM documents WHERE tenant = ?1 AND status = 'ready'",
+                [tenant.as_str()],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+            )
+        })
+    }
+
+    /// Add counters (tenant, day, metric, delta) in one transaction.
+    pub fn add_usage(&self, rows: &[(TenantId, String, String, u64)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO usage (tenant, day, metric, value) SELECT ?1, ?2, ?3, ?4
+                     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?1)
+                     ON CONFLICT (tenant, day, metric) DO UPDATE SET value = value + excluded.value",
+                )?;
+                for (t, day, metric, v) in rows {
+                    st.execute(params![t.as_str(), day, metric, *v as i64])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// (day, metric, value) rows of the tenant with `from <= day <= to` (YYYY-MM-DD).
+    pub fn usage(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<(String, String, u64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT day, metric, value FROM usage WHERE tenant = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, metric",
+            )?;
+            let rows = st.query_map(params![tenant.as_str(), from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            rows.collect()
+        })
     }
 
     // ---- threads ----
@@ -615,7 +806,12 @@ impl Catalog {
 
     /// Record an upload: allocate the next version of the document and queue its job, in one
     /// transaction, unless the live version already has this exact content, title and metadata.
-    pub fn accept_upload(&self, tenant: &TenantId, up: &NewUpload) -> Result<UploadOutcome> {
+    pub fn accept_upload(
+        &self,
+        tenant: &TenantId,
+        up: &NewUpload,
+        quota: &Quota,
+    ) -> Result<UploadOutcome> {
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
@@ -636,7 +832,10 @@ impl Catalog {
                     if unchanged {
                         insert_job(&tx, tenant, up, live.unwrap_or(0) as u64, JobStatus::Succeeded, t)?;
                         tx.commit()?;
-                        return Ok(UploadOutcome::Unchanged);
+                        return Ok(Ok(UploadOutcome::Unchanged));
+                    }
+                    if let Err(e) = check_quota(&tx, tenant, up, quota, !matches!(status.as_str(), "ready" | "pending"))? {
+                        return Ok(Err(e));
                     }
                     let status = if *status == "ready" { "ready" } else { "pending" };
                     tx.execute(
@@ -646,6 +845,9 @@ impl Catalog {
                     *next as u64
                 }
                 None => {
+                    if let Err(e) = check_quota(&tx, tenant, up, quota, true)? {
+                        return Ok(Err(e));
+                    }
                     tx.execute(
                         "INSERT INTO documents (tenant, id, title, content_type, content_hash, metadata, byte_size, next_version, status, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2, 'pending', ?8, ?8)",
@@ -656,8 +858,9 @@ impl Catalog {
             };
             insert_job(&tx, tenant, up, version, JobStatus::Queued, t)?;
             tx.commit()?;
-            Ok(UploadOutcome::Queued { version })
+            Ok(Ok(UploadOutcome::Queued { version }))
         })
+        .and_then(|o| o)
     }
 
     pub fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
@@ -716,10 +919,29 @@ impl Catalog {
 
     /// Make `job`'s version the live one, atomically, if it is still the newest upload of its
     /// document. Queues garbage collection of older versions in the same transaction.
-    pub fn commit_job(&self, job: &JobRecord, chunk_count: u64) -> Result<CommitOutcome> {
+    pub fn commit_job(
+        &self,
+        job: &JobRecord,
+        chunk_count: u64,
+        max_chunks: Option<u64>,
+    ) -> Result<CommitOutcome> {
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
+            if let Some(max) = max_chunks {
+                let others: i64 = tx.query_row(
+                    "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE tenant = ?1 AND id != ?2 AND status = 'ready'",
+                    params![job.tenant.as_str(), job.doc_id.as_str()],
+                    |r| r.get(0),
+                )?;
+                if others as u64 + chunk_count > max {
+                    let msg = format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks");
+                    fail_job_tx(&tx, job, "quota_exceeded", &msg, t)?;
+                    queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+                    tx.commit()?;
+                    return Ok(CommitOutcome::QuotaExceeded);
+                }
+            }
             let n = tx.execute(
                 "UPDATE documents SET live_version = ?3, status = 'ready', title = ?4, content_type = ?5, content_hash = ?6,
                         metadata = ?7, byte_size = ?8, chunk_count = ?9, updated_at = ?10
@@ -925,6 +1147,41 @@ fn insert_job(
         ],
     )?;
     Ok(())
+}
+
+/// Refuse an upload that would take the tenant past a quota (documents, stored bytes).
+fn check_quota(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    quota: &Quota,
+    new_document: bool,
+) -> rusqlite::Result<Result<(), crate::error::EngineError>> {
+    let (docs, other_bytes): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN id != ?2 THEN byte_size ELSE 0 END), 0)
+         FROM documents WHERE tenant = ?1 AND status IN ('ready', 'pending')",
+        params![tenant.as_str(), up.doc_id.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Some(max) = quota.max_documents {
+        if new_document && docs as u64 >= max {
+            return Ok(Err(UserError::QuotaExceeded {
+                what: "documents",
+                limit: max,
+            }
+            .into()));
+        }
+    }
+    if let Some(max) = quota.max_bytes {
+        if other_bytes as u64 + up.byte_size > max {
+            return Ok(Err(UserError::QuotaExceeded {
+                what: "bytes",
+                limit: max,
+            }
+            .into()));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn fail_job_tx(

@@ -23,6 +23,52 @@ pub struct Config {
     pub query: QueryConfig,
     pub storage: StorageConfig,
     pub answer: AnswerConfig,
+    pub jwt: JwtConfig,
+    pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
+    /// After SIGTERM: how long in-flight requests and ingestion jobs may take before exit.
+    pub shutdown_deadline_secs: u64,
+}
+
+/// JWT bearer tokens (SSO). Off unless a secret or a JWKS file is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// HS256 shared secret, at least 32 bytes. Prefer `TENANTRY_JWT__HS256_SECRET`.
+    pub hs256_secret: crate::secrets::Secret,
+    /// RS256/ES256 public keys (a JWKS document), read at start.
+    pub jwks_file: PathBuf,
+    /// Required `aud` (empty: not checked).
+    pub audience: String,
+    /// Required `iss` (empty: not checked).
+    pub issuer: String,
+    pub tenant_claim: String,
+    pub role_claim: String,
+    pub leeway_secs: u64,
+}
+
+/// Defaults for every tenant; the admin API overrides them per tenant. 0 = unlimited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Token bucket for `/v1/query` and `/v1/answer`: sustained rate and burst.
+    pub query_per_sec: f64,
+    pub query_burst: u32,
+    /// Token bucket for document uploads.
+    pub ingest_per_sec: f64,
+    pub ingest_burst: u32,
+    pub max_documents: u64,
+    pub max_bytes: u64,
+    pub max_chunks: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Label request metrics with the tenant id (the admin-only `/metrics` shows them).
+    pub per_tenant: bool,
+    /// At most this many distinct tenant labels; later tenants are counted as `_other`.
+    pub max_tenant_labels: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -207,6 +253,11 @@ impl Config {
                 "answer: top_k in 1..=100, min_evidence in -1..=1, context_tokens >= 256, max_answer_tokens >= 1".into(),
             ));
         }
+        let l = &self.limits;
+        if !(l.query_per_sec >= 0.0 && l.ingest_per_sec >= 0.0) {
+            return Err(ConfigError("limits: rates must be >= 0".into()));
+        }
+        crate::auth::JwtVerifier::from_config(&self.jwt).map_err(ConfigError)?;
         crate::secrets::MasterKey::from_hex(&self.master_key)
             .map_err(|e| ConfigError(e.to_string()))?;
         Ok(())

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,14 @@ use tenantry_ingest::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::catalog::{Catalog, CommitOutcome, DocumentRecord, JobRecord, NewUpload, UploadOutcome};
+use crate::auth::{AuthError, JwtVerifier, Role};
+pub use crate::auth::Principal;
+use crate::catalog::{
+    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, UploadOutcome,
+};
+use crate::limits::{Class, Limits, RateLimiter, TenantLimits};
+use crate::metrics::{Gauges, Metrics};
+use crate::usage::{Meter, Metric};
 use crate::config::Config;
 use crate::error::{EngineError, InternalError, Result, UserError};
 use crate::keys;
@@ -23,13 +30,6 @@ use crate::query::{self, Query, QueryOutput};
 use crate::store::StoredChunk;
 use crate::tenant::{DocId, TenantCtx, TenantId};
 use crate::vector::{EdgeVectorStore, VectorStore};
-
-/// Who a bearer token belongs to.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Admin,
-    Tenant(TenantCtx),
-}
 
 /// A document as submitted by a tenant.
 #[derive(Debug, Clone, Default)]
@@ -49,8 +49,25 @@ pub struct Submitted {
 }
 
 pub struct CreatedKey {
-    pub key_id: String,
+    pub key: KeyRecord,
+    /// The whole bearer token; shown once, never stored.
     pub token: String,
+}
+
+/// Counters of one UTC day.
+#[derive(Debug, Clone, Default)]
+pub struct DayUsage {
+    pub day: String,
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// What a tenant used by day, and what it stores now.
+#[derive(Debug, Clone, Default)]
+pub struct UsageReport {
+    pub days: Vec<DayUsage>,
+    pub documents: u64,
+    pub bytes: u64,
+    pub chunks: u64,
 }
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -73,13 +90,22 @@ pub struct Engine {
     /// Outgoing calls to tenants' LLM endpoints.
     pub(crate) http: reqwest::Client,
     pub(crate) master_key: crate::secrets::MasterKey,
+    jwt: Option<JwtVerifier>,
+    limiter: RateLimiter,
+    pub(crate) meter: Meter,
+    pub(crate) metrics: Metrics,
+    running_jobs: AtomicUsize,
 }
 
 /// Run blocking work off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    // The request's span (request id, tenant) follows the work onto the blocking pool.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| {
         EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}")))
     })?
 }
@@ -162,6 +188,8 @@ impl Engine {
         let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_capacity);
         let master_key = crate::secrets::MasterKey::from_hex(&config.master_key)
             .map_err(|e| InternalError::Other(e.to_string()))?;
+        let jwt = JwtVerifier::from_config(&config.jwt).map_err(InternalError::Other)?;
+        let metrics = Metrics::new(&config.metrics);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.answer.connect_timeout_secs))
             .build()
@@ -183,6 +211,11 @@ impl Engine {
             embedding_seed: std::sync::RwLock::new(None),
             http,
             master_key,
+            jwt,
+            limiter: RateLimiter::default(),
+            meter: Meter::default(),
+            metrics,
+            running_jobs: AtomicUsize::new(0),
         }))
     }
 
@@ -218,11 +251,17 @@ impl Engine {
                     let (Some(job_id), Some(me)) = (next, weak.upgrade()) else {
                         break;
                     };
+                    // Draining: the job stays queued in the catalog and the next start runs it.
+                    if me.draining.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    me.running_jobs.fetch_add(1, Ordering::SeqCst);
                     let me2 = me.clone();
                     let id2 = job_id.clone();
                     if let Err(e) = blocking(move || me2.run_job(&id2)).await {
                         tracing::error!(job_id = %job_id, error = %e, "ingestion job crashed");
                     }
+                    me.running_jobs.fetch_sub(1, Ordering::SeqCst);
                     me.notify(&job_id);
                 }
             });
@@ -247,6 +286,7 @@ impl Engine {
                     break;
                 }
                 let _ = blocking(move || {
+                    m.flush_usage();
                     m.lexical.close_idle();
                     if let Err(e) = m.vectors.maintain() {
                         tracing::warn!(error = %e, "vector store maintenance failed");
@@ -296,28 +336,99 @@ impl Engine {
         !self.draining.load(Ordering::SeqCst)
     }
 
-    /// Make everything durable (vector WAL flush); tantivy and SQLite commit as they go.
+    /// Wait until no ingestion job runs, or `deadline` passes; true if idle.
+    pub async fn wait_idle(&self, deadline: Duration) -> bool {
+        let end = Instant::now() + deadline;
+        while self.running_jobs.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Make everything durable (usage counters, vector WAL); tantivy and SQLite commit as they go.
     pub fn flush(&self) {
+        self.flush_usage();
         self.vectors.flush();
+    }
+
+    fn flush_usage(&self) {
+        let rows = self.meter.take();
+        if let Err(e) = self.catalog.add_usage(&rows) {
+            tracing::warn!(error = %e, "usage counters not written; will retry");
+            self.meter.restore(rows);
+        }
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&Gauges {
+            queue_depth: self.queue_tx.max_capacity() - self.queue_tx.capacity(),
+            open_tenants: self.lexical.open_count(),
+            draining: self.draining.load(Ordering::SeqCst),
+        })
+    }
+
+    /// Count an API error against the tenant (by stable code; never a message).
+    pub fn meter_error(&self, tenant: &TenantId, code: &'static str) {
+        self.meter.add(tenant, Metric::Error(code), 1);
+    }
+
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        tenant: Option<&TenantId>,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .request(route, method, status, tenant, elapsed);
     }
 
     // ---- auth and tenants (admin) ----
 
-    pub async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Option<Principal>> {
+    /// Who a bearer credential is: the admin key, a tenant API key, or a JWT. Revoked keys fail
+    /// on the next request (no cache).
+    pub async fn authenticate(
+        self: &Arc<Self>,
+        token: &str,
+    ) -> Result<std::result::Result<Principal, AuthError>> {
         if keys::ct_eq(token.as_bytes(), self.admin_key.as_bytes()) {
-            return Ok(Some(Principal::Admin));
+            return Ok(Ok(Principal::Admin));
         }
-        let Some((key_id, secret)) = keys::split(token) else {
-            return Ok(None);
+        if let Some((key_id, secret)) = keys::split(token) {
+            let (key_id, hash) = (key_id.to_string(), keys::hash(secret));
+            let me = self.clone();
+            return blocking(move || {
+                Ok(match me.catalog.key(&key_id)? {
+                    Some((k, stored)) if keys::ct_eq(&stored, &hash) => Ok(Principal::Tenant(
+                        TenantCtx::authenticated(k.tenant),
+                        k.role,
+                    )),
+                    _ => Err(AuthError::InvalidKey),
+                })
+            })
+            .await;
+        }
+        if token.split('.').count() != 3 {
+            return Ok(Err(AuthError::InvalidKey));
+        }
+        let Some(jwt) = &self.jwt else {
+            return Ok(Err(AuthError::InvalidToken("JWT is not configured")));
         };
-        let (key_id, hash) = (key_id.to_string(), keys::hash(secret));
+        let (tenant, role) = match jwt.verify(token) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
         let me = self.clone();
         blocking(move || {
-            Ok(match me.catalog.key(&key_id)? {
-                Some((tenant, stored)) if keys::ct_eq(&stored, &hash) => {
-                    Some(Principal::Tenant(TenantCtx::authenticated(tenant)))
-                }
-                _ => None,
+            Ok(if me.catalog.tenant_exists(&tenant)? {
+                Ok(Principal::Tenant(TenantCtx::authenticated(tenant), role))
+            } else {
+                Err(AuthError::InvalidToken("unknown tenant"))
             })
         })
         .await
@@ -327,39 +438,204 @@ impl Engine {
         let me = self.clone();
         blocking(move || {
             me.catalog.create_tenant(&tenant)?;
-            me.new_key(&tenant)
+            me.new_key(&tenant, Role::TenantAdmin, "initial")
         })
         .await
     }
 
-    fn new_key(&self, tenant: &TenantId) -> Result<CreatedKey> {
+    fn new_key(&self, tenant: &TenantId, role: Role, name: &str) -> Result<CreatedKey> {
         let k = keys::generate();
-        self.catalog.insert_key(&k.key_id, tenant, &k.hash)?;
+        let key = KeyRecord {
+            id: k.key_id,
+            tenant: tenant.clone(),
+            role,
+            name: name.to_string(),
+            created_at: crate::catalog::now(),
+        };
+        self.catalog.insert_key(&key, &k.hash)?;
         Ok(CreatedKey {
-            key_id: k.key_id,
+            key,
             token: k.token,
         })
     }
 
-    pub async fn create_key(self: &Arc<Self>, tenant: TenantId) -> Result<CreatedKey> {
+    /// A new key for the tenant (the admin, or the tenant's own `tenant_admin`).
+    pub async fn create_key(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        role: Role,
+        name: String,
+    ) -> Result<CreatedKey> {
+        if name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(UserError::Invalid("key name: at most 128 characters, no control characters".into()).into());
+        }
         let me = self.clone();
         blocking(move || {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            me.new_key(&tenant)
+            me.new_key(&tenant, role, &name)
         })
         .await
     }
 
-    pub async fn revoke_key(self: &Arc<Self>, key_id: String) -> Result<()> {
+    pub async fn list_keys(self: &Arc<Self>, tenant: TenantId) -> Result<Vec<KeyRecord>> {
         let me = self.clone();
         blocking(move || {
-            if me.catalog.revoke_key(&key_id)? {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            me.catalog.keys_of(&tenant)
+        })
+        .await
+    }
+
+    /// Revoke a key. `scope` is the caller's tenant (a `tenant_admin`), or `None` for the admin;
+    /// another tenant's key is "not found", exactly like a key that does not exist.
+    pub async fn revoke_key(
+        self: &Arc<Self>,
+        scope: Option<TenantCtx>,
+        key_id: String,
+    ) -> Result<()> {
+        let me = self.clone();
+        blocking(move || {
+            if me
+                .catalog
+                .revoke_key(&key_id, scope.as_ref().map(TenantCtx::tenant))?
+            {
                 Ok(())
             } else {
                 Err(UserError::NotFound("key").into())
             }
+        })
+        .await
+    }
+
+    /// Replace a key by a new secret with the same role and name; the old one stops working.
+    pub async fn rotate_key(
+        self: &Arc<Self>,
+        scope: Option<TenantCtx>,
+        key_id: String,
+    ) -> Result<CreatedKey> {
+        let me = self.clone();
+        blocking(move || {
+            let k = keys::generate();
+            let tenant = scope.as_ref().map(TenantCtx::tenant);
+            match me.catalog.rotate_key(&key_id, tenant, &k.key_id, &k.hash)? {
+                Some(key) => Ok(CreatedKey {
+                    key,
+                    token: k.token,
+                }),
+                None => Err(UserError::NotFound("key").into()),
+            }
+        })
+        .await
+    }
+
+    // ---- limits and usage ----
+
+    /// The tenant's limits in force (configured defaults under its overrides).
+    pub async fn limits(self: &Arc<Self>, tenant: &TenantId) -> Result<Limits> {
+        if let Some(l) = self.limiter.cached(tenant) {
+            return Ok(l);
+        }
+        let (me, t) = (self.clone(), tenant.clone());
+        blocking(move || me.load_limits(&t)).await
+    }
+
+    pub(crate) fn load_limits(&self, tenant: &TenantId) -> Result<Limits> {
+        let over = self.tenant_overrides(tenant)?;
+        let l = Limits::resolve(&self.config.limits, &over);
+        self.limiter.remember(tenant, l);
+        Ok(l)
+    }
+
+    fn tenant_overrides(&self, tenant: &TenantId) -> Result<TenantLimits> {
+        Ok(match self.catalog.tenant_limits(tenant)? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| InternalError::Other(format!("stored limits: {e}")))?,
+            None => TenantLimits::default(),
+        })
+    }
+
+    /// (overrides, limits in force) of a tenant.
+    pub async fn tenant_limits(
+        self: &Arc<Self>,
+        tenant: TenantId,
+    ) -> Result<(TenantLimits, Limits)> {
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            let over = me.tenant_overrides(&tenant)?;
+            Ok((over.clone(), Limits::resolve(&me.config.limits, &over)))
+        })
+        .await
+    }
+
+    /// Replace a tenant's overrides (admin).
+    pub async fn put_tenant_limits(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        over: TenantLimits,
+    ) -> Result<Limits> {
+        over.validate().map_err(UserError::Invalid)?;
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            let json = serde_json::to_string(&over)
+                .map_err(|e| InternalError::Other(e.to_string()))?;
+            me.catalog.put_tenant_limits(&tenant, &json)?;
+            me.limiter.forget(&tenant);
+            me.load_limits(&tenant)
+        })
+        .await
+    }
+
+    /// Take a token from the tenant's bucket for `class`, or refuse with when to retry.
+    pub async fn admit(self: &Arc<Self>, ctx: &TenantCtx, class: Class) -> Result<()> {
+        let limits = self.limits(ctx.tenant()).await?;
+        self.limiter
+            .take(ctx.tenant(), class, &limits)
+            .map_err(|retry_after_secs| UserError::RateLimited { retry_after_secs }.into())
+    }
+
+    /// What the tenant stores now: (documents, bytes, chunks).
+    pub async fn stored(self: &Arc<Self>, tenant: TenantId) -> Result<(u64, u64, u64)> {
+        let me = self.clone();
+        blocking(move || me.catalog.stored_totals(&tenant)).await
+    }
+
+    /// Usage by day (`from..=to`, `YYYY-MM-DD`) and what the tenant stores now.
+    pub async fn usage(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        from: String,
+        to: String,
+    ) -> Result<UsageReport> {
+        let me = self.clone();
+        blocking(move || {
+            if !me.catalog.tenant_exists(&tenant)? {
+                return Err(UserError::NotFound("tenant").into());
+            }
+            me.flush_usage();
+            let mut report = UsageReport::default();
+            for (day, metric, value) in me.catalog.usage(&tenant, &from, &to)? {
+                if report.days.last().is_none_or(|d| d.day != day) {
+                    report.days.push(DayUsage {
+                        day: day.clone(),
+                        ..Default::default()
+                    });
+                }
+                if let Some(d) = report.days.last_mut() {
+                    d.counters.insert(metric, value);
+                }
+            }
+            (report.documents, report.bytes, report.chunks) = me.catalog.stored_totals(&tenant)?;
+            Ok(report)
         })
         .await
     }
@@ -387,6 +663,9 @@ impl Engine {
             me.catalog.delete_tenant(&tenant)?;
             me.vectors.drop_tenant(&tenant)?;
             me.lexical.drop_tenant(&tenant)?;
+            me.limiter.forget(&tenant);
+            me.meter.forget(&tenant);
+            me.metrics.forget_tenant(&tenant);
             Ok(())
         })
         .await
@@ -443,6 +722,7 @@ impl Engine {
         let ctx2 = ctx.clone();
         let bytes = upload.bytes;
         let max_queued = self.config.ingest.tenant_queue_max;
+        let quota = self.limits(ctx.tenant()).await?.quota();
         let outcome = blocking(move || {
             if !me.catalog.tenant_exists(ctx2.tenant())? {
                 return Err(UserError::NotFound("tenant").into());
@@ -456,7 +736,7 @@ impl Engine {
             // The upload is on disk before the job is acknowledged, so a crash cannot lose it.
             let blob = me.blobs.join(&new.job_id);
             std::fs::write(&blob, &bytes)?;
-            let outcome = me.catalog.accept_upload(ctx2.tenant(), &new);
+            let outcome = me.catalog.accept_upload(ctx2.tenant(), &new, &quota);
             if !matches!(outcome, Ok(UploadOutcome::Queued { .. })) {
                 let _ = std::fs::remove_file(&blob);
             }
@@ -595,7 +875,17 @@ impl Engine {
         let blob = self.blobs.join(job_id);
         match outcome {
             Ok(Ok(n)) => {
-                let committed = self.catalog.commit_job(&job, n as u64)?;
+                let max_chunks = self.load_limits(&job.tenant)?.chunk_quota();
+                let committed = self.catalog.commit_job(&job, n as u64, max_chunks)?;
+                match committed {
+                    CommitOutcome::Committed => {
+                        self.metrics.job("succeeded");
+                        self.meter.add(&job.tenant, Metric::DocumentsIngested, 1);
+                        self.meter.add(&job.tenant, Metric::ChunksIngested, n as u64);
+                    }
+                    CommitOutcome::Superseded => self.metrics.job("superseded"),
+                    CommitOutcome::QuotaExceeded => self.metrics.job("quota_exceeded"),
+                }
                 tracing::debug!(
                     job_id,
                     chunks = n,
@@ -605,11 +895,13 @@ impl Engine {
                 );
             }
             Ok(Err(JobError::Document(e))) => {
+                self.metrics.job("failed");
                 tracing::info!(job_id, code = e.code().as_str(), "document rejected");
                 self.catalog
                     .fail_job(&job, e.code().as_str(), &e.to_string())?;
             }
             Ok(Err(JobError::Engine(e))) => {
+                self.metrics.job("failed");
                 tracing::error!(job_id, error = %e, "ingestion job failed");
                 self.catalog.fail_job(
                     &job,
@@ -618,6 +910,7 @@ impl Engine {
                 )?;
             }
             Err(_) => {
+                self.metrics.job("failed");
                 tracing::error!(job_id, "ingestion job panicked");
                 self.catalog.fail_job(
                     &job,
@@ -743,10 +1036,15 @@ impl Engine {
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             self.embedded_texts
                 .fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            let tokens: usize = inputs.iter().map(|t| self.count_tokens(t)).sum();
+            self.meter
+                .add(ctx.tenant(), Metric::EmbeddingTokens, tokens as u64);
+            let started = Instant::now();
             let out = self
                 .embedder
                 .embed(Lane::Ingest, &inputs)
                 .map_err(|e| InternalError::Embedding(e.to_string()))?;
+            self.metrics.embed_batch(started.elapsed());
             let items: Vec<([u8; 32], &[f32])> = batch
                 .iter()
                 .zip(&out)
@@ -766,6 +1064,11 @@ impl Engine {
     // ---- retrieval ----
 
     pub async fn query(self: &Arc<Self>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
+        self.meter.add(ctx.tenant(), Metric::Queries, 1);
+        if q.mode != query::Mode::Bm25 {
+            let tokens = self.count_tokens(&q.text) as u64;
+            self.meter.add(ctx.tenant(), Metric::EmbeddingTokens, tokens);
+        }
         query::run(self, ctx, q).await
     }
 

@@ -24,6 +24,10 @@ pub enum UserError {
     GeneratorNotConfigured,
     #[error("model {0:?} is not on this tenant's allow-list")]
     ModelNotAllowed(String),
+    #[error("quota exceeded: this tenant may store at most {limit} {what}")]
+    QuotaExceeded { what: &'static str, limit: u64 },
+    #[error("rate limit exceeded for this tenant; retry later")]
+    RateLimited { retry_after_secs: u64 },
     #[error("too many queued documents for this tenant; retry later")]
     TenantQueueFull { retry_after_secs: u64 },
 }

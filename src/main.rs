@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use tenantry::auth::Role;
 use tenantry::catalog::JobStatus;
 use tenantry::config::{Config, ConfigFlags, LogFormat};
 use tenantry::engine::Upload;
@@ -126,6 +127,22 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write a tenant's archive (documents, chunks with vectors, metadata, configuration; no
+    /// secrets) as NDJSON. Operator command on the data directory; over HTTP: GET /v1/export.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Restore an archive made by `export` (or GET /v1/export) into a tenant of this data
+    /// directory; the tenant is created, with a tenant_admin key printed, if it does not exist.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        archive: PathBuf,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -139,13 +156,24 @@ enum TenantAction {
 
 #[derive(Subcommand)]
 enum KeyAction {
+    /// A new key; its secret is printed once.
     Create {
         #[arg(long)]
         tenant: String,
+        /// reader, writer or tenant_admin.
+        #[arg(long, default_value = "reader")]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
     },
-    Revoke {
-        key_id: String,
+    /// A tenant's keys (ids, roles, names; never secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
     },
+    /// Replace a key's secret; the old one stops working at once.
+    Rotate { key_id: String },
+    Revoke { key_id: String },
 }
 
 fn init_logging(format: LogFormat) {
@@ -256,6 +284,47 @@ async fn main() -> anyhow::Result<()> {
             engine.flush();
             Ok(())
         }
+        Command::Export { tenant, out } => {
+            let engine = open(config)?;
+            let ctx = TenantCtx::operator(TenantId::parse(&tenant)?);
+            let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut w: Box<dyn std::io::Write> = match &out {
+                    Some(p) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(p).with_context(|| p.display().to_string())?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                Ok(engine.export_tenant(&ctx, &mut w)?)
+            })
+            .await??;
+            eprintln!(
+                "exported {} documents, {} chunks",
+                summary.documents, summary.chunks
+            );
+            Ok(())
+        }
+        Command::Import { tenant, archive } => {
+            let engine = open(config)?;
+            let id = TenantId::parse(&tenant)?;
+            if !engine.list_tenants().await?.iter().any(|(t, _, _)| *t == id) {
+                let key = engine.create_tenant(id.clone()).await?;
+                println!("created tenant {id}\ntenant_admin key: {}", key.token);
+            }
+            let ctx = TenantCtx::operator(id);
+            let e2 = engine.clone();
+            let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let f = std::fs::File::open(&archive)
+                    .with_context(|| archive.display().to_string())?;
+                Ok(e2.import_tenant(&ctx, &mut std::io::BufReader::new(f))?)
+            })
+            .await??;
+            engine.flush();
+            println!(
+                "imported {} documents ({} chunks); {} already present",
+                summary.documents, summary.chunks, summary.unchanged
+            );
+            Ok(())
+        }
         Command::Answer {
             tenant,
             question,
@@ -313,7 +382,7 @@ async fn main() -> anyhow::Result<()> {
                     let key = engine.create_tenant(TenantId::parse(&id)?).await?;
                     println!(
                         "created tenant {id}\nkey id:  {}\napi key: {}",
-                        key.key_id, key.token
+                        key.key.id, key.token
                     );
                 }
                 TenantAction::List => {
@@ -332,12 +401,25 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { action } => {
             let engine = open(config)?;
             match action {
-                KeyAction::Create { tenant } => {
-                    let key = engine.create_key(TenantId::parse(&tenant)?).await?;
-                    println!("key id:  {}\napi key: {}", key.key_id, key.token);
+                KeyAction::Create { tenant, role, name } => {
+                    let role = Role::parse(&role)
+                        .with_context(|| format!("unknown role {role:?} (reader, writer, tenant_admin)"))?;
+                    let key = engine
+                        .create_key(TenantId::parse(&tenant)?, role, name)
+                        .await?;
+                    println!("key id:  {}\nrole:    {role}\napi key: {}", key.key.id, key.token);
+                }
+                KeyAction::List { tenant } => {
+                    for k in engine.list_keys(TenantId::parse(&tenant)?).await? {
+                        println!("tny_{}_…\t{}\t{}\t{}", k.id, k.role, k.created_at, k.name);
+                    }
+                }
+                KeyAction::Rotate { key_id } => {
+                    let key = engine.rotate_key(None, key_id.clone()).await?;
+                    println!("rotated {key_id}\nkey id:  {}\napi key: {}", key.key.id, key.token);
                 }
                 KeyAction::Revoke { key_id } => {
-                    engine.revoke_key(key_id.clone()).await?;
+                    engine.revoke_key(None, key_id.clone()).await?;
                     println!("revoked {key_id}");
                 }
             }
@@ -452,6 +534,7 @@ async fn eval(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    let deadline = Duration::from_secs(config.shutdown_deadline_secs);
     let engine = tokio::task::spawn_blocking(move || open(config)).await??;
     engine.start().await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -460,14 +543,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, data_dir = %engine.data_dir().display(), "tenantry serving");
     let app = tenantry::api::router(engine.clone());
     let drain = engine.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            drain.begin_drain();
-        })
-        .await?;
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let signalled_at = Arc::new(std::sync::OnceLock::new());
+    let at = signalled_at.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining");
+        drain.begin_drain();
+        let now = *at.get_or_init(Instant::now);
+        let _ = signalled_tx.send(now);
+    });
+    // Stop accepting at the signal; open requests (a long answer stream) get until the deadline.
+    let deadline_passed = async {
+        match signalled_rx.await {
+            Ok(at) => tokio::time::sleep_until((at + deadline).into()).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = deadline_passed => tracing::warn!("shutdown deadline passed; closing open connections"),
+    }
+    // Running ingestion jobs finish within what is left; queued ones stay queued in the catalog
+    // and resume on the next start.
+    let left = deadline.saturating_sub(signalled_at.get_or_init(Instant::now).elapsed());
+    if !engine.wait_idle(left).await {
+        tracing::warn!("ingestion jobs still running at the deadline; they resume on the next start");
+    }
     engine.flush();
+    tracing::info!("stopped");
     Ok(())
 }
 

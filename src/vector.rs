@@ -11,8 +11,8 @@ use qdrant_edge::{
     FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath, KeywordIndexParams,
     Match, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType,
     PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
-    ScoringQuery, UpdateOperation, VectorInternal, VectorPersisted, VectorStructPersisted,
-    WithPayloadInterface, WithVector,
+    ScoringQuery, ScrollRequest, UpdateOperation, VectorInternal, VectorPersisted,
+    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -40,6 +40,13 @@ pub trait VectorStore: Send + Sync {
         filter: &ChunkFilter,
         limit: usize,
     ) -> VResult<Vec<LegHit>>;
+    /// Every chunk of one version of a document, with its vector, in ordinal order (export).
+    fn chunks(
+        &self,
+        ctx: &TenantCtx,
+        doc: &DocId,
+        version: u64,
+    ) -> VResult<Vec<(StoredChunk, Vec<f32>)>>;
     /// Operator action: remove every point of a tenant.
     fn drop_tenant(&self, tenant: &TenantId) -> VResult<()>;
     /// Background maintenance (index building); never called on the request path.
@@ -298,6 +305,61 @@ impl VectorStore for EdgeVectorStore {
                 })
             })
             .collect())
+    }
+
+    fn chunks(
+        &self,
+        ctx: &TenantCtx,
+        doc: &DocId,
+        version: u64,
+    ) -> VResult<Vec<(StoredChunk, Vec<f32>)>> {
+        let mut filter = tenant_filter(ctx.tenant());
+        let range = qdrant_edge::Range {
+            gte: Some(OrderedFloat(version as f64)),
+            lt: Some(OrderedFloat((version + 1) as f64)),
+            gt: None,
+            lte: None,
+        };
+        filter.must.get_or_insert_with(Vec::new).extend([
+            keyword("doc_id", doc.as_str()),
+            Condition::Field(FieldCondition::new_range(key_path("version"), range)),
+        ]);
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(256),
+                    filter: Some(filter.clone()),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(true),
+                    order_by: None,
+                })
+                .map_err(err)?;
+            for r in records {
+                let chunk = r.payload.as_ref().and_then(from_payload);
+                let vector = match r.vector {
+                    Some(VectorStructInternal::Named(mut m)) => match m.remove(VECTOR) {
+                        Some(VectorInternal::Dense(v)) => Some(v),
+                        _ => None,
+                    },
+                    Some(VectorStructInternal::Single(v)) => Some(v),
+                    _ => None,
+                };
+                match (chunk, vector) {
+                    (Some(c), Some(v)) => out.push((c, v)),
+                    _ => return Err(err("a stored point has no payload or vector")),
+                }
+            }
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        out.sort_by_key(|(c, _)| c.ordinal);
+        Ok(out)
     }
 
     fn drop_tenant(&self, tenant: &TenantId) -> VResult<()> {

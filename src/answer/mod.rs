@@ -19,6 +19,7 @@ use self::grounding::MarkerFilter;
 use self::openai::OpenAi;
 use crate::catalog::TurnRecord;
 use crate::engine::{blocking, Engine};
+use crate::usage::Metric;
 use crate::error::{InternalError, Result, UserError};
 use crate::query::{FusionOverrides, Hit, Mode, Query};
 use crate::store::ChunkFilter;
@@ -621,6 +622,19 @@ impl PreparedAnswer {
         };
         let generate_ms = ms(gen_started);
         let grounded = code.is_none();
+        let meter = &self.engine.meter;
+        meter.add(self.ctx.tenant(), Metric::Answers, 1);
+        if matches!(self.generator, Resolved::OpenAi(_)) && !emitted.is_empty() {
+            let prompt: usize = self
+                .input
+                .context
+                .iter()
+                .map(|c| self.engine.count_tokens(&c.text))
+                .sum::<usize>()
+                + self.engine.count_tokens(&self.standalone);
+            let tokens = prompt + self.engine.count_tokens(&emitted);
+            meter.add(self.ctx.tenant(), Metric::GeneratorTokens, tokens as u64);
+        }
         if let Some(thread) = &self.thread {
             let turn = TurnRecord {
                 seq: 0,

@@ -9,13 +9,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::{Admin, Tenant};
+use super::auth::{Reader, TenantManager};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
-use super::{filter_from, invalid, mode_from, tenant_path, ApiJson};
+use super::{filter_from, invalid, mode_from, ApiJson};
 use crate::answer::settings::{ApiKeyChange, GeneratorSettings, OpenAiSettings, TenantConfigView};
 use crate::answer::{Answer, AnswerCode, AnswerRequest, Citation, GeneratorKind, Thread};
 use crate::engine::Engine;
+use crate::limits::Class;
 use crate::tenant::{TenantId, ThreadId};
 
 fn generator_dto(g: GeneratorKind) -> GeneratorDto {
@@ -104,11 +105,12 @@ fn wants_stream(req: &AnswerRequestDto, headers: &HeaderMap) -> bool {
         (status = 502, body = AnswerResponse, description = "upstream_error: the generator failed; citations are the retrieved chunks"),
         (status = 504, body = AnswerResponse, description = "upstream_timeout")))]
 pub(super) async fn answer(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<AnswerRequestDto>,
 ) -> Result<Response, ApiError> {
+    engine.admit(&ctx, Class::Query).await?;
     let stream = wants_stream(&req, &headers);
     let thread = req
         .thread_id
@@ -193,7 +195,7 @@ fn thread_dto(t: Thread) -> ThreadDto {
 #[utoipa::path(get, path = "/v1/threads/{id}", params(("id" = String, Path)),
     responses((status = 200, body = ThreadDto), (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_thread(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<Json<ThreadDto>, ApiError> {
@@ -205,7 +207,7 @@ pub(super) async fn get_thread(
 #[utoipa::path(delete, path = "/v1/threads/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
 pub(super) async fn delete_thread(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -231,11 +233,10 @@ fn config_dto(tenant: &TenantId, v: TenantConfigView) -> TenantConfigResponse {
 #[utoipa::path(get, path = "/v1/tenants/{id}/config", params(("id" = String, Path)),
     responses((status = 200, body = TenantConfigResponse), (status = 404, body = ErrorResponse)))]
 pub(super) async fn get_config(
-    _: Admin,
+    m: TenantManager,
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
 ) -> Result<Json<TenantConfigResponse>, ApiError> {
-    let tenant = tenant_path(&id)?;
+    let tenant = m.tenant;
     let view = engine.tenant_config(tenant.clone()).await?;
     Ok(Json(config_dto(&tenant, view)))
 }
@@ -246,12 +247,11 @@ pub(super) async fn get_config(
         (status = 404, body = ErrorResponse),
         (status = 409, body = ErrorResponse, description = "an api_key was sent but the server has no TENANTRY_MASTER_KEY")))]
 pub(super) async fn put_config(
-    _: Admin,
+    m: TenantManager,
     State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
     ApiJson(req): ApiJson<TenantConfigRequest>,
 ) -> Result<Json<TenantConfigResponse>, ApiError> {
-    let tenant = tenant_path(&id)?;
+    let tenant = m.tenant;
     let (openai, key) = match req.openai {
         None => (None, ApiKeyChange::Clear),
         Some(o) => (

@@ -31,6 +31,106 @@ pub struct CreatedKeyResponse {
     pub api_key: String,
     /// Public id of the key, for revocation.
     pub key_id: String,
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleDto {
+    /// Query, answer; read documents, jobs, threads.
+    Reader,
+    /// Also ingest and delete documents.
+    Writer,
+    /// Also the tenant's keys, configuration, usage and export.
+    TenantAdmin,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// Default `reader`.
+    pub role: Option<RoleDto>,
+    /// A label for the key (shown in listings).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyDto {
+    pub key_id: String,
+    /// The public start of the bearer token (`tny_<key_id>_`); the secret is never shown again.
+    pub prefix: String,
+    pub tenant: String,
+    pub role: RoleDto,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyDto>,
+}
+
+/// Per-tenant limits; absent fields keep the deployment default. 0 = unlimited.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_documents: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_chunks: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoredDto {
+    pub documents: u64,
+    pub bytes: u64,
+    pub chunks: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitsResponse {
+    pub tenant: String,
+    /// What was set for this tenant.
+    pub overrides: LimitsDto,
+    /// What is in force (defaults filled in); 0 = unlimited.
+    pub effective: LimitsDto,
+    pub stored: StoredDto,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UsageParams {
+    /// First day (UTC, `YYYY-MM-DD`); default 30 days before `to`.
+    pub from: Option<String>,
+    /// Last day (UTC, `YYYY-MM-DD`); default today.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageDayDto {
+    pub day: String,
+    /// queries, answers, documents_ingested, chunks_ingested, embedding_tokens,
+    /// generator_tokens, and `errors.<code>` for each error code returned.
+    pub counters: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageResponse {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    pub days: Vec<UsageDayDto>,
+    /// What the tenant stores now.
+    pub stored: StoredDto,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -7,6 +7,7 @@ use axum::Json;
 use tenantry_ingest::IngestErrorCode;
 
 use crate::api::dto::{ErrorBody, ErrorResponse};
+use crate::auth::AuthError;
 use crate::error::{EngineError, UserError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +15,11 @@ pub enum ErrorCode {
     InvalidRequest,
     InvalidJson,
     Unauthorized,
+    /// A JWT that is malformed, badly signed, for another audience or issuer, or uses an
+    /// algorithm its key does not allow.
+    InvalidToken,
+    TokenExpired,
+    TokenNotYetValid,
     Forbidden,
     NotFound,
     Conflict,
@@ -24,6 +30,11 @@ pub enum ErrorCode {
     Document(IngestErrorCode),
     Superseded,
     TenantQueueFull,
+    /// A document or chunk quota (409).
+    QuotaExceeded,
+    /// The stored-bytes quota (413).
+    QuotaExceededBytes,
+    RateLimited,
     GeneratorNotConfigured,
     ModelNotAllowed,
     /// The tenant's LLM endpoint failed (after retries of transient errors).
@@ -39,6 +50,9 @@ impl ErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidJson => "invalid_json",
             Self::Unauthorized => "unauthorized",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
@@ -48,6 +62,8 @@ impl ErrorCode {
             Self::Document(c) => c.as_str(),
             Self::Superseded => "superseded",
             Self::TenantQueueFull => "tenant_queue_full",
+            Self::QuotaExceeded | Self::QuotaExceededBytes => "quota_exceeded",
+            Self::RateLimited => "rate_limited",
             Self::GeneratorNotConfigured => "generator_not_configured",
             Self::ModelNotAllowed => "model_not_allowed",
             Self::UpstreamError => "upstream_error",
@@ -60,15 +76,21 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest | Self::InvalidJson => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized
+            | Self::InvalidToken
+            | Self::TokenExpired
+            | Self::TokenNotYetValid => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict | Self::Superseded | Self::GeneratorNotConfigured => {
+            Self::Conflict
+            | Self::Superseded
+            | Self::GeneratorNotConfigured
+            | Self::QuotaExceeded => {
                 StatusCode::CONFLICT
             }
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::QuotaExceededBytes => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType | Self::Document(IngestErrorCode::UnsupportedMediaType) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -77,7 +99,7 @@ impl ErrorCode {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::Document(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TenantQueueFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::TenantQueueFull | Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -106,6 +128,7 @@ impl ErrorCode {
         }
         match code {
             "superseded" => Self::Superseded,
+            "quota_exceeded" => Self::QuotaExceeded,
             "queue_full" => Self::Unavailable,
             _ => Self::InternalError,
         }
@@ -159,6 +182,14 @@ impl From<EngineError> for ApiError {
                         Self::new(ErrorCode::GeneratorNotConfigured, message)
                     }
                     UserError::ModelNotAllowed(_) => Self::new(ErrorCode::ModelNotAllowed, message),
+                    UserError::QuotaExceeded { what: "bytes", .. } => {
+                        Self::new(ErrorCode::QuotaExceededBytes, message)
+                    }
+                    UserError::QuotaExceeded { .. } => Self::new(ErrorCode::QuotaExceeded, message),
+                    UserError::RateLimited { retry_after_secs } => Self {
+                        retry_after: Some(retry_after_secs),
+                        ..Self::new(ErrorCode::RateLimited, message)
+                    },
                     UserError::TenantQueueFull { retry_after_secs } => Self {
                         retry_after: Some(retry_after_secs),
                         ..Self::new(ErrorCode::TenantQueueFull, message)
@@ -183,6 +214,18 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Missing | AuthError::InvalidKey => ErrorCode::Unauthorized,
+            AuthError::InvalidToken(_) => ErrorCode::InvalidToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::NotYetValid => ErrorCode::TokenNotYetValid,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
@@ -199,6 +242,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        // For the request observer: errors are counted by code, never by message.
+        resp.extensions_mut().insert(self.code);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

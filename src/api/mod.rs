@@ -1,6 +1,8 @@
 //! HTTP API (axum). Thin: parse and validate wire types, call the engine, convert back.
+mod admin;
 mod answer;
 pub mod auth;
+mod observe;
 pub mod dto;
 pub mod error;
 
@@ -14,11 +16,12 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use self::auth::{Admin, Tenant};
+use self::auth::{Admin, Reader, Writer};
 use self::dto::*;
 use self::error::{ApiError, ErrorCode};
 use crate::catalog::{DocumentRecord, JobRecord};
 use crate::engine::{Engine, Upload};
+use crate::limits::Class;
 use crate::query::{FusionMethod, FusionOverrides, Mode};
 use crate::store::{scalar, term, ChunkFilter};
 use crate::tenant::{DocId, TenantId};
@@ -66,12 +69,24 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{id}", delete(delete_tenant))
-        .route("/v1/tenants/{id}/keys", post(create_key))
+        .route(
+            "/v1/tenants/{id}/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route(
+            "/v1/tenants/{id}/limits",
+            get(admin::get_limits).put(admin::put_limits),
+        )
+        .route("/v1/tenants/{id}/usage", get(admin::tenant_usage))
+        .route("/v1/usage", get(admin::own_usage))
+        .route("/v1/export", get(admin::export))
+        .route("/metrics", get(admin::metrics))
         .route(
             "/v1/tenants/{id}/config",
             get(answer::get_config).merge(put(answer::put_config)),
         )
-        .route("/v1/keys/{key_id}", delete(revoke_key))
+        .route("/v1/keys/{key_id}", delete(admin::revoke_key))
+        .route("/v1/keys/{key_id}/rotate", post(admin::rotate_key))
         .route("/v1/documents", post(submit_document).get(list_documents))
         .route(
             "/v1/documents/{id}",
@@ -86,20 +101,27 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            observe::observe,
+        ))
         .with_state(engine)
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tenantry", description = "Multi-tenant RAG retrieval engine. The tenant of every request is the API key's tenant."),
-    paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, create_key, revoke_key, submit_document,
+    paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, admin::create_key, admin::list_keys,
+          admin::revoke_key, admin::rotate_key, admin::get_limits, admin::put_limits, admin::own_usage,
+          admin::tenant_usage, admin::metrics, admin::export, submit_document,
           list_documents, get_document, delete_document, get_job, query, answer::answer, answer::get_thread,
           answer::delete_thread, answer::get_config, answer::put_config),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
         JsonDocumentRequest, SubmitResponse, JobDto, DocumentDto, DocumentList, QueryRequest, FilterDto, FusionDto,
         ModeDto, FusionMethodDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse, GeneratorDto,
         AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
-        OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse)),
+        OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
+        KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -167,15 +189,8 @@ async fn create_tenant(
 ) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
     let id =
         TenantId::parse(&req.id).map_err(|e| ApiError::from(crate::error::EngineError::from(e)))?;
-    let key = engine.create_tenant(id.clone()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKeyResponse {
-            id: id.to_string(),
-            api_key: key.token,
-            key_id: key.key_id,
-        }),
-    ))
+    let key = engine.create_tenant(id).await?;
+    Ok((StatusCode::CREATED, Json(admin::created_key(key))))
 }
 
 #[utoipa::path(get, path = "/v1/tenants", responses((status = 200, body = TenantList)))]
@@ -209,36 +224,6 @@ async fn delete_tenant(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     engine.delete_tenant(tenant_path(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(post, path = "/v1/tenants/{id}/keys", params(("id" = String, Path)),
-    responses((status = 201, body = CreatedKeyResponse), (status = 404, body = ErrorResponse)))]
-async fn create_key(
-    _: Admin,
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
-    let tenant = tenant_path(&id)?;
-    let key = engine.create_key(tenant.clone()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKeyResponse {
-            id: tenant.to_string(),
-            api_key: key.token,
-            key_id: key.key_id,
-        }),
-    ))
-}
-
-#[utoipa::path(delete, path = "/v1/keys/{key_id}", params(("key_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorResponse)))]
-async fn revoke_key(
-    _: Admin,
-    State(engine): State<Arc<Engine>>,
-    Path(key_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    engine.revoke_key(key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -336,11 +321,12 @@ async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
         (status = 422, body = ErrorResponse, description = "with wait=true: the document could not be ingested (code says why)"),
         (status = 429, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn submit_document(
-    Tenant(ctx): Tenant,
+    Writer(ctx): Writer,
     State(engine): State<Arc<Engine>>,
     Query(params): Query<SubmitParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    engine.admit(&ctx, Class::Ingest).await?;
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -399,7 +385,7 @@ async fn submit_document(
 
 #[utoipa::path(get, path = "/v1/documents", params(ListParams), responses((status = 200, body = DocumentList)))]
 async fn list_documents(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
@@ -420,7 +406,7 @@ async fn list_documents(
 #[utoipa::path(get, path = "/v1/documents/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DocumentDto), (status = 404, body = ErrorResponse)))]
 async fn get_document(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentDto>, ApiError> {
@@ -430,7 +416,7 @@ async fn get_document(
 #[utoipa::path(delete, path = "/v1/documents/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
 async fn delete_document(
-    Tenant(ctx): Tenant,
+    Writer(ctx): Writer,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -441,7 +427,7 @@ async fn delete_document(
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)),
     responses((status = 200, body = JobDto), (status = 404, body = ErrorResponse)))]
 async fn get_job(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<Json<JobDto>, ApiError> {
@@ -482,10 +468,11 @@ pub(crate) fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
 #[utoipa::path(post, path = "/v1/query", request_body = QueryRequest,
     responses((status = 200, body = QueryResponse), (status = 400, body = ErrorResponse)))]
 async fn query(
-    Tenant(ctx): Tenant,
+    Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
+    engine.admit(&ctx, Class::Query).await?;
     let fusion = req.fusion.unwrap_or_default();
     let q = crate::query::Query {
         text: req.query,

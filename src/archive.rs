@@ -1,0 +1,329 @@
+//! Tenant export and import. The archive is NDJSON (one JSON object per line, UTF-8), in order:
+//!
+//! 1. `{"kind":"tenantry-export","version":1,"tenant","model","dim","exported_at"}`
+//! 2. `{"kind":"config","settings":{...}}`: generator settings, never the upstream API key
+//! 3. per live document: `{"kind":"document","id","title","content_type","content_hash",
+//!    "metadata","byte_size","chunks"}` followed by its `chunks` lines
+//!    `{"kind":"chunk","ordinal","text","page","heading_path","start","end","vector":[f32...]}`
+//! 4. `{"kind":"end","documents","chunks"}`: without it the archive is truncated.
+//!
+//! Vectors are carried, so an import embeds nothing and scores exactly as the source did; it is
+//! refused when the target's embedding model differs. Each document is imported atomically
+//! (the same version commit as ingestion) and counts against the target tenant's quotas.
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{CommitOutcome, KeyUpdate, NewUpload, UploadOutcome};
+use crate::engine::Engine;
+use crate::error::{EngineError, InternalError, Result, UserError};
+use crate::store::StoredChunk;
+use crate::tenant::{DocId, TenantCtx};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line {
+    #[serde(rename = "tenantry-export")]
+    Header {
+        version: u32,
+        tenant: String,
+        model: String,
+        dim: usize,
+        exported_at: i64,
+    },
+    Config {
+        settings: serde_json::Value,
+    },
+    Document {
+        id: String,
+        title: String,
+        content_type: String,
+        content_hash: String,
+        metadata: serde_json::Map<String, serde_json::Value>,
+        byte_size: u64,
+        chunks: usize,
+    },
+    Chunk {
+        ordinal: u32,
+        text: String,
+        page: Option<u32>,
+        heading_path: Vec<String>,
+        start: u64,
+        end: u64,
+        vector: Vec<f32>,
+    },
+    End {
+        documents: usize,
+        chunks: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    pub documents: usize,
+    pub chunks: usize,
+    /// Import only: documents already present with the same content.
+    pub unchanged: usize,
+}
+
+fn write_line(out: &mut dyn Write, line: &Line) -> Result<()> {
+    serde_json::to_writer(&mut *out, line).map_err(|e| InternalError::Other(e.to_string()))?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn bad(msg: impl Into<String>) -> EngineError {
+    UserError::Invalid(format!("archive: {}", msg.into())).into()
+}
+
+impl Engine {
+    /// Write the tenant's archive to `out`. Blocking. A write error (client gone) stops it.
+    pub fn export_tenant(&self, ctx: &TenantCtx, out: &mut dyn Write) -> Result<ArchiveSummary> {
+        let tenant = ctx.tenant();
+        if !self.catalog.tenant_exists(tenant)? {
+            return Err(UserError::NotFound("tenant").into());
+        }
+        write_line(
+            out,
+            &Line::Header {
+                version: FORMAT_VERSION,
+                tenant: tenant.to_string(),
+                model: self.embedder.model_id().to_string(),
+                dim: self.embedder.dim(),
+                exported_at: crate::catalog::now(),
+            },
+        )?;
+        if let Some(c) = self.catalog.tenant_config(tenant)? {
+            let settings = serde_json::from_str(&c.settings)
+                .map_err(|e| InternalError::Other(format!("stored settings: {e}")))?;
+            write_line(out, &Line::Config { settings })?;
+        }
+        let mut summary = ArchiveSummary::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.catalog.documents(tenant, 200, after.as_deref())?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.to_string());
+            for d in page {
+                let Some(version) = d.live_version else {
+                    continue;
+                };
+                let chunks = self.vectors.chunks(ctx, &d.id, version)?;
+                write_line(
+                    out,
+                    &Line::Document {
+                        id: d.id.to_string(),
+                        title: d.title,
+                        content_type: d.content_type,
+                        content_hash: d.content_hash,
+                        metadata: d.metadata,
+                        byte_size: d.byte_size,
+                        chunks: chunks.len(),
+                    },
+                )?;
+                for (c, vector) in chunks {
+                    write_line(
+                        out,
+                        &Line::Chunk {
+                            ordinal: c.ordinal,
+                            text: c.text,
+                            page: c.page,
+                            heading_path: c.heading_path,
+                            start: c.start,
+                            end: c.end,
+                            vector,
+                        },
+                    )?;
+                    summary.chunks += 1;
+                }
+                summary.documents += 1;
+            }
+        }
+        write_line(
+            out,
+            &Line::End {
+                documents: summary.documents,
+                chunks: summary.chunks,
+            },
+        )?;
+        out.flush()?;
+        Ok(summary)
+    }
+
+    /// Restore an archive into the tenant (which must exist). Blocking. Documents are committed
+    /// one by one; on an error, those before it stay imported and a re-run skips them.
+    pub fn import_tenant(&self, ctx: &TenantCtx, input: &mut dyn BufRead) -> Result<ArchiveSummary> {
+        let tenant = ctx.tenant();
+        if !self.catalog.tenant_exists(tenant)? {
+            return Err(UserError::NotFound("tenant").into());
+        }
+        let limits = self.load_limits(tenant)?;
+        let mut lines = input.lines().enumerate().map(|(i, l)| {
+            let l = l.map_err(EngineError::from)?;
+            serde_json::from_str::<Line>(&l).map_err(|e| bad(format!("line {}: {e}", i + 1)))
+        });
+        match lines.next().transpose()? {
+            Some(Line::Header {
+                version,
+                model,
+                dim,
+                ..
+            }) => {
+                if version != FORMAT_VERSION {
+                    return Err(bad(format!("format version {version}; this build reads {FORMAT_VERSION}")));
+                }
+                if model != self.embedder.model_id() || dim != self.embedder.dim() {
+                    return Err(bad(format!(
+                        "made with embedding model {model} ({dim} dimensions); this deployment uses {} ({})",
+                        self.embedder.model_id(),
+                        self.embedder.dim()
+                    )));
+                }
+            }
+            _ => return Err(bad("the first line must be the tenantry-export header")),
+        }
+        let mut summary = ArchiveSummary::default();
+        let mut pending: Option<(NewUpload, usize, Vec<(StoredChunk, Vec<f32>)>)> = None;
+        loop {
+            let line = lines.next().transpose()?;
+            // A document is complete when its announced chunks have all arrived.
+            if let Some((up, n, chunks)) = pending.take() {
+                match line {
+                    Some(Line::Chunk { .. }) if chunks.len() < n => pending = Some((up, n, chunks)),
+                    _ if chunks.len() == n => {
+                        summary.chunks += chunks.len();
+                        if self.import_document(ctx, &up, chunks, &limits)? {
+                            summary.documents += 1;
+                        } else {
+                            summary.unchanged += 1;
+                        }
+                    }
+                    _ => return Err(bad(format!("document {}: wrong number of chunks", up.doc_id))),
+                }
+            }
+            match line {
+                None => return Err(bad("truncated: no end line")),
+                Some(Line::End { documents, chunks }) => {
+                    if documents != summary.documents + summary.unchanged || chunks != summary.chunks {
+                        return Err(bad("the end line's counts do not match the archive"));
+                    }
+                    return Ok(summary);
+                }
+                Some(Line::Header { .. }) => return Err(bad("a second header")),
+                Some(Line::Config { settings }) => {
+                    let s: crate::answer::settings::GeneratorSettings =
+                        serde_json::from_value(settings).map_err(|e| bad(format!("config: {e}")))?;
+                    s.validate()?;
+                    let json =
+                        serde_json::to_string(&s).map_err(|e| InternalError::Other(e.to_string()))?;
+                    self.catalog
+                        .put_tenant_config(tenant, &json, KeyUpdate::Keep)?;
+                }
+                Some(Line::Document {
+                    id,
+                    title,
+                    content_type,
+                    content_hash,
+                    metadata,
+                    byte_size,
+                    chunks,
+                }) => {
+                    let doc_id = DocId::parse(&id).map_err(|e| bad(e.to_string()))?;
+                    let up = NewUpload {
+                        job_id: uuid::Uuid::new_v4().to_string(),
+                        doc_id,
+                        title,
+                        content_type,
+                        content_hash,
+                        metadata,
+                        byte_size,
+                    };
+                    pending = Some((up, chunks, Vec::with_capacity(chunks)));
+                }
+                Some(Line::Chunk {
+                    ordinal,
+                    text,
+                    page,
+                    heading_path,
+                    start,
+                    end,
+                    vector,
+                }) => {
+                    let Some((up, _, chunks)) = pending.as_mut() else {
+                        return Err(bad("a chunk outside a document"));
+                    };
+                    if vector.len() != self.embedder.dim() {
+                        return Err(bad("a chunk vector has the wrong dimension"));
+                    }
+                    let chunk = StoredChunk {
+                        doc_id: up.doc_id.clone(),
+                        version: 0,
+                        ordinal,
+                        title: up.title.clone(),
+                        text,
+                        content_type: up.content_type.clone(),
+                        page,
+                        heading_path,
+                        metadata: up.metadata.clone(),
+                        start,
+                        end,
+                    };
+                    chunks.push((chunk, vector));
+                }
+            }
+        }
+    }
+
+    /// One document through the same version protocol as ingestion; false if unchanged.
+    fn import_document(
+        &self,
+        ctx: &TenantCtx,
+        up: &NewUpload,
+        mut chunks: Vec<(StoredChunk, Vec<f32>)>,
+        limits: &crate::limits::Limits,
+    ) -> Result<bool> {
+        let version = match self.catalog.accept_upload(ctx.tenant(), up, &limits.quota())? {
+            UploadOutcome::Unchanged => return Ok(false),
+            UploadOutcome::Queued { version } => version,
+        };
+        let job = self
+            .catalog
+            .job_by_id(&up.job_id)?
+            .ok_or_else(|| InternalError::Other("import job vanished".into()))?;
+        self.catalog.mark_running(&job.id)?;
+        for (c, _) in &mut chunks {
+            c.version = version;
+        }
+        let stored: Vec<StoredChunk> = chunks.iter().map(|(c, _)| c.clone()).collect();
+        let written = self
+            .vectors
+            .upsert(ctx, &chunks)
+            .map_err(EngineError::from)
+            .and_then(|_| self.lexical.add(ctx, &stored));
+        if let Err(e) = written {
+            self.catalog
+                .fail_job(&job, "internal_error", "import failed; see server logs")?;
+            self.run_gc()?;
+            return Err(e);
+        }
+        let outcome = self
+            .catalog
+            .commit_job(&job, stored.len() as u64, limits.chunk_quota())?;
+        self.run_gc()?;
+        match outcome {
+            CommitOutcome::Committed => Ok(true),
+            CommitOutcome::QuotaExceeded => Err(UserError::QuotaExceeded {
+                what: "chunks",
+                limit: limits.max_chunks,
+            }
+            .into()),
+            CommitOutcome::Superseded => Err(UserError::Conflict(format!(
+                "document {} changed while it was imported",
+                up.doc_id
+            ))
+            .into()),
+        }
+    }
+}

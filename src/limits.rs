@@ -1,0 +1,189 @@
+//! Per-tenant limits: token-bucket rate limits (queries and ingestion separately) and storage
+//! quotas. Defaults come from `[limits]`; the admin API stores per-tenant overrides.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Quota;
+use crate::config::LimitsConfig;
+use crate::tenant::TenantId;
+
+/// A tenant's overrides as stored; absent fields take the configured default. 0 = unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_documents: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_chunks: Option<u64>,
+}
+
+impl TenantLimits {
+    pub fn validate(&self) -> Result<(), String> {
+        for r in [self.query_per_sec, self.ingest_per_sec].into_iter().flatten() {
+            if !(r.is_finite() && r >= 0.0) {
+                return Err("rates must be finite and >= 0".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The limits in force for one tenant. 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub query_per_sec: f64,
+    pub query_burst: u32,
+    pub ingest_per_sec: f64,
+    pub ingest_burst: u32,
+    pub max_documents: u64,
+    pub max_bytes: u64,
+    pub max_chunks: u64,
+}
+
+impl Limits {
+    pub fn resolve(d: &LimitsConfig, o: &TenantLimits) -> Self {
+        Self {
+            query_per_sec: o.query_per_sec.unwrap_or(d.query_per_sec),
+            query_burst: o.query_burst.unwrap_or(d.query_burst),
+            ingest_per_sec: o.ingest_per_sec.unwrap_or(d.ingest_per_sec),
+            ingest_burst: o.ingest_burst.unwrap_or(d.ingest_burst),
+            max_documents: o.max_documents.unwrap_or(d.max_documents),
+            max_bytes: o.max_bytes.unwrap_or(d.max_bytes),
+            max_chunks: o.max_chunks.unwrap_or(d.max_chunks),
+        }
+    }
+
+    pub fn quota(&self) -> Quota {
+        Quota {
+            max_documents: nonzero(self.max_documents),
+            max_bytes: nonzero(self.max_bytes),
+        }
+    }
+
+    pub fn chunk_quota(&self) -> Option<u64> {
+        nonzero(self.max_chunks)
+    }
+}
+
+fn nonzero(n: u64) -> Option<u64> {
+    (n > 0).then_some(n)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// `/v1/query` and `/v1/answer`.
+    Query,
+    /// Document uploads.
+    Ingest,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets per (tenant, class), and the cache of each tenant's resolved limits.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<(TenantId, Class), Bucket>>,
+    resolved: Mutex<HashMap<TenantId, Limits>>,
+}
+
+impl RateLimiter {
+    pub fn cached(&self, tenant: &TenantId) -> Option<Limits> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .copied()
+    }
+
+    pub fn remember(&self, tenant: &TenantId, limits: Limits) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.clone(), limits);
+    }
+
+    pub fn forget(&self, tenant: &TenantId) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, _), _| t != tenant);
+    }
+
+    /// Take one token, or say in how many whole seconds one will be there.
+    pub fn take(&self, tenant: &TenantId, class: Class, limits: &Limits) -> Result<(), u64> {
+        let (rate, burst) = match class {
+            Class::Query => (limits.query_per_sec, limits.query_burst),
+            Class::Ingest => (limits.ingest_per_sec, limits.ingest_burst),
+        };
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let burst = f64::from(burst.max(1));
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets
+            .entry((tenant.clone(), class))
+            .or_insert(Bucket { tokens: burst, at: now });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rate: f64, burst: u32) -> Limits {
+        Limits {
+            query_per_sec: rate,
+            query_burst: burst,
+            ingest_per_sec: 0.0,
+            ingest_burst: 0,
+            max_documents: 0,
+            max_bytes: 0,
+            max_chunks: 0,
+        }
+    }
+
+    #[test]
+    fn bucket_allows_the_burst_then_refuses_with_a_wait() {
+        let rl = RateLimiter::default();
+        let t = TenantId::parse("a").unwrap();
+        let l = limits(0.5, 3);
+        for _ in 0..3 {
+            assert!(rl.take(&t, Class::Query, &l).is_ok());
+        }
+        // Empty bucket at 0.5 tokens/s: the next token is two seconds away.
+        assert_eq!(rl.take(&t, Class::Query, &l), Err(2));
+        // Other classes and tenants have their own buckets; rate 0 is unlimited.
+        assert!(rl.take(&t, Class::Ingest, &l).is_ok());
+        let u = TenantId::parse("b").unwrap();
+        assert!(rl.take(&u, Class::Query, &l).is_ok());
+    }
+}
