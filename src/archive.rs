@@ -22,6 +22,8 @@ use crate::tenant::{DocId, TenantCtx};
 
 pub const FORMAT_VERSION: u32 = 1;
 
+type Points = Vec<(StoredChunk, Vec<f32>)>;
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Line {
@@ -154,7 +156,11 @@ impl Engine {
 
     /// Restore an archive into the tenant (which must exist). Blocking. Documents are committed
     /// one by one; on an error, those before it stay imported and a re-run skips them.
-    pub fn import_tenant(&self, ctx: &TenantCtx, input: &mut dyn BufRead) -> Result<ArchiveSummary> {
+    pub fn import_tenant(
+        &self,
+        ctx: &TenantCtx,
+        input: &mut dyn BufRead,
+    ) -> Result<ArchiveSummary> {
         let tenant = ctx.tenant();
         if !self.catalog.tenant_exists(tenant)? {
             return Err(UserError::NotFound("tenant").into());
@@ -172,7 +178,9 @@ impl Engine {
                 ..
             }) => {
                 if version != FORMAT_VERSION {
-                    return Err(bad(format!("format version {version}; this build reads {FORMAT_VERSION}")));
+                    return Err(bad(format!(
+                        "format version {version}; this build reads {FORMAT_VERSION}"
+                    )));
                 }
                 if model != self.embedder.model_id() || dim != self.embedder.dim() {
                     return Err(bad(format!(
@@ -185,7 +193,8 @@ impl Engine {
             _ => return Err(bad("the first line must be the tenantry-export header")),
         }
         let mut summary = ArchiveSummary::default();
-        let mut pending: Option<(NewUpload, usize, Vec<(StoredChunk, Vec<f32>)>)> = None;
+        // The document being read: its upload record, announced chunk count, chunks so far.
+        let mut pending: Option<(NewUpload, usize, Points)> = None;
         loop {
             let line = lines.next().transpose()?;
             // A document is complete when its announced chunks have all arrived.
@@ -200,13 +209,20 @@ impl Engine {
                             summary.unchanged += 1;
                         }
                     }
-                    _ => return Err(bad(format!("document {}: wrong number of chunks", up.doc_id))),
+                    _ => {
+                        return Err(bad(format!(
+                            "document {}: wrong number of chunks",
+                            up.doc_id
+                        )))
+                    }
                 }
             }
             match line {
                 None => return Err(bad("truncated: no end line")),
                 Some(Line::End { documents, chunks }) => {
-                    if documents != summary.documents + summary.unchanged || chunks != summary.chunks {
+                    if documents != summary.documents + summary.unchanged
+                        || chunks != summary.chunks
+                    {
                         return Err(bad("the end line's counts do not match the archive"));
                     }
                     return Ok(summary);
@@ -214,10 +230,11 @@ impl Engine {
                 Some(Line::Header { .. }) => return Err(bad("a second header")),
                 Some(Line::Config { settings }) => {
                     let s: crate::answer::settings::GeneratorSettings =
-                        serde_json::from_value(settings).map_err(|e| bad(format!("config: {e}")))?;
+                        serde_json::from_value(settings)
+                            .map_err(|e| bad(format!("config: {e}")))?;
                     s.validate()?;
-                    let json =
-                        serde_json::to_string(&s).map_err(|e| InternalError::Other(e.to_string()))?;
+                    let json = serde_json::to_string(&s)
+                        .map_err(|e| InternalError::Other(e.to_string()))?;
                     self.catalog
                         .put_tenant_config(tenant, &json, KeyUpdate::Keep)?;
                 }
@@ -281,10 +298,13 @@ impl Engine {
         &self,
         ctx: &TenantCtx,
         up: &NewUpload,
-        mut chunks: Vec<(StoredChunk, Vec<f32>)>,
+        mut chunks: Points,
         limits: &crate::limits::Limits,
     ) -> Result<bool> {
-        let version = match self.catalog.accept_upload(ctx.tenant(), up, &limits.quota())? {
+        let version = match self
+            .catalog
+            .accept_upload(ctx.tenant(), up, &limits.quota())?
+        {
             UploadOutcome::Unchanged => return Ok(false),
             UploadOutcome::Queued { version } => version,
         };

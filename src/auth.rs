@@ -133,18 +133,19 @@ impl JwtVerifier {
         if let Some(i) = &self.issuer {
             v.set_issuer(&[i]);
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token, key, &v,
-        )
-        .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidAudience => AuthError::InvalidToken("wrong audience"),
-            ErrorKind::InvalidIssuer => AuthError::InvalidToken("wrong issuer"),
-            ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing claim"),
-            ErrorKind::InvalidAlgorithm => AuthError::InvalidToken("algorithm not accepted"),
-            _ => AuthError::InvalidToken("bad signature or encoding"),
-        })?;
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &v)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                    ErrorKind::InvalidAudience => AuthError::InvalidToken("wrong audience"),
+                    ErrorKind::InvalidIssuer => AuthError::InvalidToken("wrong issuer"),
+                    ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing claim"),
+                    ErrorKind::InvalidAlgorithm => {
+                        AuthError::InvalidToken("algorithm not accepted")
+                    }
+                    _ => AuthError::InvalidToken("bad signature or encoding"),
+                })?;
         let claims = data.claims;
         let tenant = claims
             .get(&self.tenant_claim)
@@ -164,11 +165,11 @@ impl JwtVerifier {
 
     fn jwks_key(&self, alg: Algorithm, kid: Option<&str>) -> Option<&DecodingKey> {
         let fits = |jwk: &Jwk| {
-            let type_ok = match (&jwk.algorithm, alg) {
-                (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
-                (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256) => true,
-                _ => false,
-            };
+            let type_ok = matches!(
+                (&jwk.algorithm, alg),
+                (AlgorithmParameters::RSA(_), Algorithm::RS256)
+                    | (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
+            );
             let alg_ok = jwk
                 .common
                 .key_algorithm

@@ -44,6 +44,39 @@ pub struct BenchOptions {
     pub server_exe: PathBuf,
     /// Configuration flags passed on to the server (model, runtime, overrides).
     pub server_args: Vec<std::ffi::OsString>,
+    /// Seconds per phase of the noisy-neighbour run (0: skip it).
+    pub noisy_seconds: f64,
+}
+
+/// A quiet tenant's latency alone and while another tenant floods the server with queries and
+/// uploads, once under the flooder's rate limits and once with its limits lifted.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NoisyResult {
+    pub seconds_per_phase: f64,
+    pub flooder_clients: usize,
+    /// The flooder's limits in the limited phase.
+    pub flooder_query_per_sec: f64,
+    pub flooder_ingest_per_sec: f64,
+    pub quiet_alone: Latency,
+    pub quiet_alone_qps: f64,
+    pub quiet_flood_limited: Latency,
+    pub quiet_flood_limited_qps: f64,
+    pub quiet_flood_unlimited: Latency,
+    pub quiet_flood_unlimited_qps: f64,
+    /// Flooder's queries answered / refused with 429 in the limited phase.
+    pub flooder_ok: usize,
+    pub flooder_limited: usize,
+    pub flooder_uploads_accepted: usize,
+    pub flooder_uploads_refused: usize,
+    /// Flooder's answered queries per second with its limits lifted.
+    pub flooder_unlimited_qps: f64,
+    /// One upload of the quiet tenant (`wait=true`, new text), alone and during the limited
+    /// flood: the ingestion queue serves tenants in turn, so it waits for at most one flooder job.
+    pub quiet_upload_alone_ms: f64,
+    pub quiet_upload_flooded_ms: f64,
+    /// Quiet p99 while flooded (limited) / alone.
+    pub p99_ratio_limited: f64,
+    pub p99_ratio_unlimited: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -118,6 +151,7 @@ pub struct BenchReport {
     pub cold_first_query: Latency,
     pub warm_query: Latency,
     pub runs: Vec<LoadResult>,
+    pub noisy: Option<NoisyResult>,
     pub server_peak_rss_mib: Option<f64>,
 }
 
@@ -324,6 +358,7 @@ async fn ingest_all(
 /// What the in-process phase hands to the HTTP phase.
 struct Prepared {
     keys: Vec<String>,
+    admin_key: String,
     embedded_during_load: Option<u64>,
     total_chunks: u64,
     load_seconds: f64,
@@ -476,9 +511,11 @@ async fn prepare_in_process(
     while Arc::strong_count(&engine) > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let engine_admin_key = engine.admin_key().to_string();
     drop(engine);
     Ok(Prepared {
         keys,
+        admin_key: engine_admin_key,
         embedded_during_load,
         total_chunks,
         load_seconds,
@@ -575,7 +612,12 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             // Load tests are not rate limited unless the flags say so (they come after).
-            .args(["--set", "limits.query_per_sec=0", "--set", "limits.ingest_per_sec=0"])
+            .args([
+                "--set",
+                "limits.query_per_sec=0",
+                "--set",
+                "limits.ingest_per_sec=0",
+            ])
             .args(args)
             .env("TENANTRY_LOG", "warn,tantivy=error,qdrant_edge=error")
             .spawn()
@@ -798,6 +840,7 @@ async fn prepare_remote(
     }
     Ok(Prepared {
         keys,
+        admin_key: admin_key.to_string(),
         embedded_during_load: None,
         total_chunks,
         load_seconds: load.elapsed().as_secs_f64(),
@@ -905,6 +948,11 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
             cpu_steal_pct,
         });
     }
+    let noisy = if opts.noisy_seconds > 0.0 && !prepared.keys.is_empty() {
+        Some(noisy_neighbour(&url, &prepared, &queries, &corpus, &opts).await?)
+    } else {
+        None
+    };
     let server_peak_rss_mib = pid.and_then(|p| rss_mib(p, "VmHWM:"));
     drop(server);
     Ok(BenchReport {
@@ -918,7 +966,304 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         cold_first_query: Latency::of(cold),
         warm_query: Latency::of(warm),
         runs,
+        noisy,
         server_peak_rss_mib,
+    })
+}
+
+const FLOODER: &str = "bench-flooder";
+
+async fn admin_call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    admin: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let r = client
+        .request(method, url)
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| bench_err(format!("{url}: {e}")))?;
+    let status = r.status();
+    let v = r.json().await.unwrap_or(serde_json::Value::Null);
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(bench_err(format!("{url}: HTTP {status} {v}")))
+    }
+}
+
+/// One client of the quiet tenant, hybrid queries, for `secs`.
+async fn quiet_client(
+    url: String,
+    key: String,
+    queries: Vec<String>,
+    secs: f64,
+) -> (Vec<f64>, f64) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
+    let start = Instant::now();
+    let (mut lat, mut i) = (Vec::new(), 0usize);
+    while start.elapsed().as_secs_f64() < secs && i < 100_000 {
+        let q = &queries[(i * 7) % queries.len()];
+        if let Ok(ms) = query_once(&client, &url, &key, q, Target::Query(Mode::Hybrid)).await {
+            lat.push(ms);
+        }
+        i += 1;
+    }
+    let qps = lat.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    (lat, qps)
+}
+
+/// One document upload with `wait=true` (new text each time); its wall time in ms.
+async fn timed_upload(url: String, key: String, doc: CorpusDoc, id: String, delay: f64) -> f64 {
+    tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("HTTP client");
+    let mut bytes = doc.bytes.clone();
+    if !matches!(doc.content_type, ContentType::Pdf) {
+        bytes.extend(format!("\n\nprobe {id}\n").as_bytes());
+    }
+    let form = reqwest::multipart::Form::new().text("id", id.clone()).part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name(doc.id.as_str().to_string())
+            .mime_str(doc.content_type.mime())
+            .expect("mime"),
+    );
+    let t = Instant::now();
+    let r = client
+        .post(format!("{url}/v1/documents?wait=true"))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await;
+    if let Ok(r) = r {
+        let _ = r.bytes().await;
+    }
+    let took = ms(t);
+    let _ = client
+        .delete(format!("{url}/v1/documents/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await;
+    took
+}
+
+/// What the flooder got: (queries ok, queries refused, uploads accepted, uploads refused).
+async fn flood(
+    url: String,
+    key: String,
+    queries: Vec<String>,
+    docs: Vec<CorpusDoc>,
+    clients: usize,
+    secs: f64,
+    nonce: u64,
+) -> (usize, usize, usize, usize) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, url, key, queries) =
+            (client.clone(), url.clone(), key.clone(), queries.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused, mut i) = (0, 0, c);
+            while start.elapsed().as_secs_f64() < secs && i < 1_000_000 {
+                let q = &queries[i % queries.len()];
+                match query_once(&client, &url, &key, q, Target::Query(Mode::Hybrid)).await {
+                    Ok(_) => ok += 1,
+                    Err(_) => refused += 1,
+                }
+                i += clients;
+            }
+            (ok, refused)
+        }));
+    }
+    // One uploader: new text every time (a nonce line), so every upload is real work.
+    let uploader = tokio::spawn(async move {
+        let (mut accepted, mut refused, mut i) = (0, 0, 0usize);
+        while start.elapsed().as_secs_f64() < secs && !docs.is_empty() && i < 100_000 {
+            let d = &docs[i % docs.len()];
+            let mut bytes = d.bytes.clone();
+            if !matches!(d.content_type, ContentType::Pdf) {
+                bytes.extend(format!("\n\nflood {nonce}-{i}\n").as_bytes());
+            }
+            let form = reqwest::multipart::Form::new()
+                .text("id", format!("flood-{nonce}-{i}"))
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(bytes)
+                        .file_name(d.id.as_str().to_string())
+                        .mime_str(d.content_type.mime())
+                        .expect("mime"),
+                );
+            let r = client
+                .post(format!("{url}/v1/documents"))
+                .bearer_auth(&key)
+                .multipart(form)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => accepted += 1,
+                _ => {
+                    refused += 1;
+                    // Refused (429/503): a real client backs off briefly.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            i += 1;
+        }
+        (accepted, refused)
+    });
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        if let Ok((o, r)) = t.await {
+            ok += o;
+            refused += r;
+        }
+    }
+    let (up_ok, up_refused) = uploader.await.unwrap_or((0, 0));
+    (ok, refused, up_ok, up_refused)
+}
+
+/// The noisy-neighbour run: the quiet tenant alone, then next to a flooder under its rate limits,
+/// then next to the same flooder with its limits lifted. The flooder is a fresh tenant, deleted
+/// at the end (so each run embeds its uploads anew).
+async fn noisy_neighbour(
+    url: &str,
+    prepared: &Prepared,
+    queries: &[String],
+    corpus: &[CorpusDoc],
+    opts: &BenchOptions,
+) -> Result<NoisyResult> {
+    let client = reqwest::Client::new();
+    let admin = prepared.admin_key.as_str();
+    let secs = opts.noisy_seconds;
+    let clients = opts.concurrency.max(2) * 2;
+    let (q_rate, i_rate) = (20.0, 2.0);
+    let _ = client
+        .delete(format!("{url}/v1/tenants/{FLOODER}"))
+        .bearer_auth(admin)
+        .send()
+        .await;
+    let created = admin_call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{url}/v1/tenants"),
+        admin,
+        serde_json::json!({"id": FLOODER}),
+    )
+    .await?;
+    let flood_key = created["api_key"].as_str().unwrap_or_default().to_string();
+    let limits_url = format!("{url}/v1/tenants/{FLOODER}/limits");
+    admin_call(&client, reqwest::Method::PUT, &limits_url, admin, serde_json::json!({
+        "query_per_sec": q_rate, "query_burst": q_rate as u32, "ingest_per_sec": i_rate, "ingest_burst": 5
+    })).await?;
+    let quiet = prepared.keys[0].clone();
+    let docs: Vec<CorpusDoc> = corpus.iter().take(8).cloned().collect();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+
+    let probe = docs
+        .iter()
+        .find(|d| !matches!(d.content_type, ContentType::Pdf))
+        .or(docs.first())
+        .cloned()
+        .ok_or_else(|| bench_err("the corpus is empty"))?;
+    let upload = |tag: &str| {
+        tokio::spawn(timed_upload(
+            url.into(),
+            quiet.clone(),
+            probe.clone(),
+            format!("probe-{nonce}-{tag}"),
+            secs / 3.0,
+        ))
+    };
+    let upload_alone = upload("a");
+    let (alone, alone_qps) = quiet_client(url.into(), quiet.clone(), queries.to_vec(), secs).await;
+    let quiet_upload_alone_ms = upload_alone.await.map_err(|e| bench_err(e.to_string()))?;
+    let upload_flooded = upload("b");
+    let phase = |n: u64| {
+        let q = tokio::spawn(quiet_client(
+            url.into(),
+            quiet.clone(),
+            queries.to_vec(),
+            secs,
+        ));
+        let f = tokio::spawn(flood(
+            url.into(),
+            flood_key.clone(),
+            queries.to_vec(),
+            docs.clone(),
+            clients,
+            secs,
+            nonce ^ n,
+        ));
+        async move { (q.await, f.await) }
+    };
+    let (q, f) = phase(1).await;
+    let ((limited, limited_qps), (f_ok, f_refused, up_ok, up_refused)) = (
+        q.map_err(|e| bench_err(e.to_string()))?,
+        f.map_err(|e| bench_err(e.to_string()))?,
+    );
+    let quiet_upload_flooded_ms = upload_flooded.await.map_err(|e| bench_err(e.to_string()))?;
+    admin_call(
+        &client,
+        reqwest::Method::PUT,
+        &limits_url,
+        admin,
+        serde_json::json!({
+            "query_per_sec": 0.0, "ingest_per_sec": 0.0
+        }),
+    )
+    .await?;
+    let (q, f) = phase(2).await;
+    let ((unlimited, unlimited_qps), (f2_ok, ..)) = (
+        q.map_err(|e| bench_err(e.to_string()))?,
+        f.map_err(|e| bench_err(e.to_string()))?,
+    );
+    let _ = client
+        .delete(format!("{url}/v1/tenants/{FLOODER}"))
+        .bearer_auth(admin)
+        .send()
+        .await;
+    let (alone, limited, unlimited) = (
+        Latency::of(alone),
+        Latency::of(limited),
+        Latency::of(unlimited),
+    );
+    Ok(NoisyResult {
+        seconds_per_phase: secs,
+        flooder_clients: clients,
+        flooder_query_per_sec: q_rate,
+        flooder_ingest_per_sec: i_rate,
+        p99_ratio_limited: limited.p99_ms / alone.p99_ms.max(1e-9),
+        p99_ratio_unlimited: unlimited.p99_ms / alone.p99_ms.max(1e-9),
+        quiet_alone: alone,
+        quiet_alone_qps: alone_qps,
+        quiet_flood_limited: limited,
+        quiet_flood_limited_qps: limited_qps,
+        quiet_flood_unlimited: unlimited,
+        quiet_flood_unlimited_qps: unlimited_qps,
+        flooder_ok: f_ok,
+        flooder_limited: f_refused,
+        flooder_uploads_accepted: up_ok,
+        flooder_uploads_refused: up_refused,
+        flooder_unlimited_qps: f2_ok as f64 / secs.max(1e-9),
+        quiet_upload_alone_ms,
+        quiet_upload_flooded_ms,
     })
 }
 
@@ -983,6 +1328,27 @@ impl BenchReport {
             "first query of a cold tenant: p50 {:.1} ms, max {:.1} ms; warm: p50 {:.1} ms\n",
             self.cold_first_query.p50_ms, self.cold_first_query.max_ms, self.warm_query.p50_ms
         );
+        if let Some(n) = &self.noisy {
+            s += &format!(
+                "noisy neighbour ({:.0} s per phase; the flooder runs {} query clients and one uploader):\n\
+                 | quiet tenant, 1 client   | p50 ms | p99 ms |  QPS  | p99 / alone |\n\
+                 |--------------------------|--------|--------|-------|-------------|\n\
+                 | alone                    | {:>6.1} | {:>6.1} | {:>5.1} |       1.00x |\n\
+                 | flooder at its limits    | {:>6.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
+                 | flooder without limits   | {:>6.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
+                 flooder limited to {} queries/s and {} uploads/s: {} queries answered, {} refused (429); \
+                 {} uploads accepted, {} refused; without limits it got {:.1} queries/s\n\
+                 quiet tenant's upload (wait=true): {:.0} ms alone, {:.0} ms during the flood\n",
+                n.seconds_per_phase,
+                n.flooder_clients,
+                n.quiet_alone.p50_ms, n.quiet_alone.p99_ms, n.quiet_alone_qps,
+                n.quiet_flood_limited.p50_ms, n.quiet_flood_limited.p99_ms, n.quiet_flood_limited_qps, n.p99_ratio_limited,
+                n.quiet_flood_unlimited.p50_ms, n.quiet_flood_unlimited.p99_ms, n.quiet_flood_unlimited_qps, n.p99_ratio_unlimited,
+                n.flooder_query_per_sec, n.flooder_ingest_per_sec, n.flooder_ok, n.flooder_limited,
+                n.flooder_uploads_accepted, n.flooder_uploads_refused, n.flooder_unlimited_qps,
+                n.quiet_upload_alone_ms, n.quiet_upload_flooded_ms,
+            );
+        }
         s += &format!(
             "server RSS: {} after the runs, peak {}\n",
             opt(self.runs.last().and_then(|r| r.server_rss_mib), " MiB"),

@@ -597,7 +597,13 @@ impl Catalog {
                 "SELECT COUNT(*), COALESCE(SUM(byte_size), 0), COALESCE(SUM(chunk_count), 0)
                  FROM documents WHERE tenant = ?1 AND status = 'ready'",
                 [tenant.as_str()],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                },
             )
         })
     }
@@ -624,7 +630,12 @@ impl Catalog {
     }
 
     /// (day, metric, value) rows of the tenant with `from <= day <= to` (YYYY-MM-DD).
-    pub fn usage(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<(String, String, u64)>> {
+    pub fn usage(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String, u64)>> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT day, metric, value FROM usage WHERE tenant = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, metric",

@@ -12,23 +12,24 @@ use tenantry_ingest::{
     detect, parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane,
     ModelSource,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::auth::{AuthError, JwtVerifier, Role};
 pub use crate::auth::Principal;
+use crate::auth::{AuthError, JwtVerifier, Role};
 use crate::catalog::{
     Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, UploadOutcome,
 };
-use crate::limits::{Class, Limits, RateLimiter, TenantLimits};
-use crate::metrics::{Gauges, Metrics};
-use crate::usage::{Meter, Metric};
 use crate::config::Config;
 use crate::error::{EngineError, InternalError, Result, UserError};
+use crate::fairq::FairQueue;
 use crate::keys;
 use crate::lexical::LexicalStore;
+use crate::limits::{Class, Limits, RateLimiter, TenantLimits};
+use crate::metrics::{Gauges, Metrics};
 use crate::query::{self, Query, QueryOutput};
 use crate::store::StoredChunk;
 use crate::tenant::{DocId, TenantCtx, TenantId};
+use crate::usage::{Meter, Metric};
 use crate::vector::{EdgeVectorStore, VectorStore};
 
 /// A document as submitted by a tenant.
@@ -81,8 +82,10 @@ pub struct Engine {
     chunker: Chunker,
     blobs: PathBuf,
     admin_key: String,
-    queue_tx: mpsc::Sender<String>,
-    queue_rx: Mutex<Option<mpsc::Receiver<String>>>,
+    /// Per-tenant FIFOs served round-robin; shared with the workers, which hold no engine
+    /// handle while they wait.
+    queue: Arc<FairQueue>,
+    workers_started: AtomicBool,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     draining: AtomicBool,
     embedded_texts: AtomicU64,
@@ -97,6 +100,12 @@ pub struct Engine {
     running_jobs: AtomicUsize,
 }
 
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 /// Run blocking work off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
@@ -106,8 +115,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| {
-        EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}")))
-    })?
+            EngineError::Internal(InternalError::Other(format!("blocking task failed: {e}")))
+        })?
 }
 
 fn content_hash(bytes: &[u8]) -> String {
@@ -185,7 +194,7 @@ impl Engine {
         )?;
         let vectors = EdgeVectorStore::open(&data.join("vectors"), embedder.dim())?;
         let admin_key = read_or_create_admin_key(&config)?;
-        let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_capacity);
+        let queue = Arc::new(FairQueue::new(config.ingest.queue_capacity));
         let master_key = crate::secrets::MasterKey::from_hex(&config.master_key)
             .map_err(|e| InternalError::Other(e.to_string()))?;
         let jwt = JwtVerifier::from_config(&config.jwt).map_err(InternalError::Other)?;
@@ -203,8 +212,8 @@ impl Engine {
             chunker,
             blobs,
             admin_key,
-            queue_tx,
-            queue_rx: Mutex::new(Some(queue_rx)),
+            queue,
+            workers_started: AtomicBool::new(false),
             waiters: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             embedded_texts: AtomicU64::new(0),
@@ -235,19 +244,16 @@ impl Engine {
     /// Start ingestion workers and background maintenance, and resume jobs a previous process
     /// left unfinished. Call once, inside a tokio runtime.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
-        let rx = self
-            .queue_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(rx) = rx else { return Ok(()) };
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        // Background tasks hold a Weak: dropping the last Engine handle stops them and flushes.
+        if self.workers_started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Background tasks hold a Weak: dropping the last Engine handle closes the queue, stops
+        // them and flushes.
         for _ in 0..self.config.ingest.workers {
-            let (weak, rx) = (Arc::downgrade(self), rx.clone());
+            let (weak, queue) = (Arc::downgrade(self), self.queue.clone());
             tokio::spawn(async move {
                 loop {
-                    let next = rx.lock().await.recv().await;
+                    let next = queue.pop().await;
                     let (Some(job_id), Some(me)) = (next, weak.upgrade()) else {
                         break;
                     };
@@ -267,15 +273,10 @@ impl Engine {
             });
         }
         let me = self.clone();
-        let resumed = blocking(move || me.recover()).await?;
-        let tx = self.queue_tx.clone();
-        tokio::spawn(async move {
-            for id in resumed {
-                if tx.send(id).await.is_err() {
-                    break;
-                }
-            }
-        });
+        for (tenant, id) in blocking(move || me.recover()).await? {
+            // Acknowledged jobs are owed a run whatever the capacity.
+            self.queue.push_unbounded(&tenant, id);
+        }
         let weak = Arc::downgrade(self);
         let period = Duration::from_secs(self.config.storage.optimize_interval_secs.max(1));
         tokio::spawn(async move {
@@ -301,14 +302,14 @@ impl Engine {
 
     /// Finish what a crash left: garbage from interrupted or replaced versions, and jobs that
     /// were acknowledged (202) but not finished. Returns the jobs to run again.
-    fn recover(&self) -> Result<Vec<String>> {
+    fn recover(&self) -> Result<Vec<(TenantId, String)>> {
         self.run_gc()?;
         let mut resume = Vec::new();
         for job in self.catalog.unfinished_jobs()? {
             let blob = self.blobs.join(&job.id);
             if blob.exists() && job.attempts < MAX_ATTEMPTS {
                 tracing::info!(job_id = %job.id, attempts = job.attempts, "resuming interrupted ingestion job");
-                resume.push(job.id);
+                resume.push((job.tenant, job.id));
             } else {
                 let reason = if blob.exists() {
                     "ingestion was interrupted too many times"
@@ -365,7 +366,7 @@ impl Engine {
     /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&Gauges {
-            queue_depth: self.queue_tx.max_capacity() - self.queue_tx.capacity(),
+            queue_depth: self.queue.len(),
             open_tenants: self.lexical.open_count(),
             draining: self.draining.load(Ordering::SeqCst),
         })
@@ -384,8 +385,7 @@ impl Engine {
         tenant: Option<&TenantId>,
         elapsed: Duration,
     ) {
-        self.metrics
-            .request(route, method, status, tenant, elapsed);
+        self.metrics.request(route, method, status, tenant, elapsed);
     }
 
     // ---- auth and tenants (admin) ----
@@ -467,7 +467,10 @@ impl Engine {
         name: String,
     ) -> Result<CreatedKey> {
         if name.len() > 128 || name.chars().any(char::is_control) {
-            return Err(UserError::Invalid("key name: at most 128 characters, no control characters".into()).into());
+            return Err(UserError::Invalid(
+                "key name: at most 128 characters, no control characters".into(),
+            )
+            .into());
         }
         let me = self.clone();
         blocking(move || {
@@ -586,8 +589,8 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            let json = serde_json::to_string(&over)
-                .map_err(|e| InternalError::Other(e.to_string()))?;
+            let json =
+                serde_json::to_string(&over).map_err(|e| InternalError::Other(e.to_string()))?;
             me.catalog.put_tenant_limits(&tenant, &json)?;
             me.limiter.forget(&tenant);
             me.load_limits(&tenant)
@@ -663,7 +666,9 @@ impl Engine {
             me.catalog.delete_tenant(&tenant)?;
             me.vectors.drop_tenant(&tenant)?;
             me.lexical.drop_tenant(&tenant)?;
+            me.vectors.flush();
             me.limiter.forget(&tenant);
+            me.queue.remove_tenant(&tenant);
             me.meter.forget(&tenant);
             me.metrics.forget_tenant(&tenant);
             Ok(())
@@ -744,10 +749,9 @@ impl Engine {
         })
         .await?;
         if let UploadOutcome::Queued { .. } = outcome {
-            if let Err(e) = self.queue_tx.try_send(job_id.clone()) {
-                // Persisted but not queued: the job stays queued in the catalog and the next
-                // start resumes it; tell the client to slow down.
-                tracing::warn!(job_id = %job_id, error = %e, "ingestion queue full");
+            if !self.queue.push(ctx.tenant(), job_id.clone()) {
+                // Persisted but not queued: fail the job and tell the client to slow down.
+                tracing::warn!(job_id = %job_id, "ingestion queue full");
                 let me = self.clone();
                 let jid = job_id.clone();
                 blocking(move || {
@@ -870,6 +874,8 @@ impl Engine {
             return Ok(());
         }
         self.catalog.mark_running(job_id)?;
+        let span = tracing::info_span!("job", job_id, tenant = %job.tenant);
+        let _entered = span.enter();
         let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.index_version(&job)));
         let blob = self.blobs.join(job_id);
@@ -881,7 +887,8 @@ impl Engine {
                     CommitOutcome::Committed => {
                         self.metrics.job("succeeded");
                         self.meter.add(&job.tenant, Metric::DocumentsIngested, 1);
-                        self.meter.add(&job.tenant, Metric::ChunksIngested, n as u64);
+                        self.meter
+                            .add(&job.tenant, Metric::ChunksIngested, n as u64);
                     }
                     CommitOutcome::Superseded => self.metrics.job("superseded"),
                     CommitOutcome::QuotaExceeded => self.metrics.job("quota_exceeded"),
@@ -1067,7 +1074,8 @@ impl Engine {
         self.meter.add(ctx.tenant(), Metric::Queries, 1);
         if q.mode != query::Mode::Bm25 {
             let tokens = self.count_tokens(&q.text) as u64;
-            self.meter.add(ctx.tenant(), Metric::EmbeddingTokens, tokens);
+            self.meter
+                .add(ctx.tenant(), Metric::EmbeddingTokens, tokens);
         }
         query::run(self, ctx, q).await
     }

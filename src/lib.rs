@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod fairq;
 pub mod keys;
 pub mod lexical;
 pub mod limits;

@@ -32,7 +32,10 @@ pub struct TenantLimits {
 
 impl TenantLimits {
     pub fn validate(&self) -> Result<(), String> {
-        for r in [self.query_per_sec, self.ingest_per_sec].into_iter().flatten() {
+        for r in [self.query_per_sec, self.ingest_per_sec]
+            .into_iter()
+            .flatten()
+        {
             if !(r.is_finite() && r >= 0.0) {
                 return Err("rates must be finite and >= 0".into());
             }
@@ -141,9 +144,10 @@ impl RateLimiter {
         let burst = f64::from(burst.max(1));
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets
-            .entry((tenant.clone(), class))
-            .or_insert(Bucket { tokens: burst, at: now });
+        let b = buckets.entry((tenant.clone(), class)).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {

@@ -124,6 +124,10 @@ enum Command {
         /// Documents for the ingestion-vs-raw-embedder measurement.
         #[arg(long, default_value_t = 4)]
         ingest_docs: usize,
+        /// Seconds per phase of the noisy-neighbour run (quiet tenant alone, then next to a
+        /// flooding tenant with and without its rate limits); 0 skips it.
+        #[arg(long, default_value_t = 10.0)]
+        noisy_seconds: f64,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -172,8 +176,12 @@ enum KeyAction {
         tenant: String,
     },
     /// Replace a key's secret; the old one stops working at once.
-    Rotate { key_id: String },
-    Revoke { key_id: String },
+    Rotate {
+        key_id: String,
+    },
+    Revoke {
+        key_id: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -306,15 +314,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { tenant, archive } => {
             let engine = open(config)?;
             let id = TenantId::parse(&tenant)?;
-            if !engine.list_tenants().await?.iter().any(|(t, _, _)| *t == id) {
+            if !engine
+                .list_tenants()
+                .await?
+                .iter()
+                .any(|(t, _, _)| *t == id)
+            {
                 let key = engine.create_tenant(id.clone()).await?;
                 println!("created tenant {id}\ntenant_admin key: {}", key.token);
             }
             let ctx = TenantCtx::operator(id);
             let e2 = engine.clone();
             let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let f = std::fs::File::open(&archive)
-                    .with_context(|| archive.display().to_string())?;
+                let f =
+                    std::fs::File::open(&archive).with_context(|| archive.display().to_string())?;
                 Ok(e2.import_tenant(&ctx, &mut std::io::BufReader::new(f))?)
             })
             .await??;
@@ -402,12 +415,16 @@ async fn main() -> anyhow::Result<()> {
             let engine = open(config)?;
             match action {
                 KeyAction::Create { tenant, role, name } => {
-                    let role = Role::parse(&role)
-                        .with_context(|| format!("unknown role {role:?} (reader, writer, tenant_admin)"))?;
+                    let role = Role::parse(&role).with_context(|| {
+                        format!("unknown role {role:?} (reader, writer, tenant_admin)")
+                    })?;
                     let key = engine
                         .create_key(TenantId::parse(&tenant)?, role, name)
                         .await?;
-                    println!("key id:  {}\nrole:    {role}\napi key: {}", key.key.id, key.token);
+                    println!(
+                        "key id:  {}\nrole:    {role}\napi key: {}",
+                        key.key.id, key.token
+                    );
                 }
                 KeyAction::List { tenant } => {
                     for k in engine.list_keys(TenantId::parse(&tenant)?).await? {
@@ -416,7 +433,10 @@ async fn main() -> anyhow::Result<()> {
                 }
                 KeyAction::Rotate { key_id } => {
                     let key = engine.rotate_key(None, key_id.clone()).await?;
-                    println!("rotated {key_id}\nkey id:  {}\napi key: {}", key.key.id, key.token);
+                    println!(
+                        "rotated {key_id}\nkey id:  {}\napi key: {}",
+                        key.key.id, key.token
+                    );
                 }
                 KeyAction::Revoke { key_id } => {
                     engine.revoke_key(None, key_id.clone()).await?;
@@ -444,6 +464,7 @@ async fn main() -> anyhow::Result<()> {
             modes,
             cold_tenants,
             ingest_docs,
+            noisy_seconds,
             json,
         } => {
             let mut config = config;
@@ -472,6 +493,7 @@ async fn main() -> anyhow::Result<()> {
                 ingest_docs,
                 server_exe: std::env::current_exe()?,
                 server_args: server_args(&cli.flags),
+                noisy_seconds,
             };
             let report = tenantry::bench::run(config, opts).await?;
             print!("{}", report.table());
@@ -548,7 +570,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let at = signalled_at.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
-        tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining");
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: draining"
+        );
         drain.begin_drain();
         let now = *at.get_or_init(Instant::now);
         let _ = signalled_tx.send(now);
@@ -568,7 +593,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // and resume on the next start.
     let left = deadline.saturating_sub(signalled_at.get_or_init(Instant::now).elapsed());
     if !engine.wait_idle(left).await {
-        tracing::warn!("ingestion jobs still running at the deadline; they resume on the next start");
+        tracing::warn!(
+            "ingestion jobs still running at the deadline; they resume on the next start"
+        );
     }
     engine.flush();
     tracing::info!("stopped");

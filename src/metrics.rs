@@ -33,12 +33,25 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.counts[i]
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
     }
 }
 
@@ -154,7 +167,10 @@ impl Metrics {
         }
         out.push_str("# HELP tenantry_ingest_jobs_total Ingestion jobs by outcome.\n# TYPE tenantry_ingest_jobs_total counter\n");
         for (outcome, n) in &st.jobs {
-            let _ = writeln!(out, "tenantry_ingest_jobs_total{{outcome=\"{outcome}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "tenantry_ingest_jobs_total{{outcome=\"{outcome}\"}} {n}"
+            );
         }
         out.push_str("# HELP tenantry_embed_batch_seconds Ingestion embedding batch latency.\n# TYPE tenantry_embed_batch_seconds histogram\n");
         st.embed_batch
@@ -184,7 +200,9 @@ fn labels(route: &str, method: &str, status: Option<u16>, tenant: &str) -> Strin
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

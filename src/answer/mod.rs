@@ -19,11 +19,11 @@ use self::grounding::MarkerFilter;
 use self::openai::OpenAi;
 use crate::catalog::TurnRecord;
 use crate::engine::{blocking, Engine};
-use crate::usage::Metric;
 use crate::error::{InternalError, Result, UserError};
 use crate::query::{FusionOverrides, Hit, Mode, Query};
 use crate::store::ChunkFilter;
 use crate::tenant::{TenantCtx, ThreadId};
+use crate::usage::Metric;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

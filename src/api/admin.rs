@@ -64,7 +64,8 @@ pub(crate) async fn create_key(
     let req: CreateKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateKeyRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
     let role = role_from(req.role.unwrap_or(RoleDto::Reader));
     let key = engine
@@ -132,7 +133,10 @@ fn effective_dto(l: &Limits) -> LimitsDto {
     }
 }
 
-async fn limits_response(engine: &Arc<Engine>, tenant: TenantId) -> Result<LimitsResponse, ApiError> {
+async fn limits_response(
+    engine: &Arc<Engine>,
+    tenant: TenantId,
+) -> Result<LimitsResponse, ApiError> {
     let (over, eff) = engine.tenant_limits(tenant.clone()).await?;
     let (documents, bytes, chunks) = engine.stored(tenant.clone()).await?;
     Ok(LimitsResponse {
@@ -195,7 +199,8 @@ async fn usage_response(
     let from = match p.from {
         Some(f) => f,
         None => {
-            let days = crate::usage::days_since_epoch(&to).ok_or_else(|| invalid("to: expected YYYY-MM-DD"))?;
+            let days = crate::usage::days_since_epoch(&to)
+                .ok_or_else(|| invalid("to: expected YYYY-MM-DD"))?;
             crate::usage::civil_date(days - 30)
         }
     };
@@ -291,7 +296,10 @@ pub(crate) async fn export(
     let err_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
         let _g = span.enter();
-        let mut w = ChannelWriter { tx, buf: Vec::new() };
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        };
         if let Err(e) = engine.export_tenant(&ctx, &mut w) {
             tracing::warn!(error = %e, "export stopped");
             // The status line has gone out: end the body with an error so the client sees a
@@ -303,7 +311,10 @@ pub(crate) async fn export(
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"tenantry-export.ndjson\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tenantry-export.ndjson\"",
+            ),
         ],
         axum::body::Body::from_stream(stream),
     )

@@ -39,7 +39,11 @@ async fn principal(parts: &Parts, engine: &Arc<Engine>) -> Result<Principal, Api
 }
 
 /// The caller's own tenant, if its role is at least `min`.
-async fn tenant_role(parts: &Parts, engine: &Arc<Engine>, min: Role) -> Result<TenantCtx, ApiError> {
+async fn tenant_role(
+    parts: &Parts,
+    engine: &Arc<Engine>,
+    min: Role,
+) -> Result<TenantCtx, ApiError> {
     match principal(parts, engine).await? {
         Principal::Tenant(ctx, role) if role >= min => Ok(ctx),
         Principal::Tenant(_, role) => Err(ApiError::new(

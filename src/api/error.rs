@@ -85,9 +85,7 @@ impl ErrorCode {
             Self::Conflict
             | Self::Superseded
             | Self::GeneratorNotConfigured
-            | Self::QuotaExceeded => {
-                StatusCode::CONFLICT
-            }
+            | Self::QuotaExceeded => StatusCode::CONFLICT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge | Self::QuotaExceededBytes => StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,9 +2,9 @@
 mod admin;
 mod answer;
 pub mod auth;
-mod observe;
 pub mod dto;
 pub mod error;
+mod observe;
 
 use std::sync::Arc;
 

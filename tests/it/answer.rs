@@ -630,8 +630,25 @@ async fn tenant_config_never_shows_or_stores_the_api_key_in_clear() {
             .status,
         StatusCode::BAD_REQUEST
     );
+    // The tenant's own tenant_admin may read it (the key is still only a fingerprint); a reader
+    // of the tenant may not.
+    let r = app.call("GET", "/v1/tenants/acme/config", &key, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.to_string().contains(UPSTREAM_KEY));
+    let reader = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/keys",
+            ADMIN,
+            Some(json!({"role": "reader"})),
+        )
+        .await
+        .body["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
-        app.call("GET", "/v1/tenants/acme/config", &key, None)
+        app.call("GET", "/v1/tenants/acme/config", &reader, None)
             .await
             .status,
         StatusCode::FORBIDDEN

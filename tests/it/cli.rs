@@ -142,6 +142,8 @@ fn bench(data: &std::path::Path, json: &std::path::Path) -> serde_json::Value {
             "2",
             "--ingest-docs",
             "1",
+            "--noisy-seconds",
+            "1",
             "--json",
             json.to_str().unwrap(),
         ],
@@ -189,6 +191,20 @@ fn bench_runs_small_and_reuses_its_data() {
         assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {b}");
     }
     assert!(first["cold_first_query"]["p50_ms"].as_f64().unwrap() > 0.0);
+    // The noisy-neighbour run: the flooder hits its query limit (20/s over a 1 s phase with
+    // more clients than that allows) and the quiet tenant keeps being answered.
+    let n = &first["noisy"];
+    assert!(n["quiet_alone"]["p99_ms"].as_f64().unwrap() > 0.0, "{n}");
+    assert!(
+        n["quiet_flood_limited"]["p99_ms"].as_f64().unwrap() > 0.0,
+        "{n}"
+    );
+    assert!(
+        n["quiet_flood_unlimited"]["p99_ms"].as_f64().unwrap() > 0.0,
+        "{n}"
+    );
+    assert!(n["flooder_ok"].as_u64().unwrap() > 0, "{n}");
+    assert!(n["flooder_uploads_accepted"].as_u64().unwrap() > 0, "{n}");
     // A re-run finds every tenant loaded and embeds nothing.
     let second = bench(&data, &json);
     assert_eq!(second["embedded_during_load"], 0);

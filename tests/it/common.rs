@@ -43,7 +43,12 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
-    let mut overrides: Vec<String> = vec![format!("admin_key={ADMIN}")];
+    // Rate limits have their own tests; elsewhere they would only make timing matter.
+    let mut overrides: Vec<String> = vec![
+        format!("admin_key={ADMIN}"),
+        "limits.query_per_sec=0".into(),
+        "limits.ingest_per_sec=0".into(),
+    ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let flags = ConfigFlags {
         data_dir: Some(data_dir.to_path_buf()),
@@ -58,11 +63,15 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
 pub struct TestApp {
     pub engine: Arc<Engine>,
     pub router: axum::Router,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn app_with(extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    app_in(tempfile::tempdir().unwrap(), extra).await
+}
+
+/// An app on a given data directory (kept alive by the app).
+pub async fn app_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     let cfg = config(dir.path(), extra);
     let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
         .await
@@ -72,7 +81,7 @@ pub async fn app_with(extra: &[&str]) -> TestApp {
     TestApp {
         router: tenantry::api::router(engine.clone()),
         engine,
-        _dir: dir,
+        dir,
     }
 }
 

@@ -8,3 +8,5 @@ mod ingestion;
 mod isolation;
 mod lifecycle;
 mod openapi;
+mod operations;
+mod roles;
