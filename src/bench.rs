@@ -59,11 +59,18 @@ pub struct NoisyResult {
     pub flooder_ingest_per_sec: f64,
     pub quiet_alone: Latency,
     pub quiet_alone_qps: f64,
+    /// The flooder at its limits, waiting `Retry-After` when refused (a heavy, well-behaved
+    /// client), with its uploads.
+    pub quiet_flood_polite: Latency,
+    pub quiet_flood_polite_qps: f64,
+    pub p99_ratio_polite: f64,
+    /// The flooder at its limits, retrying refused queries at once (hostile: the cost of
+    /// refusing thousands of requests a second on the same two cores).
     pub quiet_flood_limited: Latency,
     pub quiet_flood_limited_qps: f64,
     pub quiet_flood_unlimited: Latency,
     pub quiet_flood_unlimited_qps: f64,
-    /// Flooder's queries answered / refused with 429 in the limited phase.
+    /// Flooder's queries answered / refused with 429 in the hostile limited phase.
     pub flooder_ok: usize,
     pub flooder_limited: usize,
     pub flooder_uploads_accepted: usize,
@@ -446,7 +453,7 @@ async fn prepare_in_process(
         let tenant = tenant_name(i);
         let key = if engine.catalog.tenant_exists(&tenant)? {
             engine
-                .create_key(tenant.clone(), crate::auth::Role::Reader, "bench".into())
+                .create_key(tenant.clone(), crate::auth::Role::Writer, "bench".into())
                 .await?
         } else {
             engine.create_tenant(tenant.clone()).await?
@@ -1021,7 +1028,13 @@ async fn quiet_client(
 }
 
 /// One document upload with `wait=true` (new text each time); its wall time in ms.
-async fn timed_upload(url: String, key: String, doc: CorpusDoc, id: String, delay: f64) -> f64 {
+async fn timed_upload(
+    url: String,
+    key: String,
+    doc: CorpusDoc,
+    id: String,
+    delay: f64,
+) -> std::result::Result<f64, String> {
     tokio::time::sleep(Duration::from_secs_f64(delay)).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
@@ -1045,28 +1058,50 @@ async fn timed_upload(url: String, key: String, doc: CorpusDoc, id: String, dela
         .multipart(form)
         .send()
         .await;
-    if let Ok(r) = r {
-        let _ = r.bytes().await;
-    }
+    let r = r.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.bytes().await.map_err(|e| e.to_string())?;
     let took = ms(t);
+    if !status.is_success() {
+        return Err(format!(
+            "probe upload: HTTP {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
     let _ = client
         .delete(format!("{url}/v1/documents/{id}"))
         .bearer_auth(&key)
         .send()
         .await;
-    took
+    Ok(took)
 }
 
-/// What the flooder got: (queries ok, queries refused, uploads accepted, uploads refused).
-async fn flood(
+/// One phase of the flooding tenant.
+struct Flood {
     url: String,
     key: String,
     queries: Vec<String>,
     docs: Vec<CorpusDoc>,
     clients: usize,
     secs: f64,
+    /// Makes every upload's text new, so each one is real work.
     nonce: u64,
-) -> (usize, usize, usize, usize) {
+    /// Wait `Retry-After` when refused, or retry at once.
+    polite: bool,
+}
+
+/// What the flooder got: (queries ok, queries refused, uploads accepted, uploads refused).
+async fn flood(f: Flood) -> (usize, usize, usize, usize) {
+    let Flood {
+        url,
+        key,
+        queries,
+        docs,
+        clients,
+        secs,
+        nonce,
+        polite,
+    } = f;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -1080,8 +1115,31 @@ async fn flood(
             let (mut ok, mut refused, mut i) = (0, 0, c);
             while start.elapsed().as_secs_f64() < secs && i < 1_000_000 {
                 let q = &queries[i % queries.len()];
-                match query_once(&client, &url, &key, q, Target::Query(Mode::Hybrid)).await {
-                    Ok(_) => ok += 1,
+                let r = client
+                    .post(format!("{url}/v1/query"))
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({ "query": q, "top_k": 10 }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                    }
+                    Ok(r) => {
+                        refused += 1;
+                        let wait: f64 = r
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(1.0);
+                        let _ = r.bytes().await;
+                        if polite {
+                            let left = (secs - start.elapsed().as_secs_f64()).max(0.0);
+                            tokio::time::sleep(Duration::from_secs_f64(wait.min(left))).await;
+                        }
+                    }
                     Err(_) => refused += 1,
                 }
                 i += clients;
@@ -1193,32 +1251,44 @@ async fn noisy_neighbour(
     };
     let upload_alone = upload("a");
     let (alone, alone_qps) = quiet_client(url.into(), quiet.clone(), queries.to_vec(), secs).await;
-    let quiet_upload_alone_ms = upload_alone.await.map_err(|e| bench_err(e.to_string()))?;
+    let quiet_upload_alone_ms = upload_alone
+        .await
+        .map_err(|e| bench_err(e.to_string()))?
+        .map_err(bench_err)?;
     let upload_flooded = upload("b");
-    let phase = |n: u64| {
+    let phase = |n: u64, polite: bool| {
         let q = tokio::spawn(quiet_client(
             url.into(),
             quiet.clone(),
             queries.to_vec(),
             secs,
         ));
-        let f = tokio::spawn(flood(
-            url.into(),
-            flood_key.clone(),
-            queries.to_vec(),
-            docs.clone(),
+        let f = tokio::spawn(flood(Flood {
+            url: url.into(),
+            key: flood_key.clone(),
+            queries: queries.to_vec(),
+            docs: docs.clone(),
             clients,
             secs,
-            nonce ^ n,
-        ));
+            nonce: nonce ^ n,
+            polite,
+        }));
         async move { (q.await, f.await) }
     };
-    let (q, f) = phase(1).await;
-    let ((limited, limited_qps), (f_ok, f_refused, up_ok, up_refused)) = (
+    let (q, f) = phase(1, true).await;
+    let ((polite, polite_qps), (_, _, up_ok, up_refused)) = (
         q.map_err(|e| bench_err(e.to_string()))?,
         f.map_err(|e| bench_err(e.to_string()))?,
     );
-    let quiet_upload_flooded_ms = upload_flooded.await.map_err(|e| bench_err(e.to_string()))?;
+    let quiet_upload_flooded_ms = upload_flooded
+        .await
+        .map_err(|e| bench_err(e.to_string()))?
+        .map_err(bench_err)?;
+    let (q, f) = phase(3, false).await;
+    let ((limited, limited_qps), (f_ok, f_refused, ..)) = (
+        q.map_err(|e| bench_err(e.to_string()))?,
+        f.map_err(|e| bench_err(e.to_string()))?,
+    );
     admin_call(
         &client,
         reqwest::Method::PUT,
@@ -1229,7 +1299,7 @@ async fn noisy_neighbour(
         }),
     )
     .await?;
-    let (q, f) = phase(2).await;
+    let (q, f) = phase(2, false).await;
     let ((unlimited, unlimited_qps), (f2_ok, ..)) = (
         q.map_err(|e| bench_err(e.to_string()))?,
         f.map_err(|e| bench_err(e.to_string()))?,
@@ -1239,6 +1309,7 @@ async fn noisy_neighbour(
         .bearer_auth(admin)
         .send()
         .await;
+    let polite = Latency::of(polite);
     let (alone, limited, unlimited) = (
         Latency::of(alone),
         Latency::of(limited),
@@ -1251,6 +1322,9 @@ async fn noisy_neighbour(
         flooder_ingest_per_sec: i_rate,
         p99_ratio_limited: limited.p99_ms / alone.p99_ms.max(1e-9),
         p99_ratio_unlimited: unlimited.p99_ms / alone.p99_ms.max(1e-9),
+        p99_ratio_polite: polite.p99_ms / alone.p99_ms.max(1e-9),
+        quiet_flood_polite: polite,
+        quiet_flood_polite_qps: polite_qps,
         quiet_alone: alone,
         quiet_alone_qps: alone_qps,
         quiet_flood_limited: limited,
@@ -1334,14 +1408,16 @@ impl BenchReport {
                  | quiet tenant, 1 client   | p50 ms | p99 ms |  QPS  | p99 / alone |\n\
                  |--------------------------|--------|--------|-------|-------------|\n\
                  | alone                    | {:>6.1} | {:>6.1} | {:>5.1} |       1.00x |\n\
-                 | flooder at its limits    | {:>6.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
+                 | flooder at limits, polite| {:>6.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
+                 | flooder at limits, hostile| {:>5.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
                  | flooder without limits   | {:>6.1} | {:>6.1} | {:>5.1} | {:>10.2}x |\n\
-                 flooder limited to {} queries/s and {} uploads/s: {} queries answered, {} refused (429); \
-                 {} uploads accepted, {} refused; without limits it got {:.1} queries/s\n\
-                 quiet tenant's upload (wait=true): {:.0} ms alone, {:.0} ms during the flood\n",
+                 flooder limited to {} queries/s and {} uploads/s; hostile: {} queries answered, {} refused (429); \
+                 polite: {} uploads accepted, {} refused; without limits it got {:.1} queries/s\n\
+                 quiet tenant's upload (wait=true): {:.0} ms alone, {:.0} ms during the polite flood\n",
                 n.seconds_per_phase,
                 n.flooder_clients,
                 n.quiet_alone.p50_ms, n.quiet_alone.p99_ms, n.quiet_alone_qps,
+                n.quiet_flood_polite.p50_ms, n.quiet_flood_polite.p99_ms, n.quiet_flood_polite_qps, n.p99_ratio_polite,
                 n.quiet_flood_limited.p50_ms, n.quiet_flood_limited.p99_ms, n.quiet_flood_limited_qps, n.p99_ratio_limited,
                 n.quiet_flood_unlimited.p50_ms, n.quiet_flood_unlimited.p99_ms, n.quiet_flood_unlimited_qps, n.p99_ratio_unlimited,
                 n.flooder_query_per_sec, n.flooder_ingest_per_sec, n.flooder_ok, n.flooder_limited,

@@ -48,7 +48,7 @@ pub struct JwtConfig {
 }
 
 /// Defaults for every tenant; the admin API overrides them per tenant. 0 = unlimited.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Token bucket for `/v1/query` and `/v1/answer`: sustained rate and burst.
@@ -87,6 +87,8 @@ pub struct IngestConfig {
     pub workers: usize,
     pub queue_capacity: usize,
     pub tenant_queue_max: usize,
+    /// Nice value of the ingestion threads (Linux), so queries win the CPU; 0 = unchanged.
+    pub nice: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,10 +237,14 @@ impl Config {
             ));
         }
         let i = &self.ingest;
-        if i.workers == 0 || i.queue_capacity == 0 || i.tenant_queue_max == 0 || i.embed_batch == 0
+        if i.workers == 0
+            || i.queue_capacity == 0
+            || i.tenant_queue_max == 0
+            || i.embed_batch == 0
+            || !(0..=19).contains(&i.nice)
         {
             return Err(ConfigError(
-                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1"
+                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1; nice in 0..=19"
                     .into(),
             ));
         }

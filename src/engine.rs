@@ -100,6 +100,23 @@ pub struct Engine {
     running_jobs: AtomicUsize,
 }
 
+/// Raise this thread's nice value (Linux: per thread). Lowering priority needs no privilege.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        };
+        if rc != 0 {
+            tracing::warn!(nice, "could not lower the ingestion thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.queue.close();
@@ -247,30 +264,31 @@ impl Engine {
         if self.workers_started.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        // Background tasks hold a Weak: dropping the last Engine handle closes the queue, stops
-        // them and flushes.
-        for _ in 0..self.config.ingest.workers {
+        // Ingestion runs on its own threads, not the blocking pool that queries use, at a lower
+        // CPU priority: a tenant's uploads never take CPU from another tenant's queries while
+        // queries wait. Workers hold a Weak: dropping the last Engine handle closes the queue,
+        // which stops them.
+        for i in 0..self.config.ingest.workers {
             let (weak, queue) = (Arc::downgrade(self), self.queue.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = queue.pop().await;
-                    let (Some(job_id), Some(me)) = (next, weak.upgrade()) else {
-                        break;
-                    };
-                    // Draining: the job stays queued in the catalog and the next start runs it.
-                    if me.draining.load(Ordering::SeqCst) {
-                        continue;
+            let nice = self.config.ingest.nice;
+            std::thread::Builder::new()
+                .name(format!("tenantry-ingest-{i}"))
+                .spawn(move || {
+                    lower_priority(nice);
+                    while let Some(job_id) = queue.pop() {
+                        let Some(me) = weak.upgrade() else { break };
+                        // Draining: the job stays queued in the catalog; the next start runs it.
+                        if me.draining.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        me.running_jobs.fetch_add(1, Ordering::SeqCst);
+                        if let Err(e) = me.run_job(&job_id) {
+                            tracing::error!(job_id = %job_id, error = %e, "ingestion job crashed");
+                        }
+                        me.running_jobs.fetch_sub(1, Ordering::SeqCst);
+                        me.notify(&job_id);
                     }
-                    me.running_jobs.fetch_add(1, Ordering::SeqCst);
-                    let me2 = me.clone();
-                    let id2 = job_id.clone();
-                    if let Err(e) = blocking(move || me2.run_job(&id2)).await {
-                        tracing::error!(job_id = %job_id, error = %e, "ingestion job crashed");
-                    }
-                    me.running_jobs.fetch_sub(1, Ordering::SeqCst);
-                    me.notify(&job_id);
-                }
-            });
+                })?;
         }
         let me = self.clone();
         for (tenant, id) in blocking(move || me.recover()).await? {
@@ -335,6 +353,22 @@ impl Engine {
 
     pub fn is_ready(&self) -> bool {
         !self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Ready to serve: not draining and the catalog answers. (The model and the indexes are
+    /// loaded before an `Engine` exists at all.)
+    pub async fn readiness(self: &Arc<Self>) -> std::result::Result<(), &'static str> {
+        if !self.is_ready() {
+            return Err("draining");
+        }
+        let me = self.clone();
+        match blocking(move || me.catalog.ping()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "readiness: catalog unavailable");
+                Err("storage unavailable")
+            }
+        }
     }
 
     /// Wait until no ingestion job runs, or `deadline` passes; true if idle.

@@ -3,9 +3,7 @@
 //! Bounded overall (`ingest.queue_capacity`); the per-tenant cap is the catalog's
 //! `tenant_queue_max` check at submission.
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
-use tokio::sync::Notify;
+use std::sync::{Condvar, Mutex};
 
 use crate::tenant::TenantId;
 
@@ -21,7 +19,7 @@ struct State {
 pub struct FairQueue {
     capacity: usize,
     state: Mutex<State>,
-    ready: Notify,
+    ready: Condvar,
 }
 
 impl FairQueue {
@@ -29,7 +27,7 @@ impl FairQueue {
         Self {
             capacity,
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
+            ready: Condvar::new(),
         }
     }
 
@@ -63,41 +61,33 @@ impl FairQueue {
         true
     }
 
-    fn try_pop(&self) -> Option<Option<String>> {
+    /// The next job in round-robin order, waiting for one (ingestion threads block here);
+    /// `None` once closed.
+    pub fn pop(&self) -> Option<String> {
         let mut s = self.state();
-        let Some(tenant) = s.turn.pop_front() else {
-            return s.closed.then_some(None);
-        };
-        let q = s.queues.get_mut(&tenant)?;
-        let job = q.pop_front();
-        if q.is_empty() {
-            s.queues.remove(&tenant);
-        } else {
-            s.turn.push_back(tenant);
-        }
-        s.len -= 1;
-        Some(job)
-    }
-
-    /// The next job in round-robin order; `None` once closed and empty.
-    pub async fn pop(&self) -> Option<String> {
         loop {
-            let notified = self.ready.notified();
-            if let Some(job) = self.try_pop() {
-                // Another job may be waiting for another worker.
-                if job.is_some() {
-                    self.ready.notify_one();
+            if s.closed {
+                return None;
+            }
+            if let Some(tenant) = s.turn.pop_front() {
+                let q = s.queues.get_mut(&tenant)?;
+                let job = q.pop_front();
+                if q.is_empty() {
+                    s.queues.remove(&tenant);
+                } else {
+                    s.turn.push_back(tenant);
                 }
+                s.len -= 1;
                 return job;
             }
-            notified.await;
+            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    /// Stop accepting; workers drain nothing more once they see it (they check draining).
+    /// Stop: pushes fail and waiting workers return `None` (queued jobs stay in the catalog).
     pub fn close(&self) {
         self.state().closed = true;
-        self.ready.notify_waiters();
+        self.ready.notify_all();
     }
 
     pub fn len(&self) -> usize {
@@ -122,8 +112,8 @@ impl FairQueue {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn tenants_are_served_in_turn_not_in_arrival_order() {
+    #[test]
+    fn tenants_are_served_in_turn_not_in_arrival_order() {
         let q = FairQueue::new(100);
         let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
         for i in 0..5 {
@@ -133,14 +123,15 @@ mod tests {
         assert!(q.push(&b, "b1".into()));
         let mut order = Vec::new();
         while !q.is_empty() {
-            order.push(q.pop().await.unwrap());
+            order.push(q.pop().unwrap());
         }
         assert_eq!(order, ["a0", "b0", "a1", "b1", "a2", "a3", "a4"]);
         let small = FairQueue::new(1);
         assert!(small.push(&a, "x".into()));
         assert!(!small.push(&b, "y".into()), "bounded");
+        assert_eq!(small.pop().as_deref(), Some("x"));
         small.close();
-        assert_eq!(small.pop().await.as_deref(), Some("x"));
-        assert_eq!(small.pop().await, None);
+        assert_eq!(small.pop(), None);
+        assert!(!small.push(&a, "z".into()), "closed");
     }
 }

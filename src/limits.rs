@@ -44,19 +44,11 @@ impl TenantLimits {
     }
 }
 
-/// The limits in force for one tenant. 0 = unlimited.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub query_per_sec: f64,
-    pub query_burst: u32,
-    pub ingest_per_sec: f64,
-    pub ingest_burst: u32,
-    pub max_documents: u64,
-    pub max_bytes: u64,
-    pub max_chunks: u64,
-}
+/// The limits in force for one tenant: the configured defaults' shape, with the tenant's
+/// overrides applied. 0 = unlimited.
+pub type Limits = LimitsConfig;
 
-impl Limits {
+impl LimitsConfig {
     pub fn resolve(d: &LimitsConfig, o: &TenantLimits) -> Self {
         Self {
             query_per_sec: o.query_per_sec.unwrap_or(d.query_per_sec),

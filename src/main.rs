@@ -147,6 +147,24 @@ enum Command {
         tenant: String,
         archive: PathBuf,
     },
+    /// A tenant's limits in force. With a JSON object (the body of PUT /v1/tenants/{id}/limits,
+    /// e.g. '{"max_documents":1000,"query_per_sec":5}'), its overrides are replaced first.
+    Limits {
+        #[arg(long)]
+        tenant: String,
+        set: Option<String>,
+    },
+    /// A tenant's usage by UTC day (as GET /v1/tenants/{id}/usage) and what it stores now.
+    Usage {
+        #[arg(long)]
+        tenant: String,
+        /// First day, YYYY-MM-DD (default: 30 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -290,6 +308,47 @@ async fn main() -> anyhow::Result<()> {
                 out.timings.total_ms
             );
             engine.flush();
+            Ok(())
+        }
+        Command::Limits { tenant, set } => {
+            let engine = open(config)?;
+            let id = TenantId::parse(&tenant)?;
+            if let Some(json) = set {
+                let over: tenantry::limits::TenantLimits = serde_json::from_str(&json)
+                    .context("limits: expected a JSON object of overrides")?;
+                engine.put_tenant_limits(id.clone(), over).await?;
+            }
+            let (over, l) = engine.tenant_limits(id.clone()).await?;
+            let (docs, bytes, chunks) = engine.stored(id).await?;
+            println!(
+                "queries: {}/s (burst {})\nuploads: {}/s (burst {})\nmax documents: {}\nmax bytes: {}\nmax chunks: {}\n(0 = unlimited)",
+                l.query_per_sec, l.query_burst, l.ingest_per_sec, l.ingest_burst, l.max_documents, l.max_bytes, l.max_chunks
+            );
+            println!("overrides: {}", serde_json::to_string(&over)?);
+            println!("stored: {docs} documents, {bytes} bytes, {chunks} chunks");
+            engine.flush();
+            Ok(())
+        }
+        Command::Usage { tenant, from, to } => {
+            let engine = open(config)?;
+            let to = to.unwrap_or_else(tenantry::usage::today);
+            let from = match from {
+                Some(f) => f,
+                None => tenantry::usage::civil_date(
+                    tenantry::usage::days_since_epoch(&to).context("--to: expected YYYY-MM-DD")?
+                        - 30,
+                ),
+            };
+            let report = engine.usage(TenantId::parse(&tenant)?, from, to).await?;
+            for d in &report.days {
+                for (metric, value) in &d.counters {
+                    println!("{}\t{metric}\t{value}", d.day);
+                }
+            }
+            println!(
+                "stored now: {} documents, {} bytes, {} chunks",
+                report.documents, report.bytes, report.chunks
+            );
             Ok(())
         }
         Command::Export { tenant, out } => {

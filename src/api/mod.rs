@@ -166,15 +166,14 @@ async fn healthz() -> Json<StatusResponse> {
 
 #[utoipa::path(get, path = "/readyz", security(), responses((status = 200, body = StatusResponse), (status = 503, body = ErrorResponse)))]
 async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<StatusResponse>, ApiError> {
-    if engine.is_ready() {
-        Ok(Json(StatusResponse {
+    match engine.readiness().await {
+        Ok(()) => Ok(Json(StatusResponse {
             status: "ready".into(),
-        }))
-    } else {
-        Err(ApiError {
+        })),
+        Err(reason) => Err(ApiError {
             retry_after: Some(5),
-            ..ApiError::new(ErrorCode::Unavailable, "draining")
-        })
+            ..ApiError::new(ErrorCode::Unavailable, reason)
+        }),
     }
 }
 

@@ -210,3 +210,69 @@ fn bench_runs_small_and_reuses_its_data() {
     assert_eq!(second["embedded_during_load"], 0);
     assert_eq!(second["total_chunks"], first["total_chunks"]);
 }
+
+#[test]
+fn key_limit_and_usage_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(tenantry(&data, &["tenants", "create", "acme"]).0);
+    let (ok, out) = tenantry(
+        &data,
+        &[
+            "keys", "create", "--tenant", "acme", "--role", "writer", "--name", "ci",
+        ],
+    );
+    assert!(ok && out.contains("role:    writer"), "{out}");
+    let key_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key id:  "))
+        .unwrap()
+        .to_string();
+    let (ok, out) = tenantry(&data, &["keys", "list", "--tenant", "acme"]);
+    assert!(
+        ok && out.contains(&format!("tny_{key_id}_")) && out.contains("writer\t"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("api key"),
+        "a listing never shows secrets: {out}"
+    );
+    let (ok, out) = tenantry(&data, &["keys", "rotate", &key_id]);
+    assert!(ok && out.contains("api key: tny_"), "{out}");
+    let (ok, out) = tenantry(&data, &["keys", "list", "--tenant", "acme"]);
+    assert!(
+        ok && !out.contains(&key_id),
+        "the rotated key is gone: {out}"
+    );
+    let (ok, out) = tenantry(
+        &data,
+        &["keys", "create", "--tenant", "acme", "--role", "admin"],
+    );
+    assert!(!ok && out.contains("unknown role"), "{out}");
+
+    let (ok, out) = tenantry(
+        &data,
+        &[
+            "limits",
+            "--tenant",
+            "acme",
+            r#"{"max_documents":1,"query_per_sec":5}"#,
+        ],
+    );
+    assert!(
+        ok && out.contains("max documents: 1") && out.contains("queries: 5/s"),
+        "{out}"
+    );
+    let (ok, out) = tenantry(&data, &["limits", "--tenant", "acme", r#"{"bogus":1}"#]);
+    assert!(!ok, "unknown fields are refused: {out}");
+    assert!(
+        tenantry(
+            &data,
+            &["ingest", "--tenant", "acme", "fixtures/docs/notes.txt"]
+        )
+        .0
+    );
+    let (ok, out) = tenantry(&data, &["usage", "--tenant", "acme"]);
+    assert!(ok && out.contains("documents_ingested\t1"), "{out}");
+    assert!(out.contains("stored now: 1 documents"), "{out}");
+}
