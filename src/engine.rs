@@ -86,6 +86,8 @@ pub struct Engine {
     /// handle while they wait.
     queue: Arc<FairQueue>,
     workers_started: AtomicBool,
+    /// Per tenant: jobs hold it shared, tenant deletion exclusively.
+    tenant_gates: Mutex<HashMap<TenantId, Arc<std::sync::RwLock<()>>>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     draining: AtomicBool,
     embedded_texts: AtomicU64,
@@ -231,6 +233,7 @@ impl Engine {
             admin_key,
             queue,
             workers_started: AtomicBool::new(false),
+            tenant_gates: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             embedded_texts: AtomicU64::new(0),
@@ -243,6 +246,15 @@ impl Engine {
             metrics,
             running_jobs: AtomicUsize::new(0),
         }))
+    }
+
+    fn tenant_gate(&self, tenant: &TenantId) -> Arc<std::sync::RwLock<()>> {
+        self.tenant_gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
     }
 
     /// Tokens of `text` by the embedding model's tokenizer (the one count the engine has).
@@ -689,6 +701,10 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
+            // No new job of the tenant starts; wait for running ones to finish.
+            me.queue.remove_tenant(&tenant);
+            let gate = me.tenant_gate(&tenant);
+            let _gate = gate.write().unwrap_or_else(|p| p.into_inner());
             for job in me
                 .catalog
                 .unfinished_jobs()?
@@ -702,7 +718,6 @@ impl Engine {
             me.lexical.drop_tenant(&tenant)?;
             me.vectors.flush();
             me.limiter.forget(&tenant);
-            me.queue.remove_tenant(&tenant);
             me.meter.forget(&tenant);
             me.metrics.forget_tenant(&tenant);
             Ok(())
@@ -901,6 +916,14 @@ impl Engine {
     /// Run one ingestion job to its end. Blocking. Every failure becomes the job's error; a
     /// panic anywhere in the pipeline is caught here.
     fn run_job(&self, job_id: &str) -> Result<()> {
+        let Some(job) = self.catalog.job_by_id(job_id)? else {
+            return Ok(());
+        };
+        // Shared with the tenant's other jobs, exclusive with its deletion: a job never writes
+        // into a tenant that is being, or has been, deleted.
+        let gate = self.tenant_gate(&job.tenant);
+        let _gate = gate.read().unwrap_or_else(|p| p.into_inner());
+        // Read again under the gate: a delete that came first removed the row.
         let Some(job) = self.catalog.job_by_id(job_id)? else {
             return Ok(());
         };

@@ -219,8 +219,29 @@ async fn tenant_delete_is_a_hard_delete() {
         )
         .await;
     }
+    // Jobs queued and running while the tenant is deleted must not bring any of it back.
+    for i in 0..6 {
+        let text = format!(
+            "Queued note {i}: the {mark_a} migrates in spring.\n\n{}",
+            "More words. ".repeat(200)
+        );
+        let r = app
+            .call(
+                "POST",
+                "/v1/documents",
+                &a,
+                Some(json!({"id": format!("q{i}"), "text": text})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    }
     let r = app.call("DELETE", "/v1/tenants/doomed", ADMIN, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(
+        app.engine
+            .wait_idle(std::time::Duration::from_secs(60))
+            .await
+    );
     app.engine.flush();
     let data = app.dir.path();
     assert!(
