@@ -1129,11 +1129,6 @@ impl Engine {
 
     pub async fn query(self: &Arc<Self>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
         self.meter.add(ctx.tenant(), Metric::Queries, 1);
-        if q.mode != query::Mode::Bm25 {
-            let tokens = self.count_tokens(&q.text) as u64;
-            self.meter
-                .add(ctx.tenant(), Metric::EmbeddingTokens, tokens);
-        }
         query::run(self, ctx, q).await
     }
 

@@ -257,6 +257,10 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
                 .embed(Lane::Query, &[text.as_str()])
                 .map_err(|e| InternalError::Embedding(e.to_string()))?;
             let embed_ms = ms(t);
+            // Metered here, on the blocking pool, where the text is tokenised anyway.
+            let tokens = e.count_tokens(&text) as u64;
+            e.meter
+                .add(c.tenant(), crate::usage::Metric::EmbeddingTokens, tokens);
             let t = Instant::now();
             let hits = e.vectors.search(&c, &v[0], &filter, candidates)?;
             let vector = v.into_iter().next();

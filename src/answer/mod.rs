@@ -625,14 +625,10 @@ impl PreparedAnswer {
         let meter = &self.engine.meter;
         meter.add(self.ctx.tenant(), Metric::Answers, 1);
         if matches!(self.generator, Resolved::OpenAi(_)) && !emitted.is_empty() {
-            let prompt: usize = self
-                .input
-                .context
-                .iter()
-                .map(|c| self.engine.count_tokens(&c.text))
-                .sum::<usize>()
-                + self.engine.count_tokens(&self.standalone);
-            let tokens = prompt + self.engine.count_tokens(&emitted);
+            // The prompt was counted when it was packed; only the completion is new.
+            let (e, answer) = (self.engine.clone(), emitted.clone());
+            let completion = blocking(move || Ok(e.count_tokens(&answer))).await?;
+            let tokens = self.stats.tokens + completion;
             meter.add(self.ctx.tenant(), Metric::GeneratorTokens, tokens as u64);
         }
         if let Some(thread) = &self.thread {
