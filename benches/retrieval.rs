@@ -127,14 +127,19 @@ fn bm25(c: &mut Criterion) {
 
 fn dense(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = EdgeVectorStore::open(&dir.path().join("vectors"), 384).unwrap();
+    let store = EdgeVectorStore::open(
+        &dir.path().join("vectors"),
+        384,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let vector = |rng: &mut Rng| {
         let v: Vec<f32> = (0..384).map(|_| rng.unit()).collect();
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
     };
-    // 20 tenants x 1,000 chunks in one shard; searches are filtered to one tenant.
+    // 20 tenants x 1,000 chunks, a shard each; searches go to one tenant (and filter by it).
     for t in 0..20 {
         let ctx = TenantCtx::operator(TenantId::parse(&format!("t{t}")).unwrap());
         let points: Vec<(StoredChunk, Vec<f32>)> = (0..1000)

@@ -106,7 +106,9 @@ pub struct QueryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    pub lexical_idle_secs: u64,
+    /// A tenant unused this long has its lexical index and vector shard closed.
+    #[serde(alias = "lexical_idle_secs")]
+    pub tenant_idle_secs: u64,
     pub optimize_interval_secs: u64,
 }
 

@@ -209,9 +209,13 @@ impl Engine {
         let catalog = Catalog::open(&data.join("catalog.sqlite3"))?;
         let lexical = LexicalStore::new(
             data.join("lexical"),
-            Duration::from_secs(config.storage.lexical_idle_secs),
+            Duration::from_secs(config.storage.tenant_idle_secs),
         )?;
-        let vectors = EdgeVectorStore::open(&data.join("vectors"), embedder.dim())?;
+        let vectors = EdgeVectorStore::open(
+            &data.join("vectors"),
+            embedder.dim(),
+            Duration::from_secs(config.storage.tenant_idle_secs),
+        )?;
         let admin_key = read_or_create_admin_key(&config)?;
         let queue = Arc::new(FairQueue::new(config.ingest.queue_capacity));
         let master_key = crate::secrets::MasterKey::from_hex(&config.master_key)
@@ -307,26 +311,30 @@ impl Engine {
             // Acknowledged jobs are owed a run whatever the capacity.
             self.queue.push_unbounded(&tenant, id);
         }
+        // Maintenance (index optimisation is the heaviest CPU work after embedding) runs at
+        // the ingestion threads' priority too, off the blocking pool that queries use.
         let weak = Arc::downgrade(self);
         let period = Duration::from_secs(self.config.storage.optimize_interval_secs.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                let Some(m) = weak.upgrade() else { break };
-                if m.draining.load(Ordering::SeqCst) {
-                    break;
-                }
-                let _ = blocking(move || {
+        let nice = self.config.ingest.nice;
+        std::thread::Builder::new()
+            .name("tenantry-maintain".into())
+            .spawn(move || {
+                lower_priority(nice);
+                loop {
+                    std::thread::sleep(period);
+                    let Some(m) = weak.upgrade() else { break };
+                    if m.draining.load(Ordering::SeqCst) {
+                        break;
+                    }
                     m.flush_usage();
                     m.lexical.close_idle();
                     if let Err(e) = m.vectors.maintain() {
                         tracing::warn!(error = %e, "vector store maintenance failed");
                     }
-                    Ok(())
-                })
-                .await;
-            }
-        });
+                    m.vectors.close_idle();
+                }
+            })
+            .map_err(|e| InternalError::Other(format!("maintenance thread: {e}")))?;
         Ok(())
     }
 
@@ -414,6 +422,7 @@ impl Engine {
         self.metrics.render(&Gauges {
             queue_depth: self.queue.len(),
             open_tenants: self.lexical.open_count(),
+            open_vector_shards: self.vectors.open_count(),
             draining: self.draining.load(Ordering::SeqCst),
         })
     }

@@ -68,6 +68,7 @@ struct State {
 pub struct Gauges {
     pub queue_depth: usize,
     pub open_tenants: usize,
+    pub open_vector_shards: usize,
     pub draining: bool,
 }
 
@@ -179,9 +180,11 @@ impl Metrics {
             out,
             "# HELP tenantry_ingest_queue_depth Jobs waiting in the ingestion queue.\n# TYPE tenantry_ingest_queue_depth gauge\ntenantry_ingest_queue_depth {}\n\
              # HELP tenantry_open_tenants Tenants with an open lexical index (warm).\n# TYPE tenantry_open_tenants gauge\ntenantry_open_tenants {}\n\
+             # HELP tenantry_open_vector_shards Tenants with an open vector shard (warm).\n# TYPE tenantry_open_vector_shards gauge\ntenantry_open_vector_shards {}\n\
              # HELP tenantry_draining 1 while shutting down.\n# TYPE tenantry_draining gauge\ntenantry_draining {}\n",
             g.queue_depth,
             g.open_tenants,
+            g.open_vector_shards,
             u8::from(g.draining)
         );
         out
@@ -222,6 +225,7 @@ mod tests {
         let g = Gauges {
             queue_depth: 0,
             open_tenants: 0,
+            open_vector_shards: 0,
             draining: false,
         };
         let text = m.render(&g);

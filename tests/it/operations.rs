@@ -249,21 +249,19 @@ async fn tenant_delete_is_a_hard_delete() {
         "{:?}",
         paths_naming(data, "doomed")
     );
-    // Catalog (secure_delete, vacuumed), lexical index and uploads hold none of its text. The
-    // vector store's deleted points are gone from search at once, but qdrant-edge keeps their
-    // payload bytes in freed pages and its WAL until its optimiser and WAL rotation overwrite
-    // them (see README, "Tenant lifecycle"), so its directory is checked through search below.
-    let outside_vectors: Vec<String> = files_containing(data, mark_a)
-        .into_iter()
-        .filter(|p| !p.starts_with(&data.join("vectors").display().to_string()))
-        .collect();
+    // Catalog (secure_delete, vacuumed), lexical index, vector shard and uploads: no file
+    // anywhere holds its text.
     assert_eq!(
-        outside_vectors,
+        files_containing(data, mark_a),
         Vec::<String>::new(),
         "deleted text is still on disk"
     );
-    // The check can see text: the other tenant's is still there.
-    assert!(!files_containing(data, mark_b).is_empty());
+    // The check can see text: the other tenant's is still there, in both legs.
+    let kept = files_containing(data, mark_b);
+    for leg in ["lexical", "vectors"] {
+        let dir = data.join(leg).display().to_string();
+        assert!(kept.iter().any(|p| p.starts_with(&dir)), "{leg}: {kept:?}");
+    }
     // And its key, documents and threads are gone from the API.
     assert_eq!(
         app.call("GET", "/v1/documents", &a, None).await.status,
