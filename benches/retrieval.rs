@@ -150,9 +150,40 @@ fn dense(c: &mut Criterion) {
     store.maintain().unwrap();
     let ctx = TenantCtx::operator(TenantId::parse("t7").unwrap());
     let queries: Vec<Vec<f32>> = (0..64).map(|_| vector(&mut rng)).collect();
-    cycle(c, "dense_tenant_filtered_20k_points", &queries, |q| {
+    cycle(c, "dense_tenant_1k_of_20k_points", &queries, |q| {
         store.search(&ctx, q, &ChunkFilter::default(), 50).unwrap()
     });
+}
+
+/// A cold tenant's first dense search: open its shard (closed as idle), then search it.
+fn dense_cold(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        EdgeVectorStore::open(&dir.path().join("vectors"), 384, std::time::Duration::ZERO).unwrap();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let vector = |rng: &mut Rng| {
+        let v: Vec<f32> = (0..384).map(|_| rng.unit()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    // A typical small tenant: 220 chunks.
+    let ctx = TenantCtx::operator(TenantId::parse("cold").unwrap());
+    let points: Vec<(StoredChunk, Vec<f32>)> = (0..220)
+        .map(|i| (chunk(i, 0, String::new()), vector(&mut rng)))
+        .collect();
+    store.upsert(&ctx, &points).unwrap();
+    store.maintain().unwrap();
+    let q = vector(&mut rng);
+    let mut g = c.benchmark_group("dense_cold_tenant_220_points");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(30);
+    g.bench_function("open_and_search", |b| {
+        b.iter(|| {
+            assert_eq!(store.close_idle(), 1);
+            store.search(&ctx, &q, &ChunkFilter::default(), 50).unwrap()
+        })
+    });
+    g.finish();
 }
 
 fn embedding(c: &mut Criterion) {
@@ -179,5 +210,5 @@ fn embedding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fusion, chunking, bm25, dense, embedding);
+criterion_group!(benches, fusion, chunking, bm25, dense, dense_cold, embedding);
 criterion_main!(benches);

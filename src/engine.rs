@@ -21,7 +21,7 @@ use crate::catalog::{
 };
 use crate::config::Config;
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::fairq::FairQueue;
+use crate::fairq::{FairPermits, FairQueue};
 use crate::keys;
 use crate::lexical::LexicalStore;
 use crate::limits::{Class, Limits, RateLimiter, TenantLimits};
@@ -100,6 +100,8 @@ pub struct Engine {
     pub(crate) meter: Meter,
     pub(crate) metrics: Metrics,
     running_jobs: AtomicUsize,
+    /// One per query model session, handed out round-robin between tenants.
+    pub(crate) query_permits: FairPermits,
 }
 
 /// Raise this thread's nice value (Linux: per thread). Lowering priority needs no privilege.
@@ -222,6 +224,7 @@ impl Engine {
             .map_err(|e| InternalError::Other(e.to_string()))?;
         let jwt = JwtVerifier::from_config(&config.jwt).map_err(InternalError::Other)?;
         let metrics = Metrics::new(&config.metrics);
+        let config_query_sessions = config.query.embed_sessions;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.answer.connect_timeout_secs))
             .build()
@@ -249,6 +252,10 @@ impl Engine {
             meter: Meter::default(),
             metrics,
             running_jobs: AtomicUsize::new(0),
+            query_permits: FairPermits::new(match config_query_sessions {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            }),
         }))
     }
 

@@ -252,10 +252,12 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         );
         blocking(move || {
             let t = Instant::now();
+            let turn = e.query_permits.acquire(c.tenant());
             let v = e
                 .embedder
                 .embed(Lane::Query, &[text.as_str()])
                 .map_err(|e| InternalError::Embedding(e.to_string()))?;
+            drop(turn);
             let embed_ms = ms(t);
             // Metered here, on the blocking pool, where the text is tokenised anyway.
             let tokens = e.count_tokens(&text) as u64;

@@ -29,8 +29,8 @@ type VResult<T> = Result<T, InternalError>;
 /// Stores chunk vectors with their payload and searches them, always within one tenant.
 ///
 /// Contract: every tenant-scoped call takes the caller's [`TenantCtx`] first and must only read
-/// or change that tenant's points, whatever the filter says. Writes are durable against a
-/// process crash when the call returns. `search` returns at most `limit` hits, best first, with
+/// or change that tenant's points, whatever the filter says. Writes are on disk (fsynced) when
+/// the call returns. `search` returns at most `limit` hits, best first, with
 /// cosine similarity as score. Implementations are `Send + Sync` and called from blocking
 /// threads; they may block.
 pub trait VectorStore: Send + Sync {
@@ -83,11 +83,24 @@ pub struct EdgeVectorStore {
     root: PathBuf,
     dim: usize,
     idle: Duration,
-    open: Mutex<HashMap<TenantId, Arc<TenantShard>>>,
+    /// The map lock is held only to find a tenant's slot; opening a shard (tens of
+    /// milliseconds) holds just that slot, so cold tenants do not queue behind each other.
+    open: Mutex<HashMap<TenantId, Arc<Slot>>>,
+    /// Tenants opened since the process started. A shard is only closed when optimised, so
+    /// only its first open in a process may find it not optimised (the last process stopped).
+    seen: Mutex<std::collections::HashSet<TenantId>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    shard: Mutex<Option<Arc<TenantShard>>>,
 }
 
 struct TenantShard {
     shard: EdgeShard,
+    /// Serialises writes, optimisation and flushes of this shard: qdrant-edge's `flush`
+    /// panics if it finds the WAL or segment lock taken.
+    writing: Mutex<()>,
     last_used: Mutex<Instant>,
     /// Written since its last optimisation; a dirty shard is optimised before it is closed.
     dirty: AtomicBool,
@@ -123,9 +136,22 @@ fn any_of(key: &str, values: Vec<String>) -> Condition {
     ))
 }
 
-/// Defence in depth: a shard holds one tenant, and every request still filters by it.
-fn tenant_filter(tenant: &TenantId) -> Filter {
-    Filter::new_must(keyword("tenant_id", tenant.as_str()))
+/// The shard is the tenant's (its directory comes from the `TenantCtx`), so no condition on
+/// the tenant is needed to scope a request; results are still checked by [`owned_by`].
+fn scoped_filter() -> Filter {
+    Filter {
+        must: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+/// Defence in depth on what leaves the store: every point carries its tenant, and a point of
+/// another tenant in a tenant's shard is an internal error, never a result.
+fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
+    match payload.0.get("tenant_id").and_then(Value::as_str) {
+        Some(t) if t == tenant.as_str() => Ok(()),
+        _ => Err(err("a point in a tenant's shard belongs to another tenant")),
+    }
 }
 
 /// Deterministic point id: a hash, not a counter, so ids say nothing about other tenants.
@@ -158,10 +184,15 @@ fn create_shard(dir: &Path, dim: usize) -> VResult<EdgeShard> {
     std::fs::create_dir_all(&tmp).map_err(err)?;
     {
         let config = EdgeConfigBuilder::new()
+            // On disk: paged in on use. In RAM, qdrant-edge prefaults each segment's whole
+            // 32 MiB vector chunk when a shard opens, which is 13 GiB for 1,000 small tenants.
             .vector(
                 VECTOR,
-                EdgeVectorParams::builder(dim, Distance::Cosine).build(),
+                EdgeVectorParams::builder(dim, Distance::Cosine)
+                    .on_disk(true)
+                    .build(),
             )
+            .on_disk_payload(true)
             .hnsw_config(HnswIndexConfig::default())
             .wal_options(WalOptions {
                 segment_capacity: WAL_SEGMENT_BYTES,
@@ -175,20 +206,14 @@ fn create_shard(dir: &Path, dim: usize) -> VResult<EdgeShard> {
                 field_schema: Some(schema),
             }))
         };
-        for kw in ["tenant_id", "doc_id", "content_type", "meta"] {
-            update(
-                &shard,
-                index(
-                    kw,
-                    PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
-                ),
-            )?;
-        }
+        // One payload index. Each index carries flag files that every open scans (about
+        // 4 ms apiece); `doc_id` bounds deletes and exports to one document, and the other
+        // conditions are checked on the few points that remain or on candidates.
         update(
             &shard,
             index(
-                "version",
-                PayloadFieldSchema::FieldType(PayloadSchemaType::Integer),
+                "doc_id",
+                PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
             ),
         )?;
         // Dropped (and flushed) here: the directory moves while no handle is open.
@@ -215,6 +240,7 @@ impl EdgeVectorStore {
             dim,
             idle,
             open: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Default::default()),
         };
         if path.join("edge_config.json").exists() {
             store.migrate_shared_shard(path)?;
@@ -229,12 +255,22 @@ impl EdgeVectorStore {
     /// The tenant's shard, opened on first use. `create: false` returns `None` for a tenant
     /// that never stored a vector, so reads never create directories.
     fn get(&self, tenant: &TenantId, create: bool) -> VResult<Option<Arc<TenantShard>>> {
-        let mut open = lock(&self.open);
-        if let Some(s) = open.get(tenant) {
+        let dir = self.dir(tenant);
+        let slot = {
+            let mut open = lock(&self.open);
+            match open.get(tenant) {
+                Some(slot) => slot.clone(),
+                None if !create && !dir.join("edge_config.json").exists() => return Ok(None),
+                None => open.entry(tenant.clone()).or_default().clone(),
+            }
+        };
+        let mut held = lock(&slot.shard);
+        if let Some(s) = held.as_ref() {
             *lock(&s.last_used) = Instant::now();
             return Ok(Some(s.clone()));
         }
-        let dir = self.dir(tenant);
+        // An empty slot left behind (a failed open, a read of a tenant without vectors) is
+        // removed by `close_idle`.
         let shard = if dir.join("edge_config.json").exists() {
             EdgeShard::load(&dir, None).map_err(err)?
         } else if create {
@@ -244,12 +280,20 @@ impl EdgeVectorStore {
         };
         let s = Arc::new(TenantShard {
             shard,
+            writing: Mutex::new(()),
             last_used: Mutex::new(Instant::now()),
-            // It may have been closed (or the process stopped) before its last optimisation.
-            dirty: AtomicBool::new(true),
+            dirty: AtomicBool::new(lock(&self.seen).insert(tenant.clone())),
         });
-        open.insert(tenant.clone(), s.clone());
+        *held = Some(s.clone());
         Ok(Some(s))
+    }
+
+    /// The open shards, for maintenance; a slot busy opening is skipped.
+    fn open_shards(&self) -> Vec<Arc<TenantShard>> {
+        lock(&self.open)
+            .values()
+            .filter_map(|slot| slot.shard.try_lock().ok().and_then(|s| s.clone()))
+            .collect()
     }
 
     /// Move every point of the old shared shard at `path` into its tenant's shard, then
@@ -318,20 +362,47 @@ impl EdgeVectorStore {
     /// Close shards unused for the idle period (dirty ones wait for their optimisation).
     pub fn close_idle(&self) -> usize {
         let mut open = lock(&self.open);
-        let before = open.len();
         let idle = self.idle;
-        // A shard in use elsewhere (Arc held) stays open; dropping one flushes it, under the
-        // lock, so it is never reopened before it is closed.
-        open.retain(|_, s| {
-            Arc::strong_count(s) > 1
-                || s.dirty.load(Ordering::SeqCst)
-                || lock(&s.last_used).elapsed() < idle
+        let mut closed = 0;
+        // A slot or shard in use elsewhere (Arc held) stays open. Dropping a shard flushes it
+        // under the map lock, so it is never reopened before it is closed.
+        open.retain(|_, slot| {
+            if Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            let Ok(held) = slot.shard.try_lock() else {
+                return true;
+            };
+            let keep = held.as_ref().is_some_and(|s| {
+                Arc::strong_count(s) > 1
+                    || s.dirty.load(Ordering::SeqCst)
+                    || lock(&s.last_used).elapsed() < idle
+            });
+            closed += usize::from(!keep && held.is_some());
+            keep
         });
-        before - open.len()
+        closed
     }
 
     pub fn open_count(&self) -> usize {
-        lock(&self.open).len()
+        lock(&self.open)
+            .values()
+            .filter(|slot| slot.shard.try_lock().map_or(true, |s| s.is_some()))
+            .count()
+    }
+}
+
+/// The value behind `arc` once no one else holds it (requests take milliseconds).
+fn unwrap_when_unused<T>(mut arc: Arc<T>, deadline: Instant) -> VResult<T> {
+    loop {
+        match Arc::try_unwrap(arc) {
+            Ok(v) => return Ok(v),
+            Err(shared) if Instant::now() < deadline => {
+                arc = shared;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => return Err(err("the tenant's vector shard stayed in use for 30 s")),
+        }
     }
 }
 
@@ -423,6 +494,7 @@ impl VectorStore for EdgeVectorStore {
             return Ok(());
         }
         let s = self.get(ctx.tenant(), true)?.expect("created");
+        let _writing = lock(&s.writing);
         s.dirty.store(true, Ordering::SeqCst);
         // Bounded batches keep each WAL record small.
         for batch in points.chunks(256) {
@@ -438,6 +510,10 @@ impl VectorStore for EdgeVectorStore {
                 .collect();
             upsert_points(&s.shard, list)?;
         }
+        // qdrant-edge 0.7 writes its WAL but does not replay it on load, so the segment files
+        // themselves must reach the disk before the catalog makes the version live (a killed
+        // process keeps them in the page cache; a power cut would not).
+        s.shard.flush();
         Ok(())
     }
 
@@ -446,7 +522,7 @@ impl VectorStore for EdgeVectorStore {
             return Ok(());
         };
         s.dirty.store(true, Ordering::SeqCst);
-        let mut filter = tenant_filter(ctx.tenant());
+        let mut filter = scoped_filter();
         let range = qdrant_edge::Range {
             gte: Some(OrderedFloat(versions.start as f64)),
             lt: Some(OrderedFloat(versions.end as f64)),
@@ -457,10 +533,13 @@ impl VectorStore for EdgeVectorStore {
             keyword("doc_id", doc.as_str()),
             Condition::Field(FieldCondition::new_range(key_path("version"), range)),
         ]);
+        let _writing = lock(&s.writing);
         update(
             &s.shard,
             UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)),
-        )
+        )?;
+        s.shard.flush();
+        Ok(())
     }
 
     fn search(
@@ -473,8 +552,8 @@ impl VectorStore for EdgeVectorStore {
         let Some(s) = self.get(ctx.tenant(), false)? else {
             return Ok(Vec::new());
         };
-        // The tenant condition is added here, not by callers: no filter can widen it.
-        let mut f = tenant_filter(ctx.tenant());
+        // The shard is chosen here from the context, not by callers: no filter can widen it.
+        let mut f = scoped_filter();
         let must = f.must.get_or_insert_with(Vec::new);
         if !filter.doc_ids.is_empty() {
             must.push(any_of(
@@ -498,7 +577,8 @@ impl VectorStore for EdgeVectorStore {
                 query: VectorInternal::Dense(vector.to_vec()),
                 using: Some(VECTOR.to_string()),
             }))),
-            filter: Some(f),
+            // No conditions: an unfiltered search, which lets qdrant skip filter planning.
+            filter: f.must.as_ref().is_some_and(|m| !m.is_empty()).then_some(f),
             score_threshold: None,
             limit: limit.max(1),
             offset: 0,
@@ -507,15 +587,21 @@ impl VectorStore for EdgeVectorStore {
             with_payload: WithPayloadInterface::Bool(true),
         };
         let points = s.shard.query(request).map_err(err)?;
-        Ok(points
-            .into_iter()
-            .filter_map(|p| {
-                Some(LegHit {
-                    chunk: from_payload(p.payload.as_ref()?)?,
+        let mut hits = Vec::with_capacity(points.len());
+        for p in points {
+            let payload = p
+                .payload
+                .as_ref()
+                .ok_or_else(|| err("a point has no payload"))?;
+            owned_by(payload, ctx.tenant())?;
+            if let Some(chunk) = from_payload(payload) {
+                hits.push(LegHit {
+                    chunk,
                     score: p.score,
-                })
-            })
-            .collect())
+                });
+            }
+        }
+        Ok(hits)
     }
 
     fn chunks(
@@ -527,7 +613,7 @@ impl VectorStore for EdgeVectorStore {
         let Some(s) = self.get(ctx.tenant(), false)? else {
             return Ok(Vec::new());
         };
-        let mut filter = tenant_filter(ctx.tenant());
+        let mut filter = scoped_filter();
         let range = qdrant_edge::Range {
             gte: Some(OrderedFloat(version as f64)),
             lt: Some(OrderedFloat((version + 1) as f64)),
@@ -553,6 +639,9 @@ impl VectorStore for EdgeVectorStore {
                 })
                 .map_err(err)?;
             for r in records {
+                if let Some(p) = &r.payload {
+                    owned_by(p, ctx.tenant())?;
+                }
                 let chunk = r.payload.as_ref().and_then(from_payload);
                 match (chunk, r.vector.and_then(dense)) {
                     (Some(c), Some(v)) => out.push((c, v)),
@@ -572,25 +661,15 @@ impl VectorStore for EdgeVectorStore {
         // The map stays locked until the directory is gone, so nothing reopens the shard
         // in between. Requests already holding it finish first (they take milliseconds).
         let mut open = lock(&self.open);
-        if let Some(mut s) = open.remove(tenant) {
+        if let Some(slot) = open.remove(tenant) {
             let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match Arc::try_unwrap(s) {
-                    Ok(shard) => {
-                        drop(shard);
-                        break;
-                    }
-                    Err(shared) if Instant::now() < deadline => {
-                        s = shared;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(shared) => {
-                        open.insert(tenant.clone(), shared);
-                        return Err(err("the tenant's vector shard stayed in use for 30 s"));
-                    }
-                }
+            let slot = unwrap_when_unused(slot, deadline)?;
+            let shard = slot.shard.into_inner().unwrap_or_else(|p| p.into_inner());
+            if let Some(shard) = shard {
+                drop(unwrap_when_unused(shard, deadline)?);
             }
         }
+        lock(&self.seen).remove(tenant);
         let dir = self.dir(tenant);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(err)?;
@@ -599,13 +678,14 @@ impl VectorStore for EdgeVectorStore {
     }
 
     fn maintain(&self) -> VResult<bool> {
-        let dirty: Vec<Arc<TenantShard>> = lock(&self.open)
-            .values()
+        let dirty: Vec<Arc<TenantShard>> = self
+            .open_shards()
+            .into_iter()
             .filter(|s| s.dirty.load(Ordering::SeqCst))
-            .cloned()
             .collect();
         let mut any = false;
         for s in dirty {
+            let _writing = lock(&s.writing);
             s.dirty.store(false, Ordering::SeqCst);
             match s.shard.optimize() {
                 Ok(changed) => any |= changed,
@@ -627,8 +707,8 @@ impl VectorStore for EdgeVectorStore {
     }
 
     fn flush(&self) {
-        let open: Vec<Arc<TenantShard>> = lock(&self.open).values().cloned().collect();
-        for s in open {
+        for s in self.open_shards() {
+            let _writing = lock(&s.writing);
             s.shard.flush();
         }
     }
@@ -722,5 +802,7 @@ mod tests {
         assert_eq!(store.close_idle(), 1);
         assert_eq!(store.open_count(), 0);
         assert_eq!(texts(&store, "a"), ["gamma"]);
+        // Reopened clean (it was optimised before closing), so it can close again at once.
+        assert_eq!(store.close_idle(), 1);
     }
 }

@@ -127,6 +127,8 @@ fn is_anchor(s: &str) -> bool {
 
 pub struct Extractive {
     pub engine: Arc<Engine>,
+    /// Whose turn the embedding waits for (`Engine::query_permits`).
+    pub tenant: crate::tenant::TenantId,
 }
 
 /// Text that is mostly not words (tables of contents with dot leaders, numbers, code) says
@@ -196,9 +198,10 @@ impl Generator for Extractive {
             let half = candidates.len().div_ceil(2);
             let parts = candidates.chunks(half).map(|part| {
                 let texts: Vec<String> = part.iter().map(|c| c.text.clone()).collect();
-                let engine = self.engine.clone();
+                let (engine, tenant) = (self.engine.clone(), self.tenant.clone());
                 crate::engine::blocking(move || {
                     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    let _turn = engine.query_permits.acquire(&tenant);
                     engine
                         .embedder
                         .embed(Lane::Query, &refs)

@@ -577,6 +577,7 @@ impl PreparedAnswer {
                     Resolved::Extractive => {
                         let g = Extractive {
                             engine: self.engine.clone(),
+                            tenant: self.ctx.tenant().clone(),
                         };
                         g.generate(&self.input, &mut sink).await
                     }

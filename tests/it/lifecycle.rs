@@ -169,11 +169,15 @@ impl Server {
     }
 
     fn query_ids(&self, key: &str, q: &str) -> Vec<String> {
+        self.query_ids_in(key, q, "hybrid")
+    }
+
+    fn query_ids_in(&self, key: &str, q: &str, mode: &str) -> Vec<String> {
         let (s, body) = self.call(
             reqwest::Method::POST,
             "/v1/query",
             key,
-            Some(json!({"query": q, "top_k": 20})),
+            Some(json!({"query": q, "top_k": 20, "mode": mode})),
         );
         assert_eq!(s, 200, "{body}");
         body["results"]
@@ -227,6 +231,15 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
         "ack"
     );
 
+    // Acknowledged just before the kill below, with no shutdown flush: both legs must keep it.
+    let (s, _) = server.call(
+        reqwest::Method::POST,
+        "/v1/documents?wait=true",
+        &key,
+        Some(json!({"id": "crash", "text": "Walruses hum quietly beneath the pack ice."})),
+    );
+    assert_eq!(s, 200);
+
     // kill -9 in the middle of a long ingestion job (the 73-page Debian FAQ).
     let pdf = std::fs::read(provisioned("docs/debian-faq/debian-faq.en.pdf")).unwrap();
     let (s, body) = server.upload_pdf(&key, "faq", pdf, false);
@@ -248,6 +261,14 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
     server.kill9();
 
     let server = Server::start(dir.path());
+    for mode in ["dense", "bm25"] {
+        let ids = server.query_ids_in(&key, "walruses humming under the ice", mode);
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some("crash"),
+            "{mode}: {ids:?}"
+        );
+    }
     // Before the resumed job finishes, the document is not half visible; after, it is whole.
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
