@@ -37,6 +37,12 @@ impl Rng {
     fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     }
+    /// A random L2-normalised 384-dimensional vector (the model's dimension).
+    fn vector(&mut self) -> Vec<f32> {
+        let v: Vec<f32> = (0..384).map(|_| self.unit()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
 }
 
 /// Text with a skewed (Zipf-like) word distribution over a synthetic vocabulary.
@@ -134,22 +140,17 @@ fn dense(c: &mut Criterion) {
     )
     .unwrap();
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
-    let vector = |rng: &mut Rng| {
-        let v: Vec<f32> = (0..384).map(|_| rng.unit()).collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
-    };
     // 20 tenants x 1,000 chunks, a shard each; searches go to one tenant (and filter by it).
     for t in 0..20 {
         let ctx = TenantCtx::operator(TenantId::parse(&format!("t{t}")).unwrap());
         let points: Vec<(StoredChunk, Vec<f32>)> = (0..1000)
-            .map(|i| (chunk(i, 0, String::new()), vector(&mut rng)))
+            .map(|i| (chunk(i, 0, String::new()), rng.vector()))
             .collect();
         store.upsert(&ctx, &points).unwrap();
     }
     store.maintain().unwrap();
     let ctx = TenantCtx::operator(TenantId::parse("t7").unwrap());
-    let queries: Vec<Vec<f32>> = (0..64).map(|_| vector(&mut rng)).collect();
+    let queries: Vec<Vec<f32>> = (0..64).map(|_| rng.vector()).collect();
     cycle(c, "dense_tenant_1k_of_20k_points", &queries, |q| {
         store.search(&ctx, q, &ChunkFilter::default(), 50).unwrap()
     });
@@ -161,19 +162,14 @@ fn dense_cold(c: &mut Criterion) {
     let store =
         EdgeVectorStore::open(&dir.path().join("vectors"), 384, std::time::Duration::ZERO).unwrap();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let vector = |rng: &mut Rng| {
-        let v: Vec<f32> = (0..384).map(|_| rng.unit()).collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
-    };
     // A typical small tenant: 220 chunks.
     let ctx = TenantCtx::operator(TenantId::parse("cold").unwrap());
     let points: Vec<(StoredChunk, Vec<f32>)> = (0..220)
-        .map(|i| (chunk(i, 0, String::new()), vector(&mut rng)))
+        .map(|i| (chunk(i, 0, String::new()), rng.vector()))
         .collect();
     store.upsert(&ctx, &points).unwrap();
     store.maintain().unwrap();
-    let q = vector(&mut rng);
+    let q = rng.vector();
     let mut g = c.benchmark_group("dense_cold_tenant_220_points");
     g.throughput(Throughput::Elements(1));
     g.sample_size(30);

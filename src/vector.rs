@@ -145,6 +145,23 @@ fn scoped_filter() -> Filter {
     }
 }
 
+/// The points of some versions of one document.
+fn versions_filter(doc: &DocId, versions: Range<u64>) -> Filter {
+    let range = qdrant_edge::Range {
+        gte: Some(OrderedFloat(versions.start as f64)),
+        lt: Some(OrderedFloat(versions.end as f64)),
+        gt: None,
+        lte: None,
+    };
+    Filter {
+        must: Some(vec![
+            keyword("doc_id", doc.as_str()),
+            Condition::Field(FieldCondition::new_range(key_path("version"), range)),
+        ]),
+        ..Default::default()
+    }
+}
+
 /// Defence in depth on what leaves the store: every point carries its tenant, and a point of
 /// another tenant in a tenant's shard is an internal error, never a result.
 fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
@@ -522,17 +539,7 @@ impl VectorStore for EdgeVectorStore {
             return Ok(());
         };
         s.dirty.store(true, Ordering::SeqCst);
-        let mut filter = scoped_filter();
-        let range = qdrant_edge::Range {
-            gte: Some(OrderedFloat(versions.start as f64)),
-            lt: Some(OrderedFloat(versions.end as f64)),
-            gt: None,
-            lte: None,
-        };
-        filter.must.get_or_insert_with(Vec::new).extend([
-            keyword("doc_id", doc.as_str()),
-            Condition::Field(FieldCondition::new_range(key_path("version"), range)),
-        ]);
+        let filter = versions_filter(doc, versions);
         let _writing = lock(&s.writing);
         update(
             &s.shard,
@@ -613,17 +620,7 @@ impl VectorStore for EdgeVectorStore {
         let Some(s) = self.get(ctx.tenant(), false)? else {
             return Ok(Vec::new());
         };
-        let mut filter = scoped_filter();
-        let range = qdrant_edge::Range {
-            gte: Some(OrderedFloat(version as f64)),
-            lt: Some(OrderedFloat((version + 1) as f64)),
-            gt: None,
-            lte: None,
-        };
-        filter.must.get_or_insert_with(Vec::new).extend([
-            keyword("doc_id", doc.as_str()),
-            Condition::Field(FieldCondition::new_range(key_path("version"), range)),
-        ]);
+        let filter = versions_filter(doc, version..version + 1);
         let mut out = Vec::new();
         let mut offset = None;
         loop {
