@@ -375,38 +375,6 @@ impl EdgeVectorStore {
         );
         Ok(())
     }
-
-    /// Close shards unused for the idle period (dirty ones wait for their optimisation).
-    pub fn close_idle(&self) -> usize {
-        let mut open = lock(&self.open);
-        let idle = self.idle;
-        let mut closed = 0;
-        // A slot or shard in use elsewhere (Arc held) stays open. Dropping a shard flushes it
-        // under the map lock, so it is never reopened before it is closed.
-        open.retain(|_, slot| {
-            if Arc::strong_count(slot) > 1 {
-                return true;
-            }
-            let Ok(held) = slot.shard.try_lock() else {
-                return true;
-            };
-            let keep = held.as_ref().is_some_and(|s| {
-                Arc::strong_count(s) > 1
-                    || s.dirty.load(Ordering::SeqCst)
-                    || lock(&s.last_used).elapsed() < idle
-            });
-            closed += usize::from(!keep && held.is_some());
-            keep
-        });
-        closed
-    }
-
-    pub fn open_count(&self) -> usize {
-        lock(&self.open)
-            .values()
-            .filter(|slot| slot.shard.try_lock().map_or(true, |s| s.is_some()))
-            .count()
-    }
 }
 
 /// The value behind `arc` once no one else holds it (requests take milliseconds).
@@ -695,12 +663,36 @@ impl VectorStore for EdgeVectorStore {
         Ok(any)
     }
 
+    /// Close shards unused for the idle period (dirty ones wait for their optimisation).
     fn close_idle(&self) -> usize {
-        EdgeVectorStore::close_idle(self)
+        let mut open = lock(&self.open);
+        let idle = self.idle;
+        let mut closed = 0;
+        // A slot or shard in use elsewhere (Arc held) stays open. Dropping a shard flushes it
+        // under the map lock, so it is never reopened before it is closed.
+        open.retain(|_, slot| {
+            if Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            let Ok(held) = slot.shard.try_lock() else {
+                return true;
+            };
+            let keep = held.as_ref().is_some_and(|s| {
+                Arc::strong_count(s) > 1
+                    || s.dirty.load(Ordering::SeqCst)
+                    || lock(&s.last_used).elapsed() < idle
+            });
+            closed += usize::from(!keep && held.is_some());
+            keep
+        });
+        closed
     }
 
     fn open_count(&self) -> usize {
-        EdgeVectorStore::open_count(self)
+        lock(&self.open)
+            .values()
+            .filter(|slot| slot.shard.try_lock().map_or(true, |s| s.is_some()))
+            .count()
     }
 
     fn flush(&self) {
