@@ -13,9 +13,9 @@ use qdrant_edge::{
     Condition, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParams,
     FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath, Match, NamedQuery,
     Payload, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest,
-    UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal, VectorStructPersisted,
-    WalOptions, WithPayloadInterface, WithVector,
+    PointOperations, PointStructPersisted, QueryEnum, QueryRequest, Record, ScoringQuery,
+    ScrollRequest, UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal,
+    VectorStructPersisted, WalOptions, WithPayloadInterface, WithVector,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -319,18 +319,7 @@ impl EdgeVectorStore {
     fn migrate_shared_shard(&self, path: &Path) -> VResult<()> {
         let shared = EdgeShard::load(path, None).map_err(err)?;
         let mut moved = 0usize;
-        let mut offset = None;
-        loop {
-            let (records, next) = shared
-                .scroll(ScrollRequest {
-                    offset,
-                    limit: Some(256),
-                    filter: None,
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: WithVector::Bool(true),
-                    order_by: None,
-                })
-                .map_err(err)?;
+        for_each_page(&shared, None, |records| {
             let mut by_tenant: HashMap<TenantId, Vec<PointStructPersisted>> = HashMap::new();
             for r in records {
                 let (Some(payload), Some(vector)) = (r.payload, r.vector.and_then(dense)) else {
@@ -354,11 +343,8 @@ impl EdgeVectorStore {
                 let s = self.get(&tenant, true)?.expect("created");
                 upsert_points(&s.shard, points)?;
             }
-            match next {
-                Some(n) => offset = Some(n),
-                None => break,
-            }
-        }
+            Ok(())
+        })?;
         drop(shared);
         self.flush();
         for name in ["segments", "temp_segments", "wal", "edge_config.json"] {
@@ -374,6 +360,32 @@ impl EdgeVectorStore {
             "split the shared vector shard into per-tenant shards"
         );
         Ok(())
+    }
+}
+
+/// Every point matching `filter`, with payload and vector, a page of 256 at a time.
+fn for_each_page(
+    shard: &EdgeShard,
+    filter: Option<Filter>,
+    mut page: impl FnMut(Vec<Record>) -> VResult<()>,
+) -> VResult<()> {
+    let mut offset = None;
+    loop {
+        let (records, next) = shard
+            .scroll(ScrollRequest {
+                offset,
+                limit: Some(256),
+                filter: filter.clone(),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(true),
+                order_by: None,
+            })
+            .map_err(err)?;
+        page(records)?;
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok(()),
+        }
     }
 }
 
@@ -590,19 +602,7 @@ impl VectorStore for EdgeVectorStore {
         };
         let filter = versions_filter(doc, version..version + 1);
         let mut out = Vec::new();
-        let mut offset = None;
-        loop {
-            let (records, next) = s
-                .shard
-                .scroll(ScrollRequest {
-                    offset,
-                    limit: Some(256),
-                    filter: Some(filter.clone()),
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: WithVector::Bool(true),
-                    order_by: None,
-                })
-                .map_err(err)?;
+        for_each_page(&s.shard, Some(filter), |records| {
             for r in records {
                 if let Some(p) = &r.payload {
                     owned_by(p, ctx.tenant())?;
@@ -613,11 +613,8 @@ impl VectorStore for EdgeVectorStore {
                     _ => return Err(err("a stored point has no payload or vector")),
                 }
             }
-            match next {
-                Some(n) => offset = Some(n),
-                None => break,
-            }
-        }
+            Ok(())
+        })?;
         out.sort_by_key(|(c, _)| c.ordinal);
         Ok(out)
     }

@@ -168,6 +168,17 @@ impl Server {
         (status, resp.json().unwrap())
     }
 
+    /// Ingest a text document and wait until it is searchable (200).
+    fn ingest_text(&self, key: &str, id: &str, text: &str) {
+        let (s, body) = self.call(
+            reqwest::Method::POST,
+            "/v1/documents?wait=true",
+            key,
+            Some(json!({"id": id, "text": text})),
+        );
+        assert_eq!(s, 200, "{body}");
+    }
+
     fn query_ids(&self, key: &str, q: &str) -> Vec<String> {
         self.query_ids_in(key, q, "hybrid")
     }
@@ -215,13 +226,11 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
     );
     assert_eq!(s, 201);
     let key = body["api_key"].as_str().unwrap().to_string();
-    let (s, _) = server.call(
-        reqwest::Method::POST,
-        "/v1/documents?wait=true",
+    server.ingest_text(
         &key,
-        Some(json!({"id": "ack", "text": "Acknowledged documents survive restarts and crashes."})),
+        "ack",
+        "Acknowledged documents survive restarts and crashes.",
     );
-    assert_eq!(s, 200);
 
     // Graceful restart.
     server.sigterm();
@@ -232,13 +241,7 @@ fn restart_keeps_acknowledged_documents_and_kill_9_leaves_nothing_half_indexed()
     );
 
     // Acknowledged just before the kill below, with no shutdown flush: both legs must keep it.
-    let (s, _) = server.call(
-        reqwest::Method::POST,
-        "/v1/documents?wait=true",
-        &key,
-        Some(json!({"id": "crash", "text": "Walruses hum quietly beneath the pack ice."})),
-    );
-    assert_eq!(s, 200);
+    server.ingest_text(&key, "crash", "Walruses hum quietly beneath the pack ice.");
 
     // kill -9 in the middle of a long ingestion job (the 73-page Debian FAQ).
     let pdf = std::fs::read(provisioned("docs/debian-faq/debian-faq.en.pdf")).unwrap();
