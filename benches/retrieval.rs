@@ -94,7 +94,7 @@ fn fusion(c: &mut Criterion) {
         let b: Vec<u32> = (n as u32 / 2..n as u32 * 3 / 2).rev().collect();
         g.throughput(Throughput::Elements(2 * n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
-            bench.iter(|| rrf(&[(&a[..], 1.0), (&b[..], 1.0)], 60.0))
+            bench.iter(|| rrf(&[(&a[..], 2.0), (&b[..], 1.0)], 1.0))
         });
     }
     g.finish();

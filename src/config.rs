@@ -99,6 +99,9 @@ pub struct QueryConfig {
     pub rrf_k: f32,
     pub dense_weight: f32,
     pub bm25_weight: f32,
+    /// Dense leg: weight of each chunk's document opening in its score, 0..=1 (0 = the chunk
+    /// alone). See `query::in_document_context`.
+    pub opening_weight: f32,
     /// Model sessions embedding queries in parallel; 0 = one per core.
     pub embed_sessions: usize,
 }
@@ -233,9 +236,10 @@ impl Config {
             || q.rrf_k <= 0.0
             || q.dense_weight < 0.0
             || q.bm25_weight < 0.0
+            || !(0.0..=1.0).contains(&q.opening_weight)
         {
             return Err(ConfigError(
-                "query: candidates_per_leg in 1..=1000, rrf_k > 0, weights >= 0".into(),
+                "query: candidates_per_leg in 1..=1000, rrf_k > 0, weights >= 0, opening_weight in 0..=1".into(),
             ));
         }
         let i = &self.ingest;
@@ -371,7 +375,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from-env"));
         assert_eq!(c.query.candidates_per_leg, 40);
         assert_eq!(c.query.rrf_k, 30.0);
-        assert_eq!(Config::defaults().query.rrf_k, 60.0);
+        assert_eq!(Config::defaults().query.rrf_k, 1.0);
     }
 
     #[test]

@@ -142,38 +142,42 @@ pub struct Variant {
     pub fusion: FusionOverrides,
 }
 
-/// Every mode, and hybrid with each fusion method the engine supports.
+/// Every mode, and hybrid with each fusion method the engine supports; the `chunk alone`
+/// variants switch document context off (`opening_weight` 0) to show what it adds.
 pub fn standard_variants() -> Vec<Variant> {
-    let hybrid = |name: &str, method: FusionMethod, wd: f32, wb: f32| Variant {
+    let variant = |name: &str, mode: Mode, fusion: FusionOverrides| Variant {
         name: name.into(),
-        mode: Mode::Hybrid,
-        fusion: FusionOverrides {
-            method: Some(method),
-            dense_weight: Some(wd),
-            bm25_weight: Some(wb),
-            ..Default::default()
-        },
+        mode,
+        fusion,
+    };
+    let hybrid = |name: &str, method: FusionMethod, k: f32, wd: f32, wb: f32| {
+        variant(
+            name,
+            Mode::Hybrid,
+            FusionOverrides {
+                method: Some(method),
+                rrf_k: Some(k),
+                dense_weight: Some(wd),
+                bm25_weight: Some(wb),
+                ..Default::default()
+            },
+        )
+    };
+    let alone = FusionOverrides {
+        opening_weight: Some(0.0),
+        ..Default::default()
     };
     vec![
-        Variant {
-            name: "bm25".into(),
-            mode: Mode::Bm25,
-            fusion: FusionOverrides::default(),
-        },
-        Variant {
-            name: "dense".into(),
-            mode: Mode::Dense,
-            fusion: FusionOverrides::default(),
-        },
-        Variant {
-            name: "hybrid (default)".into(),
-            mode: Mode::Hybrid,
-            fusion: FusionOverrides::default(),
-        },
-        hybrid("hybrid rrf k=60 1:1", FusionMethod::Rrf, 1.0, 1.0),
-        hybrid("hybrid rrf k=60 2:1", FusionMethod::Rrf, 2.0, 1.0),
-        hybrid("hybrid dbsf 1:1", FusionMethod::Dbsf, 1.0, 1.0),
-        hybrid("hybrid convex 1:1", FusionMethod::Convex, 1.0, 1.0),
+        variant("bm25", Mode::Bm25, FusionOverrides::default()),
+        variant("dense", Mode::Dense, FusionOverrides::default()),
+        variant("dense, chunk alone", Mode::Dense, alone.clone()),
+        variant("hybrid (default)", Mode::Hybrid, FusionOverrides::default()),
+        variant("hybrid, chunk alone", Mode::Hybrid, alone),
+        hybrid("hybrid rrf k=5 2:1", FusionMethod::Rrf, 5.0, 2.0, 1.0),
+        hybrid("hybrid rrf k=60 2:1", FusionMethod::Rrf, 60.0, 2.0, 1.0),
+        hybrid("hybrid rrf k=60 1:1", FusionMethod::Rrf, 60.0, 1.0, 1.0),
+        hybrid("hybrid dbsf 1:1", FusionMethod::Dbsf, 60.0, 1.0, 1.0),
+        hybrid("hybrid convex 1:1", FusionMethod::Convex, 60.0, 1.0, 1.0),
     ]
 }
 

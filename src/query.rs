@@ -8,7 +8,7 @@ use tenantry_ingest::Lane;
 
 use crate::engine::{blocking, Engine};
 use crate::error::{InternalError, Result, UserError};
-use crate::store::{ChunkFilter, LegHit, StoredChunk};
+use crate::store::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
 use crate::tenant::TenantCtx;
 
 pub const MAX_TOP_K: usize = 100;
@@ -48,6 +48,8 @@ pub struct FusionOverrides {
     pub dense_weight: Option<f32>,
     pub bm25_weight: Option<f32>,
     pub candidates_per_leg: Option<usize>,
+    /// Weight of a chunk's document opening in its dense score (see [`in_document_context`]).
+    pub opening_weight: Option<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +64,8 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub chunk: StoredChunk,
-    /// Fused score in hybrid mode; the leg's own score otherwise (cosine or BM25).
+    /// Fused score in hybrid mode; the leg's own score otherwise (BM25, or cosine in document
+    /// context: see [`in_document_context`]).
     pub score: f32,
     /// 1-based rank in each leg's candidate list, when the chunk was in it.
     pub dense_rank: Option<usize>,
@@ -119,6 +122,11 @@ impl Query {
         {
             return Err(UserError::Invalid(
                 "fusion: rrf_k must be > 0 and weights >= 0".into(),
+            ));
+        }
+        if f.opening_weight.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
+            return Err(UserError::Invalid(
+                "fusion: opening_weight must be between 0 and 1".into(),
             ));
         }
         if f.candidates_per_leg
@@ -210,6 +218,57 @@ pub fn score_fusion<K: Clone + Eq + std::hash::Hash>(
 
 type Key = (String, u64, u32);
 
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Dense scores in the context of each chunk's document: `(1 - w) * cos(query, chunk) +
+/// w * cos(query, the document's opening chunk)`, best first.
+///
+/// A chunk is judged together with the document it comes from, as passage-level retrieval has
+/// long done (Callan 1994; Bendersky & Kurland 2008: interpolate the best passage's score with
+/// the document's). A document's opening (title, headings, first passage) is where it says
+/// what it is about, and it is embedded already. Without it, a long document's later chunks
+/// are many extra draws at a high similarity to any query, and they outrank the short
+/// document that answers it. The opening's own score is unchanged; one-chunk documents too.
+pub fn in_document_context(
+    query: &[f32],
+    mut hits: Vec<LegHit>,
+    w: f32,
+    openings: impl FnOnce(&[ChunkKey]) -> Result<Vec<Option<Vec<f32>>>>,
+) -> Result<Vec<LegHit>> {
+    let mut opening: HashMap<(String, u64), f32> = HashMap::new();
+    for h in hits.iter().filter(|h| h.chunk.ordinal == 0) {
+        opening.insert(
+            (h.chunk.doc_id.as_str().to_string(), h.chunk.version),
+            h.score,
+        );
+    }
+    let mut missing: Vec<ChunkKey> = Vec::new();
+    for h in &hits {
+        let k = (h.chunk.doc_id.as_str().to_string(), h.chunk.version);
+        if !opening.contains_key(&k) && !missing.iter().any(|m| m.0 == h.chunk.doc_id && m.1 == k.1)
+        {
+            missing.push((h.chunk.doc_id.clone(), h.chunk.version, 0));
+        }
+    }
+    if !missing.is_empty() {
+        for (k, v) in missing.iter().zip(openings(&missing)?) {
+            if let Some(v) = v {
+                opening.insert((k.0.as_str().to_string(), k.1), dot(query, &v));
+            }
+        }
+    }
+    for h in &mut hits {
+        let k = (h.chunk.doc_id.as_str().to_string(), h.chunk.version);
+        // A missing opening (not expected) leaves the chunk's own score.
+        let o = opening.get(&k).copied().unwrap_or(h.score);
+        h.score = (1.0 - w) * h.score + w * o;
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(hits)
+}
+
 fn key(c: &StoredChunk) -> Key {
     (c.doc_id.as_str().to_string(), c.version, c.ordinal)
 }
@@ -296,6 +355,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
 
     let (e, c) = (engine.clone(), ctx.clone());
     let (text, mode, top_k, fusion) = (q.text.clone(), q.mode, q.top_k, q.fusion.clone());
+    let vector = query_vector.clone();
     let (hits, best_dense, fuse_ms) = blocking(move || {
         let t = Instant::now();
         let cfg = &e.config.query;
@@ -312,7 +372,15 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
         let visible = |h: &LegHit| live.get(h.chunk.doc_id.as_str()) == Some(&h.chunk.version);
         let dense_hits: Vec<LegHit> = dense_hits.iter().filter(|h| visible(h)).cloned().collect();
         let bm25_hits: Vec<LegHit> = bm25_hits.iter().filter(|h| visible(h)).cloned().collect();
+        // Answers are gated on the best chunk's own similarity, before document context.
         let best_dense = dense_hits.first().map(|h| h.score);
+        let w = fusion.opening_weight.unwrap_or(cfg.opening_weight);
+        let dense_hits = match &vector {
+            Some(v) if w > 0.0 => {
+                in_document_context(v, dense_hits, w, |keys| Ok(e.vectors.vectors(&c, keys)?))?
+            }
+            _ => dense_hits,
+        };
 
         let dense_keys: Vec<Key> = dense_hits.iter().map(|h| key(&h.chunk)).collect();
         let bm25_keys: Vec<Key> = bm25_hits.iter().map(|h| key(&h.chunk)).collect();
@@ -405,6 +473,58 @@ mod tests {
             out.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             vec!["x", "y", "z", "w"]
         );
+    }
+
+    fn hit(doc: &str, ordinal: u32, score: f32) -> LegHit {
+        LegHit {
+            chunk: StoredChunk {
+                doc_id: crate::tenant::DocId::parse(doc).unwrap(),
+                version: 3,
+                ordinal,
+                title: String::new(),
+                text: String::new(),
+                content_type: "text/plain".into(),
+                page: None,
+                heading_path: vec![],
+                metadata: Default::default(),
+                start: 0,
+                end: 0,
+            },
+            score,
+        }
+    }
+
+    #[test]
+    fn document_context_matches_hand_computation() {
+        let query = [1.0, 0.0];
+        let hits = vec![hit("a", 1, 0.8), hit("b", 2, 0.7), hit("b", 0, 0.6)];
+        let mut asked = vec![];
+        let out = in_document_context(&query, hits, 0.5, |keys| {
+            asked = keys.to_vec();
+            // a's opening: cosine 0.2 with the query.
+            Ok(vec![Some(vec![0.2, 0.98])])
+        })
+        .unwrap();
+        // Only the opening not among the candidates is fetched, at the hit's version.
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].0.as_str(), asked[0].1, asked[0].2), ("a", 3, 0));
+        // b#2: (0.7 + 0.6) / 2; b#0 is its own opening; a#1: (0.8 + 0.2) / 2.
+        let got: Vec<(String, u32, f32)> = out
+            .iter()
+            .map(|h| (h.chunk.doc_id.to_string(), h.chunk.ordinal, h.score))
+            .collect();
+        let expect = [("b", 2, 0.65), ("b", 0, 0.6), ("a", 1, 0.5)];
+        assert_eq!(got.len(), expect.len());
+        for ((d, o, s), (ed, eo, es)) in got.iter().zip(expect) {
+            assert_eq!((d.as_str(), *o), (ed, eo));
+            assert!((s - es).abs() < 1e-6, "{d}#{o}: {s} vs {es}");
+        }
+        // Weight 0 is the chunk alone.
+        let out = in_document_context(&query, vec![hit("a", 1, 0.8)], 0.0, |_| {
+            Ok(vec![Some(vec![0.0, 1.0])])
+        })
+        .unwrap();
+        assert_eq!(out[0].score, 0.8);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct ChunkFilter {
     pub metadata: Vec<String>,
 }
 
+/// A chunk's identity within a tenant: document, version, ordinal.
+pub type ChunkKey = (DocId, u64, u32);
+
 #[derive(Debug, Clone)]
 pub struct LegHit {
     pub chunk: StoredChunk,

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::InternalError;
-use crate::store::{ChunkFilter, LegHit, StoredChunk};
+use crate::store::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
 use crate::tenant::{DocId, TenantCtx, TenantId};
 
 type VResult<T> = Result<T, InternalError>;
@@ -43,6 +43,9 @@ pub trait VectorStore: Send + Sync {
         filter: &ChunkFilter,
         limit: usize,
     ) -> VResult<Vec<LegHit>>;
+    /// The stored vectors of these chunks, in the order asked; `None` where no such chunk is
+    /// stored.
+    fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>>;
     /// Every chunk of one version of a document, with its vector, in ordinal order (export).
     fn chunks(
         &self,
@@ -173,13 +176,17 @@ fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
 
 /// Deterministic point id: a hash, not a counter, so ids say nothing about other tenants.
 fn point_id(tenant: &TenantId, c: &StoredChunk) -> PointId {
+    key_point_id(tenant, &(c.doc_id.clone(), c.version, c.ordinal))
+}
+
+fn key_point_id(tenant: &TenantId, (doc, version, ordinal): &ChunkKey) -> PointId {
     let mut h = Sha256::new();
-    for part in [tenant.as_str().as_bytes(), c.doc_id.as_str().as_bytes()] {
+    for part in [tenant.as_str().as_bytes(), doc.as_str().as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    h.update(c.version.to_le_bytes());
-    h.update(c.ordinal.to_le_bytes());
+    h.update(version.to_le_bytes());
+    h.update(ordinal.to_le_bytes());
     let digest = h.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -589,6 +596,32 @@ impl VectorStore for EdgeVectorStore {
             }
         }
         Ok(hits)
+    }
+
+    fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>> {
+        let Some(s) = self.get(ctx.tenant(), false)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let ids: Vec<PointId> = keys.iter().map(|k| key_point_id(ctx.tenant(), k)).collect();
+        // No payload: reading it costs more than the vectors, and these ids are derived from
+        // the caller's tenant inside the caller's shard, so they cannot name another's point.
+        let records = s
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(false)),
+                Some(WithVector::Bool(true)),
+            )
+            .map_err(err)?;
+        let mut found: HashMap<PointId, Vec<f32>> = HashMap::with_capacity(records.len());
+        for r in records {
+            let v = r
+                .vector
+                .and_then(dense)
+                .ok_or_else(|| err("a stored point has no vector"))?;
+            found.insert(r.id, v);
+        }
+        Ok(ids.iter().map(|id| found.remove(id)).collect())
     }
 
     fn chunks(

@@ -254,12 +254,15 @@ pub enum FusionMethodDto {
 pub struct FusionDto {
     /// rrf | dbsf | convex (default from config: rrf).
     pub method: Option<FusionMethodDto>,
-    /// RRF constant (default 60).
+    /// RRF constant (default 1: each leg's top ranks weigh most).
     pub rrf_k: Option<f32>,
     pub dense_weight: Option<f32>,
     pub bm25_weight: Option<f32>,
     /// Candidates fetched from each leg before fusion (default 50).
     pub candidates_per_leg: Option<usize>,
+    /// Dense leg: weight of each chunk's document opening in its score, 0 to 1 (default 0.5;
+    /// 0 scores the chunk alone).
+    pub opening_weight: Option<f32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

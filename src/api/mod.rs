@@ -488,6 +488,7 @@ async fn query(
             dense_weight: fusion.dense_weight,
             bm25_weight: fusion.bm25_weight,
             candidates_per_leg: fusion.candidates_per_leg,
+            opening_weight: fusion.opening_weight,
         },
     };
     let out = engine.query(&ctx, q).await?;

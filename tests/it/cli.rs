@@ -102,6 +102,7 @@ fn eval_reports_every_variant_deterministically() {
     for name in [
         "bm25",
         "dense",
+        "dense, chunk alone",
         "hybrid (default)",
         "hybrid dbsf 1:1",
         "hybrid convex 1:1",
