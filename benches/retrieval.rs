@@ -197,6 +197,7 @@ fn embedding(c: &mut Criterion) {
             batch_size: batch,
             intra_threads: 1,
             query_sessions: 2,
+            query_threads: 1,
         })
         .unwrap();
         g.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, _| {

@@ -104,6 +104,8 @@ pub struct QueryConfig {
     pub opening_weight: f32,
     /// Model sessions embedding queries in parallel; 0 = one per core.
     pub embed_sessions: usize,
+    /// ONNX Runtime threads of each query session; 0 = one per core.
+    pub embed_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1167,6 +1167,7 @@ pub(crate) fn embedder_config(config: &Config) -> EmbedderConfig {
         batch_size: config.ingest.embed_batch,
         intra_threads: config.ingest.embed_threads,
         query_sessions: config.query.embed_sessions,
+        query_threads: config.query.embed_threads,
     }
 }
 

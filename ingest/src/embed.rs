@@ -46,9 +46,13 @@ pub struct EmbedderConfig {
     pub ort_dylib: Option<PathBuf>,
     pub max_length: usize,
     pub batch_size: usize,
-    /// ONNX Runtime intra-op threads per lane. ORT threads busy-wait, so on small machines one
-    /// thread per lane beats sharing all cores.
+    /// ONNX Runtime intra-op threads of the ingestion session. ORT threads busy-wait, so on
+    /// small machines one thread beats sharing all cores.
     pub intra_threads: usize,
+    /// Intra-op threads of each query session; 0 means one per core. Query sessions do not
+    /// spin while idle, so a lone query can use every core and parallel queries still share
+    /// them (measured: one short query 4.3 -> 3.1 ms on 2 cores, same throughput at 8 callers).
+    pub query_threads: usize,
     /// Model sessions serving queries in parallel; 0 means one per core. Batching queries does
     /// not help here (a batch of 8 short queries costs 8 times one), parallel sessions do.
     pub query_sessions: usize,
@@ -140,7 +144,9 @@ impl FastEmbedder {
             ));
         }
         let env = ort_environment(&dylib)?;
-        let make = || -> Result<TextEmbedding, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // `spin`: ORT's default, worker threads busy-wait between operators (and calls).
+        let make = |threads: usize, spin: bool| -> Result<TextEmbedding, String> {
             match &config.source {
                 ModelSource::Local(dir) => {
                     let files = TokenizerFiles {
@@ -151,25 +157,33 @@ impl FastEmbedder {
                     };
                     let model = UserDefinedEmbeddingModel::new(read(dir, "model.onnx")?, files)
                         .with_pooling(Pooling::Mean);
-                    let opts = InitOptionsUserDefined::new()
+                    let mut opts = InitOptionsUserDefined::new()
                         .with_environment(env.clone())
                         .with_max_length(config.max_length)
-                        .with_intra_threads(config.intra_threads.max(1));
+                        .with_intra_threads(threads.max(1));
+                    if !spin {
+                        opts = opts.with_session_config("session.intra_op.allow_spinning", "0");
+                    }
                     TextEmbedding::try_new_from_user_defined(model, opts)
                         .map_err(|e| format!("cannot load model: {e}"))
                 }
                 ModelSource::Hub(name) => hub_model(name, config, &env),
             }
         };
-        let n = match config.query_sessions {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let or_cores = |n: usize| if n == 0 { cores } else { n };
+        let (sessions, threads) = (
+            or_cores(config.query_sessions),
+            or_cores(config.query_threads),
+        );
         let queries = SessionPool {
-            free: Mutex::new((0..n).map(|_| make()).collect::<Result<_, _>>()?),
+            free: Mutex::new(
+                (0..sessions)
+                    .map(|_| make(threads, false))
+                    .collect::<Result<_, _>>()?,
+            ),
             returned: Condvar::new(),
         };
-        let ingest = Mutex::new(make()?);
+        let ingest = Mutex::new(make(config.intra_threads, true)?);
         let model_id = match &config.source {
             ModelSource::Local(dir) => format!(
                 "local:{}",

@@ -257,6 +257,7 @@ fn real_embeddings_are_normalised_and_meaningful() {
         batch_size: 8,
         intra_threads: 1,
         query_sessions: 2,
+        query_threads: 1,
     })
     .unwrap();
     assert_eq!(e.dim(), 384);
