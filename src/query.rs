@@ -1,6 +1,6 @@
 //! Tenant-scoped hybrid retrieval: both legs for the caller's tenant only, a visibility check
 //! against the catalog (only live versions), reciprocal rank fusion, snippets.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use tenantry_ingest::Lane;
 use crate::engine::{blocking, Engine};
 use crate::error::{InternalError, Result, UserError};
 use crate::store::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
-use crate::tenant::TenantCtx;
+use crate::tenant::{DocId, TenantCtx};
 
 pub const MAX_TOP_K: usize = 100;
 pub const MAX_QUERY_CHARS: usize = 4096;
@@ -237,32 +237,30 @@ pub fn in_document_context(
     w: f32,
     openings: impl FnOnce(&[ChunkKey]) -> Result<Vec<Option<Vec<f32>>>>,
 ) -> Result<Vec<LegHit>> {
-    let mut opening: HashMap<(String, u64), f32> = HashMap::new();
-    for h in hits.iter().filter(|h| h.chunk.ordinal == 0) {
-        opening.insert(
-            (h.chunk.doc_id.as_str().to_string(), h.chunk.version),
-            h.score,
-        );
-    }
-    let mut missing: Vec<ChunkKey> = Vec::new();
-    for h in &hits {
-        let k = (h.chunk.doc_id.as_str().to_string(), h.chunk.version);
-        if !opening.contains_key(&k) && !missing.iter().any(|m| m.0 == h.chunk.doc_id && m.1 == k.1)
-        {
-            missing.push((h.chunk.doc_id.clone(), h.chunk.version, 0));
-        }
-    }
+    let doc = |h: &LegHit| (h.chunk.doc_id.clone(), h.chunk.version);
+    let mut opening: HashMap<(DocId, u64), f32> = hits
+        .iter()
+        .filter(|h| h.chunk.ordinal == 0)
+        .map(|h| (doc(h), h.score))
+        .collect();
+    let mut asked = HashSet::new();
+    let missing: Vec<ChunkKey> = hits
+        .iter()
+        .map(doc)
+        .filter(|d| !opening.contains_key(d) && asked.insert(d.clone()))
+        .map(|(id, version)| (id, version, 0))
+        .collect();
     if !missing.is_empty() {
-        for (k, v) in missing.iter().zip(openings(&missing)?) {
+        let vectors = openings(&missing)?;
+        for ((id, version, _), v) in missing.into_iter().zip(vectors) {
             if let Some(v) = v {
-                opening.insert((k.0.as_str().to_string(), k.1), dot(query, &v));
+                opening.insert((id, version), dot(query, &v));
             }
         }
     }
     for h in &mut hits {
-        let k = (h.chunk.doc_id.as_str().to_string(), h.chunk.version);
         // A missing opening (not expected) leaves the chunk's own score.
-        let o = opening.get(&k).copied().unwrap_or(h.score);
+        let o = opening.get(&doc(h)).copied().unwrap_or(h.score);
         h.score = (1.0 - w) * h.score + w * o;
     }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));

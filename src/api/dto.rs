@@ -290,6 +290,8 @@ pub struct QueryResultDto {
     pub text: String,
     /// HTML-escaped text with matched terms in <b>.
     pub snippet: String,
+    /// hybrid: the fused score; dense: cosine in document context (see `fusion.opening_weight`);
+    /// bm25: the BM25 score.
     pub score: f32,
     pub dense_rank: Option<usize>,
     pub bm25_rank: Option<usize>,
