@@ -8,10 +8,11 @@ section the entry sits in. Deterministic: the same input files give byte-identic
 
 usage: make_eval_pyfaq.py SOURCE_DIR OUT_DIR   (SOURCE_DIR = .../html/_sources/faq)
 """
-import json
 import os
 import re
 import sys
+
+import beir
 
 UNDERLINE = re.compile(r"^([=\-~^*#\"'`+])\1{2,}\s*$")
 
@@ -75,18 +76,7 @@ def main():
             corpus.append({"_id": f"pyfaq-{n}", "title": parent, "text": text})
             queries.append({"_id": f"q-{n}", "text": title})
             qrels.append((f"q-{n}", f"pyfaq-{n}"))
-    os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
-    with open(os.path.join(out, "corpus.jsonl"), "w", encoding="utf-8") as f:
-        for c in corpus:
-            f.write(json.dumps(c, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "queries.jsonl"), "w", encoding="utf-8") as f:
-        for q in queries:
-            f.write(json.dumps(q, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "qrels", "test.tsv"), "w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for q, c in qrels:
-            f.write(f"{q}\t{c}\t1\n")
-    print(f"python-faq: {len(corpus)} passages, {len(queries)} queries -> {out}")
+    beir.write(out, "python-faq", corpus, queries, qrels)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ and those subsections are not passages of their own. Deterministic.
 
 usage: make_eval_rfaq.py R-FAQ.html OUT_DIR
 """
-import html
-import json
-import os
 import re
 import sys
 from html.parser import HTMLParser
+
+import beir
 
 LEVELS = {"h2": 2, "h3": 3, "h4": 4}
 BLOCK = {"p", "pre", "li", "dt", "dd", "br", "div", "table", "tr", "blockquote"}
@@ -117,18 +116,7 @@ def main():
         if title.endswith("?"):
             queries.append({"_id": f"q-{n}", "text": title})
             qrels.append((f"q-{n}", f"rfaq-{n}"))
-    os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
-    with open(os.path.join(out, "corpus.jsonl"), "w", encoding="utf-8") as f:
-        for c in corpus:
-            f.write(json.dumps(c, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "queries.jsonl"), "w", encoding="utf-8") as f:
-        for q in queries:
-            f.write(json.dumps(q, ensure_ascii=False) + "\n")
-    with open(os.path.join(out, "qrels", "test.tsv"), "w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for q, c in qrels:
-            f.write(f"{q}\t{c}\t1\n")
-    print(f"r-faq: {len(corpus)} passages, {len(queries)} queries -> {out}")
+    beir.write(out, "r-faq", corpus, queries, qrels)
 
 
 if __name__ == "__main__":
