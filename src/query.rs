@@ -474,22 +474,9 @@ mod tests {
     }
 
     fn hit(doc: &str, ordinal: u32, score: f32) -> LegHit {
-        LegHit {
-            chunk: StoredChunk {
-                doc_id: crate::tenant::DocId::parse(doc).unwrap(),
-                version: 3,
-                ordinal,
-                title: String::new(),
-                text: String::new(),
-                content_type: "text/plain".into(),
-                page: None,
-                heading_path: vec![],
-                metadata: Default::default(),
-                start: 0,
-                end: 0,
-            },
-            score,
-        }
+        let mut chunk = crate::store::test_chunk(doc, ordinal, "");
+        chunk.version = 3;
+        LegHit { chunk, score }
     }
 
     #[test]

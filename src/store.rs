@@ -69,6 +69,24 @@ pub struct ChunkFilter {
     pub metadata: Vec<String>,
 }
 
+/// A one-section plain-text chunk at version 1, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_chunk(doc: &str, ordinal: u32, text: &str) -> StoredChunk {
+    StoredChunk {
+        doc_id: DocId::parse(doc).unwrap(),
+        version: 1,
+        ordinal,
+        title: String::new(),
+        text: text.to_string(),
+        content_type: "text/plain".into(),
+        page: None,
+        heading_path: vec![],
+        metadata: Default::default(),
+        start: 0,
+        end: text.len() as u64,
+    }
+}
+
 /// A chunk's identity within a tenant: document, version, ordinal.
 pub type ChunkKey = (DocId, u64, u32);
 

@@ -736,22 +736,7 @@ impl VectorStore for EdgeVectorStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn chunk(doc: &str, text: &str) -> StoredChunk {
-        StoredChunk {
-            doc_id: DocId::parse(doc).unwrap(),
-            version: 1,
-            ordinal: 0,
-            title: String::new(),
-            text: text.to_string(),
-            content_type: "text/plain".into(),
-            page: None,
-            heading_path: vec![],
-            metadata: Default::default(),
-            start: 0,
-            end: text.len() as u64,
-        }
-    }
+    use crate::store::test_chunk;
 
     fn ctx(t: &str) -> TenantCtx {
         TenantCtx::operator(TenantId::parse(t).unwrap())
@@ -781,7 +766,7 @@ mod tests {
                 .build();
             let shared = EdgeShard::new(&path, config).unwrap();
             for (t, text) in [("a", "alpha text"), ("b", "beta text")] {
-                let c = chunk("d1", text);
+                let c = test_chunk("d1", 0, text);
                 let tenant = TenantId::parse(t).unwrap();
                 let p = point(
                     point_id(&tenant, &c),
@@ -807,7 +792,7 @@ mod tests {
     fn idle_shards_close_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = EdgeVectorStore::open(dir.path(), 4, Duration::ZERO).unwrap();
-        let c = chunk("d1", "gamma");
+        let c = test_chunk("d1", 0, "gamma");
         store
             .upsert(&ctx("a"), &[(c, vec![1.0, 0.0, 0.0, 0.0])])
             .unwrap();
