@@ -105,8 +105,8 @@ if [ ! -f "$E/qrels/test.tsv" ]; then
   rm -rf "$E" && mv "$E.part" "$E"
 fi
 
-# A third set, from the R FAQ, held out: it played no part in choosing the fusion defaults and
-# checks them afterwards.
+# A third set, from the R FAQ: the rule that chose the fusion defaults used only the other two;
+# this one checks them.
 E=$ROOT/eval/r-faq
 if [ ! -f "$E/qrels/test.tsv" ]; then
   python3 scripts/make_eval_rfaq.py /usr/share/R/doc/manual/R-FAQ.html "$E.part" >/dev/null

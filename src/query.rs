@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tenantry_ingest::embed::cosine;
 use tenantry_ingest::Lane;
 
 use crate::engine::{blocking, Engine};
@@ -218,10 +219,6 @@ pub fn score_fusion<K: Clone + Eq + std::hash::Hash>(
 
 type Key = (String, u64, u32);
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// Dense scores in the context of each chunk's document: `(1 - w) * cos(query, chunk) +
 /// w * cos(query, the document's opening chunk)`, best first.
 ///
@@ -254,7 +251,7 @@ pub fn in_document_context(
         let vectors = openings(&missing)?;
         for ((id, version, _), v) in missing.into_iter().zip(vectors) {
             if let Some(v) = v {
-                opening.insert((id, version), dot(query, &v));
+                opening.insert((id, version), cosine(query, &v));
             }
         }
     }

@@ -176,10 +176,10 @@ fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
 
 /// Deterministic point id: a hash, not a counter, so ids say nothing about other tenants.
 fn point_id(tenant: &TenantId, c: &StoredChunk) -> PointId {
-    key_point_id(tenant, &(c.doc_id.clone(), c.version, c.ordinal))
+    key_point_id(tenant, &c.doc_id, c.version, c.ordinal)
 }
 
-fn key_point_id(tenant: &TenantId, (doc, version, ordinal): &ChunkKey) -> PointId {
+fn key_point_id(tenant: &TenantId, doc: &DocId, version: u64, ordinal: u32) -> PointId {
     let mut h = Sha256::new();
     for part in [tenant.as_str().as_bytes(), doc.as_str().as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
@@ -602,7 +602,10 @@ impl VectorStore for EdgeVectorStore {
         let Some(s) = self.get(ctx.tenant(), false)? else {
             return Ok(vec![None; keys.len()]);
         };
-        let ids: Vec<PointId> = keys.iter().map(|k| key_point_id(ctx.tenant(), k)).collect();
+        let ids: Vec<PointId> = keys
+            .iter()
+            .map(|(doc, version, ordinal)| key_point_id(ctx.tenant(), doc, *version, *ordinal))
+            .collect();
         // No payload: reading it costs more than the vectors, and these ids are derived from
         // the caller's tenant inside the caller's shard, so they cannot name another's point.
         let records = s

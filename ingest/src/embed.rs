@@ -15,6 +15,11 @@ pub enum Lane {
     Ingest,
 }
 
+/// Cosine similarity of two [`Embedder`] outputs, which are L2-normalised: their dot product.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// Turns text into dense vectors.
 ///
 /// Contract: calls block (run them on a blocking thread, never on the async runtime); the

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use tenantry_ingest::embed::cosine;
 use tenantry_ingest::Lane;
 
 use super::{BoxFuture, ContextChunk, Generated, GenerationError, GenerationInput, Generator};
@@ -214,7 +215,7 @@ impl Generator for Extractive {
             }
             for (c, v) in candidates.iter_mut().zip(&vectors) {
                 c.score =
-                    dot(&input.question_vector, v) + OVERLAP_WEIGHT * overlap(&q_terms, &c.text);
+                    cosine(&input.question_vector, v) + OVERLAP_WEIGHT * overlap(&q_terms, &c.text);
             }
             let mut anchor: Option<(usize, f32, usize)> = None; // (chunk, score, sentences since)
             for c in candidates.iter_mut() {
@@ -286,10 +287,6 @@ fn shortlist(candidates: Vec<Candidate>, q_terms: &HashSet<String>) -> Vec<Candi
         .zip(keep)
         .filter_map(|(c, k)| k.then_some(c))
         .collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]
