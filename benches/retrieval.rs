@@ -110,7 +110,7 @@ fn chunking(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(md.len() as u64));
     for ct in [ContentType::Markdown, ContentType::Text] {
-        let extracted = parse(md.as_bytes(), ct).unwrap();
+        let extracted = parse(md.as_bytes(), ct, &tenantry_ingest::ParseLimits::default()).unwrap();
         g.bench_function(ct.mime(), |b| b.iter(|| chunker.chunk(&extracted, ct)));
     }
     g.finish();

@@ -107,7 +107,8 @@ impl JwtVerifier {
     }
 
     /// The tenant and role a token grants. The tenant's existence is checked by the caller.
-    pub fn verify(&self, token: &str) -> Result<(TenantId, Role), AuthError> {
+    /// The token's tenant, role and issue time (`iat`, seconds).
+    pub fn verify(&self, token: &str) -> Result<(TenantId, Role, i64), AuthError> {
         // Unknown algorithm names (including "none") fail to parse here.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token or unsupported algorithm"))?;
@@ -125,7 +126,8 @@ impl JwtVerifier {
         v.algorithms = vec![header.alg];
         v.leeway = self.leeway_secs;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
+        // iat: a token must not outlive its tenant (see Engine::authenticate).
+        v.set_required_spec_claims(&["exp", "iat"]);
         match &self.audience {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
@@ -160,7 +162,11 @@ impl JwtVerifier {
             .ok_or(AuthError::InvalidToken(
                 "role claim must be tenant_admin, writer or reader",
             ))?;
-        Ok((tenant, role))
+        let issued_at = claims
+            .get("iat")
+            .and_then(|v| v.as_i64())
+            .ok_or(AuthError::InvalidToken("missing or invalid iat claim"))?;
+        Ok((tenant, role, issued_at))
     }
 
     fn jwks_key(&self, alg: Algorithm, kid: Option<&str>) -> Option<&DecodingKey> {

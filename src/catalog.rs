@@ -442,16 +442,20 @@ impl Catalog {
         self.read(|c| c.query_row("SELECT COUNT(*) FROM tenants", [], |_| Ok(())))
     }
 
-    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
+    /// When the tenant was created (seconds), if it exists.
+    pub fn tenant_created_at(&self, tenant: &TenantId) -> Result<Option<i64>> {
         self.read(|c| {
             c.query_row(
-                "SELECT 1 FROM tenants WHERE id = ?1",
+                "SELECT created_at FROM tenants WHERE id = ?1",
                 [tenant.as_str()],
-                |_| Ok(()),
+                |r| r.get(0),
             )
             .optional()
-            .map(|o| o.is_some())
         })
+    }
+
+    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
+        Ok(self.tenant_created_at(tenant)?.is_some())
     }
 
     /// (id, created_at, live documents) for every tenant.

@@ -26,8 +26,29 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
+    pub http: HttpConfig,
     /// After SIGTERM: how long in-flight requests and ingestion jobs may take before exit.
     pub shutdown_deadline_secs: u64,
+}
+
+/// What one client may hold of the server: connections, time, export streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long of the connection opening or of the
+    /// previous response (so it also ends idle keep-alive connections).
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive within this long.
+    pub body_timeout_secs: u64,
+    /// `POST /v1/documents?wait=true` answers 202 with the job after this long at most.
+    pub max_wait_secs: u64,
+    /// `GET /v1/export` streams running at once per tenant, and in all.
+    pub exports_per_tenant: usize,
+    pub exports_total: usize,
+    /// An export whose reader takes nothing for this long is dropped.
+    pub write_timeout_secs: u64,
 }
 
 /// JWT bearer tokens (SSO). Off unless a secret or a JWKS file is set.
@@ -89,6 +110,32 @@ pub struct IngestConfig {
     pub tenant_queue_max: usize,
     /// Nice value of the ingestion threads (Linux), so queries win the CPU; 0 = unchanged.
     pub nice: i32,
+    /// Caps on what every chunk of a document repeats (title) or stores (metadata).
+    pub max_title_bytes: usize,
+    pub max_metadata_bytes: usize,
+    pub max_metadata_value_bytes: usize,
+    pub sandbox: SandboxSettings,
+}
+
+/// The parse worker: every uploaded document is parsed and chunked in a child process with
+/// these limits (see `tenantry_ingest::sandbox`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// The worker executable, run as `<worker> parse-worker`; empty = this program.
+    pub worker: PathBuf,
+    /// Wall clock (and CPU seconds) per document.
+    pub timeout_secs: u64,
+    /// The worker's address space.
+    pub memory_mb: u64,
+    /// Deepest HTML element, Markdown block or PDF Form XObject chain.
+    pub max_depth: u32,
+    /// A heading's text is cut to this many bytes.
+    pub max_heading_bytes: usize,
+    /// Sum of a PDF's decompressed (non-image) streams.
+    pub max_decompressed_mb: u64,
+    /// Text extracted from one document.
+    pub max_text_mb: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,7 +179,7 @@ pub struct AnswerConfig {
     /// Longest answer an LLM generator may write (tokens).
     pub max_answer_tokens: usize,
     pub connect_timeout_secs: u64,
-    /// Whole non-streaming call, or the wait for the first streamed byte.
+    /// One whole upstream call, streamed or not.
     pub timeout_secs: u64,
     /// Longest silence between two streamed chunks.
     pub idle_timeout_secs: u64,
@@ -140,6 +187,11 @@ pub struct AnswerConfig {
     pub retries: u32,
     /// Turns of a thread kept in the answer's history.
     pub thread_turns: usize,
+    /// Bytes read from one upstream response at most (JSON body or whole stream).
+    pub max_response_bytes: usize,
+    /// URL prefixes a tenant_admin may use as `openai.base_url` even when private (the admin
+    /// may set any URL). Anything else a tenant_admin sets must be a public address.
+    pub allowed_base_urls: Vec<String>,
 }
 
 /// Flags shared by every command that opens the engine.
@@ -332,6 +384,16 @@ fn set(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError
                 .map_err(|e: std::str::ParseBoolError| bad(e.to_string()))?,
         ),
         Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
+        // Lists are written as TOML: ["http://10.0.0.5:8000/v1", "https://llm.internal/v1"].
+        Some(toml::Value::Array(_)) => {
+            let parsed: toml::Table = format!("v = {raw}")
+                .parse()
+                .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+            match parsed.get("v") {
+                Some(v @ toml::Value::Array(_)) => v.clone(),
+                _ => return Err(bad("expected a TOML list, like [\"a\", \"b\"]".into())),
+            }
+        }
         _ => return Err(ConfigError(format!("unknown key {path}"))),
     };
     cur.insert(leaf.to_string(), value);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tenantry_ingest::{
-    detect, parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane,
-    ModelSource,
+    detect, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, IngestError, Lane,
+    ModelSource, ParseLimits, Sandbox, SandboxConfig,
 };
 use tokio::sync::oneshot;
 
@@ -80,6 +80,8 @@ pub struct Engine {
     pub(crate) vectors: Box<dyn VectorStore>,
     pub(crate) embedder: Box<dyn Embedder>,
     chunker: Chunker,
+    /// Parses and chunks untrusted documents in child processes.
+    sandbox: Sandbox,
     blobs: PathBuf,
     admin_key: String,
     /// Per-tenant FIFOs served round-robin; shared with the workers, which hold no engine
@@ -92,14 +94,20 @@ pub struct Engine {
     draining: AtomicBool,
     embedded_texts: AtomicU64,
     embedding_seed: std::sync::RwLock<Option<TenantId>>,
-    /// Outgoing calls to tenants' LLM endpoints.
+    /// Outgoing calls to LLM endpoints the admin set or allow-listed.
     pub(crate) http: reqwest::Client,
+    /// Outgoing calls to endpoints a tenant_admin set: public addresses only.
+    pub(crate) http_public: reqwest::Client,
+    /// Serialises generator-config updates (the sealed key's URL check is read-compare-write).
+    pub(crate) config_writes: Mutex<()>,
     pub(crate) master_key: crate::secrets::MasterKey,
     jwt: Option<JwtVerifier>,
     limiter: RateLimiter,
     pub(crate) meter: Meter,
     pub(crate) metrics: Metrics,
     running_jobs: AtomicUsize,
+    /// Export streams running, per tenant and in all.
+    pub(crate) exports: Arc<crate::limits::ConcurrencyCap>,
     /// One per query model session, handed out round-robin between tenants.
     pub(crate) query_permits: FairPermits,
 }
@@ -153,17 +161,47 @@ fn read_or_create_admin_key(config: &Config) -> Result<String> {
         return Ok(k.trim().to_string());
     }
     let key = format!("adm_{}", keys::generate().token.trim_start_matches("tny_"));
-    std::fs::write(&path, &key)?;
+    // Owner-only from the first byte: no window in which the file exists with looser bits.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, key.as_bytes())?;
     tracing::warn!(path = %path.display(), "no admin key configured: generated one");
     Ok(key)
 }
 
-fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), UserError> {
+/// The data directory holds every tenant's documents: owner-only, also when it already existed
+/// with looser bits.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(path)
+}
+
+fn too_large(field: impl Into<String>, size: usize, limit: usize) -> Result<(), UserError> {
+    if size > limit {
+        return Err(UserError::FieldTooLarge {
+            field: field.into(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn validate_metadata(
+    m: &serde_json::Map<String, serde_json::Value>,
+    limits: &crate::config::IngestConfig,
+) -> Result<(), UserError> {
     if m.len() > 64 {
         return Err(UserError::Invalid(
             "metadata may have at most 64 keys".into(),
@@ -181,24 +219,36 @@ fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(
         }
         let scalar_or_list = match v {
             serde_json::Value::Array(items) => {
-                items.iter().all(|i| crate::store::scalar(i).is_some())
+                items.len() <= 64 && items.iter().all(|i| crate::store::scalar(i).is_some())
             }
             other => crate::store::scalar(other).is_some() || other.is_null(),
         };
         if !scalar_or_list {
             return Err(UserError::Invalid(format!(
-                "metadata {k:?}: values must be strings, numbers, booleans or lists of them"
+                "metadata {k:?}: values must be strings, numbers, booleans or lists of at most 64 of them"
             )));
         }
+        let strings = match v {
+            serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            other => vec![other],
+        };
+        for s in strings.iter().filter_map(|s| s.as_str()) {
+            too_large(
+                format!("metadata value of {k:?}"),
+                s.len(),
+                limits.max_metadata_value_bytes,
+            )?;
+        }
     }
-    Ok(())
+    let total = serde_json::to_string(m).map_or(usize::MAX, |s| s.len());
+    too_large("metadata", total, limits.max_metadata_bytes)
 }
 
 impl Engine {
     /// Open (or create) the data directory and load the model. Blocking; call before serving.
     pub fn open(config: Config) -> Result<Arc<Self>> {
         let data = config.data_dir.clone();
-        std::fs::create_dir_all(&data)?;
+        create_private_dir(&data)?;
         let blobs = data.join("blobs");
         std::fs::create_dir_all(&blobs)?;
         let embedder =
@@ -208,6 +258,8 @@ impl Engine {
             config.ingest.chunk_tokens,
         )
         .map_err(InternalError::Embedding)?;
+        let sandbox = Sandbox::new(sandbox_config(&config)?);
+        sandbox.probe().map_err(InternalError::Other)?;
         let catalog = Catalog::open(&data.join("catalog.sqlite3"))?;
         let lexical = LexicalStore::new(
             data.join("lexical"),
@@ -225,8 +277,22 @@ impl Engine {
         let jwt = JwtVerifier::from_config(&config.jwt).map_err(InternalError::Other)?;
         let metrics = Metrics::new(&config.metrics);
         let config_query_sessions = config.query.embed_sessions;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(config.answer.connect_timeout_secs))
+        let exports = Arc::new(crate::limits::ConcurrencyCap::new(
+            config.http.exports_per_tenant,
+            config.http.exports_total,
+        ));
+        // Never follow redirects: a redirect would take a request (and its key) elsewhere than
+        // the URL that was checked.
+        let client = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(config.answer.connect_timeout_secs))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let http = client()
+            .build()
+            .map_err(|e| InternalError::Other(format!("http client: {e}")))?;
+        let http_public = client()
+            .dns_resolver(Arc::new(crate::answer::egress::PublicOnly))
             .build()
             .map_err(|e| InternalError::Other(format!("http client: {e}")))?;
         Ok(Arc::new(Self {
@@ -236,6 +302,7 @@ impl Engine {
             vectors: Box::new(vectors),
             embedder: Box::new(embedder),
             chunker,
+            sandbox,
             blobs,
             admin_key,
             queue,
@@ -246,12 +313,15 @@ impl Engine {
             embedded_texts: AtomicU64::new(0),
             embedding_seed: std::sync::RwLock::new(None),
             http,
+            http_public,
+            config_writes: Mutex::new(()),
             master_key,
             jwt,
             limiter: RateLimiter::default(),
             meter: Meter::default(),
             metrics,
             running_jobs: AtomicUsize::new(0),
+            exports,
             query_permits: FairPermits::new(match config_query_sessions {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
@@ -481,16 +551,22 @@ impl Engine {
         let Some(jwt) = &self.jwt else {
             return Ok(Err(AuthError::InvalidToken("JWT is not configured")));
         };
-        let (tenant, role) = match jwt.verify(token) {
+        let (tenant, role, issued_at) = match jwt.verify(token) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let me = self.clone();
         blocking(move || {
-            Ok(if me.catalog.tenant_exists(&tenant)? {
-                Ok(Principal::Tenant(TenantCtx::authenticated(tenant), role))
-            } else {
-                Err(AuthError::InvalidToken("unknown tenant"))
+            // A tenant id can be deleted and created again: a token issued before this
+            // tenant existed was issued for another one, and never works for this one.
+            Ok(match me.catalog.tenant_created_at(&tenant)? {
+                Some(created) if issued_at >= created => {
+                    Ok(Principal::Tenant(TenantCtx::authenticated(tenant), role))
+                }
+                Some(_) => Err(AuthError::InvalidToken(
+                    "token issued before its tenant was created",
+                )),
+                None => Err(AuthError::InvalidToken("unknown tenant")),
             })
         })
         .await
@@ -751,7 +827,7 @@ impl Engine {
                 retry_after_secs: 5,
             });
         }
-        validate_metadata(&upload.metadata)?;
+        validate_metadata(&upload.metadata, &self.config.ingest)?;
         if upload.bytes.is_empty() {
             return Err(UserError::Document {
                 code: tenantry_ingest::IngestErrorCode::EmptyDocument,
@@ -778,6 +854,7 @@ impl Engine {
             .filter(|t| !t.trim().is_empty())
             .or_else(|| upload.file_name.clone())
             .unwrap_or_else(|| doc_id.to_string());
+        too_large("title", title.len(), self.config.ingest.max_title_bytes)?;
         let job_id = uuid::Uuid::new_v4().to_string();
         let new = NewUpload {
             job_id: job_id.clone(),
@@ -1042,33 +1119,16 @@ impl Engine {
         Ok(stored.len())
     }
 
-    /// Parse and chunk a document; also returns the text the dense leg embeds for each chunk:
-    /// the chunk under its document title and heading path, since a chunk cut from the middle
-    /// of a section otherwise loses what it is about.
+    /// Parse and chunk a document in the sandboxed worker; also returns the text the dense leg
+    /// embeds for each chunk (`tenantry_ingest::chunk::embedding_text`).
     pub(crate) fn contextual_chunks(
         &self,
         bytes: &[u8],
         ct: ContentType,
         title: &str,
     ) -> Result<(Vec<tenantry_ingest::chunk::Chunk>, Vec<String>), JobError> {
-        let extracted = parse(bytes, ct)?;
-        let chunks = self.chunker.chunk(&extracted, ct);
-        if chunks.is_empty() {
-            return Err(IngestError::Empty.into());
-        }
-        let contextual = chunks
-            .iter()
-            .map(|c| {
-                let t = embedding_text(title, &c.heading_path, &c.text);
-                // Never let the context push the chunk itself past the model's window.
-                if self.chunker.count_tokens(&t) <= tenantry_ingest::chunk::MAX_CHUNK_TOKENS {
-                    t
-                } else {
-                    c.text.clone()
-                }
-            })
-            .collect();
-        Ok((chunks, contextual))
+        let parsed = self.sandbox.run(bytes, ct, title)?;
+        Ok((parsed.chunks, parsed.contextual))
     }
 
     /// Benchmark loading only (`tenantry bench`, in-process, on its own data directory): embeddings
@@ -1153,6 +1213,33 @@ impl Engine {
     }
 }
 
+/// The parse worker a configuration names: `ingest.sandbox.worker`, or this program.
+fn sandbox_config(config: &Config) -> Result<SandboxConfig> {
+    let s = &config.ingest.sandbox;
+    let program = if s.worker.as_os_str().is_empty() {
+        std::env::current_exe()?
+    } else {
+        s.worker.clone()
+    };
+    let max_text_bytes = s.max_text_mb << 20;
+    Ok(SandboxConfig {
+        program,
+        args: vec!["parse-worker".into()],
+        tokenizer: std::path::absolute(config.model_dir.join("tokenizer.json"))?,
+        chunk_tokens: config.ingest.chunk_tokens,
+        limits: ParseLimits {
+            max_depth: s.max_depth,
+            max_heading_bytes: s.max_heading_bytes,
+            max_decompressed_bytes: s.max_decompressed_mb << 20,
+            max_text_bytes,
+        },
+        timeout: Duration::from_secs(s.timeout_secs.max(1)),
+        memory_bytes: s.memory_mb << 20,
+        // The text twice (chunks and their embedding texts), JSON-escaped, plus headings.
+        max_reply_bytes: max_text_bytes * 8 + (1 << 20),
+    })
+}
+
 /// The embedding model a configuration names.
 pub(crate) fn embedder_config(config: &Config) -> EmbedderConfig {
     let source = if config.hub_model.is_empty() {
@@ -1169,19 +1256,6 @@ pub(crate) fn embedder_config(config: &Config) -> EmbedderConfig {
         query_sessions: config.query.embed_sessions,
         query_threads: config.query.embed_threads,
     }
-}
-
-pub(crate) fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
-    let mut out = String::with_capacity(title.len() + text.len() + 8);
-    for part in std::iter::once(title).chain(heading_path.iter().map(String::as_str)) {
-        // Markdown and HTML chunks often start with their own heading: do not say it twice.
-        if !part.trim().is_empty() && !text.starts_with(part) && !out.contains(part) {
-            out.push_str(part.trim());
-            out.push('\n');
-        }
-    }
-    out.push_str(text);
-    out
 }
 
 pub(crate) enum JobError {

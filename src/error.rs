@@ -10,8 +10,18 @@ pub enum UserError {
     Invalid(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A per-document field past its configured cap (`ingest.max_*_bytes`).
+    #[error("{field} is {size} bytes; at most {limit} are allowed")]
+    FieldTooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+    },
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role may not do this (beyond what the role extractors check).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("unsupported content type: {0}")]
     UnsupportedMediaType(String),
     /// The document's job failed: its bytes could not be turned into text.

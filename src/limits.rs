@@ -151,6 +151,56 @@ impl RateLimiter {
     }
 }
 
+/// At most `per_tenant` of something running per tenant and `total` in all (export streams).
+/// `try_acquire` never waits: a caller over the cap is told to come back.
+pub struct ConcurrencyCap {
+    per_tenant: usize,
+    total: usize,
+    running: Mutex<HashMap<TenantId, usize>>,
+}
+
+/// Held while the capped work runs; dropping it frees the slot.
+pub struct CapPermit {
+    cap: std::sync::Arc<ConcurrencyCap>,
+    tenant: TenantId,
+}
+
+impl ConcurrencyCap {
+    pub fn new(per_tenant: usize, total: usize) -> Self {
+        Self {
+            per_tenant: per_tenant.max(1),
+            total: total.max(1),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn try_acquire(self: &std::sync::Arc<Self>, tenant: &TenantId) -> Option<CapPermit> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let all: usize = running.values().sum();
+        let mine = running.get(tenant).copied().unwrap_or(0);
+        if all >= self.total || mine >= self.per_tenant {
+            return None;
+        }
+        *running.entry(tenant.clone()).or_default() += 1;
+        Some(CapPermit {
+            cap: self.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl Drop for CapPermit {
+    fn drop(&mut self) {
+        let mut running = self.cap.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +231,21 @@ mod tests {
         assert!(rl.take(&t, Class::Ingest, &l).is_ok());
         let u = TenantId::parse("b").unwrap();
         assert!(rl.take(&u, Class::Query, &l).is_ok());
+    }
+
+    #[test]
+    fn concurrency_cap_per_tenant_and_in_all() {
+        let cap = std::sync::Arc::new(ConcurrencyCap::new(1, 2));
+        let (a, b, c) = (
+            TenantId::parse("a").unwrap(),
+            TenantId::parse("b").unwrap(),
+            TenantId::parse("c").unwrap(),
+        );
+        let pa = cap.try_acquire(&a).unwrap();
+        assert!(cap.try_acquire(&a).is_none(), "one per tenant");
+        let _pb = cap.try_acquire(&b).unwrap();
+        assert!(cap.try_acquire(&c).is_none(), "two in all");
+        drop(pa);
+        assert!(cap.try_acquire(&c).is_some());
     }
 }

@@ -253,8 +253,28 @@ fn parse_mode(s: &str) -> anyhow::Result<Mode> {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The parse worker (see tenantry_ingest::sandbox) starts before anything else: no runtime,
+    // no config, no logging; one document in, one reply out.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "parse-worker")
+    {
+        std::process::exit(tenantry_ingest::sandbox::worker_main());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    // Everything this process creates (catalog, indexes, blobs, exports) is owner-only.
+    #[cfg(unix)]
+    // SAFETY: umask only replaces the process's file-mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
         print!("{}", tenantry::api::openapi_json_string());
@@ -615,6 +635,7 @@ async fn eval(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    let http = config.http.clone();
     let deadline = Duration::from_secs(config.shutdown_deadline_secs);
     let engine = tokio::task::spawn_blocking(move || open(config)).await??;
     engine.start().await?;
@@ -627,7 +648,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<Instant>();
     let signalled_at = Arc::new(std::sync::OnceLock::new());
     let at = signalled_at.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = tenantry::api::serve::serve(listener, app, &http, async move {
         shutdown_signal().await;
         tracing::info!(
             deadline_secs = deadline.as_secs(),
@@ -645,7 +666,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        r = server => r?,
+        _ = server => {},
         _ = deadline_passed => tracing::warn!("shutdown deadline passed; closing open connections"),
     }
     // Running ingestion jobs finish within what is left; queued ones stay queued in the catalog

@@ -11,7 +11,7 @@ use crate::parse::Extracted;
 pub const MODEL_MAX_TOKENS: usize = 256;
 pub const MAX_CHUNK_TOKENS: usize = MODEL_MAX_TOKENS - 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     pub ordinal: u32,
     pub text: String,
@@ -84,4 +84,19 @@ impl Chunker {
         }
         out
     }
+}
+
+/// The text the dense leg embeds for a chunk: the chunk under its document title and heading
+/// path, since a chunk cut from the middle of a section otherwise loses what it is about.
+pub fn embedding_text(title: &str, heading_path: &[String], text: &str) -> String {
+    let mut out = String::with_capacity(title.len() + text.len() + 8);
+    for part in std::iter::once(title).chain(heading_path.iter().map(String::as_str)) {
+        // Markdown and HTML chunks often start with their own heading: do not say it twice.
+        if !part.trim().is_empty() && !text.starts_with(part) && !out.contains(part) {
+            out.push_str(part.trim());
+            out.push('\n');
+        }
+    }
+    out.push_str(text);
+    out
 }

@@ -10,10 +10,28 @@ pub enum IngestErrorCode {
     PdfCorrupt,
     PdfNoText,
     ParserPanic,
+    ParserCrashed,
+    ParserTimeout,
+    DocumentTooComplex,
+    DecompressedTooLarge,
     EmbeddingFailed,
 }
 
 impl IngestErrorCode {
+    pub const ALL: [Self; 11] = [
+        Self::UnsupportedMediaType,
+        Self::InvalidUtf8,
+        Self::EmptyDocument,
+        Self::PdfCorrupt,
+        Self::PdfNoText,
+        Self::ParserPanic,
+        Self::ParserCrashed,
+        Self::ParserTimeout,
+        Self::DocumentTooComplex,
+        Self::DecompressedTooLarge,
+        Self::EmbeddingFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -22,6 +40,10 @@ impl IngestErrorCode {
             Self::PdfCorrupt => "pdf_corrupt",
             Self::PdfNoText => "pdf_no_text",
             Self::ParserPanic => "parser_panic",
+            Self::ParserCrashed => "parser_crashed",
+            Self::ParserTimeout => "parser_timeout",
+            Self::DocumentTooComplex => "document_too_complex",
+            Self::DecompressedTooLarge => "decompressed_too_large",
             Self::EmbeddingFailed => "embedding_failed",
         }
     }
@@ -46,8 +68,24 @@ pub enum IngestError {
     PdfNoText,
     #[error("the {0} parser crashed on this document")]
     ParserPanic(&'static str),
+    /// The sandboxed parser process died (a signal, or an exit without an answer).
+    #[error("the document parser crashed on this document ({0})")]
+    ParserCrashed(String),
+    #[error("parsing this document took longer than its {0} s budget")]
+    ParserTimeout(u64),
+    /// Nesting, cycles or memory beyond what a parser may spend on one document.
+    #[error("document is too complex to parse: {0}")]
+    TooComplex(String),
+    #[error("document decompresses to more than {0} bytes")]
+    DecompressedTooLarge(u64),
     #[error("embedding failed: {0}")]
     Embedding(String),
+    /// A failure the sandboxed worker reported, by its stable code.
+    #[error("{message}")]
+    Reported {
+        code: IngestErrorCode,
+        message: String,
+    },
 }
 
 impl IngestError {
@@ -59,7 +97,12 @@ impl IngestError {
             Self::PdfCorrupt(_) => IngestErrorCode::PdfCorrupt,
             Self::PdfNoText => IngestErrorCode::PdfNoText,
             Self::ParserPanic(_) => IngestErrorCode::ParserPanic,
+            Self::ParserCrashed(_) => IngestErrorCode::ParserCrashed,
+            Self::ParserTimeout(_) => IngestErrorCode::ParserTimeout,
+            Self::TooComplex(_) => IngestErrorCode::DocumentTooComplex,
+            Self::DecompressedTooLarge(_) => IngestErrorCode::DecompressedTooLarge,
             Self::Embedding(_) => IngestErrorCode::EmbeddingFailed,
+            Self::Reported { code, .. } => *code,
         }
     }
 }

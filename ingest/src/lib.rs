@@ -9,10 +9,14 @@ pub mod chunk;
 pub mod detect;
 pub mod embed;
 pub mod error;
+pub mod hostile;
 pub mod parse;
+mod pdfcheck;
+pub mod sandbox;
 
 pub use chunk::{Chunk, Chunker};
 pub use detect::{detect, ContentType};
 pub use embed::{Embedder, EmbedderConfig, FastEmbedder, Lane, ModelSource};
 pub use error::{IngestError, IngestErrorCode};
-pub use parse::{parse, Extracted, Section};
+pub use parse::{parse, Extracted, ParseLimits, Section};
+pub use sandbox::{Parsed, Sandbox, SandboxConfig};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tenantry_ingest::{
     chunk::MAX_CHUNK_TOKENS, detect, parse, Chunk, Chunker, ContentType, Embedder, EmbedderConfig,
-    FastEmbedder, IngestErrorCode, Lane, ModelSource,
+    FastEmbedder, IngestErrorCode, Lane, ModelSource, ParseLimits,
 };
 
 fn root() -> PathBuf {
@@ -38,7 +38,7 @@ fn chunker(max_tokens: usize) -> Chunker {
 fn ingest_file(path: &Path, max_tokens: usize) -> (ContentType, String, Vec<Chunk>) {
     let bytes = std::fs::read(path).unwrap();
     let ct = detect(None, path.file_name().and_then(|n| n.to_str()), &bytes).unwrap();
-    let extracted = parse(&bytes, ct).unwrap();
+    let extracted = parse(&bytes, ct, &ParseLimits::default()).unwrap();
     let c = chunker(max_tokens);
     let chunks = c.chunk(&extracted, ct);
     check_invariants(&c, &extracted.text, &chunks);
@@ -191,7 +191,8 @@ fn real_pdfs_from_pdf_parse_and_its_corrupt_file() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let result = detect(None, Some(&name), &bytes).and_then(|ct| parse(&bytes, ct));
+        let result = detect(None, Some(&name), &bytes)
+            .and_then(|ct| parse(&bytes, ct, &ParseLimits::default()));
         // pdf-parse ships one corrupt PDF, 03-invalid.pdf.
         if name.contains("invalid") {
             corrupt += 1;
@@ -216,14 +217,16 @@ fn real_pdfs_from_pdf_parse_and_its_corrupt_file() {
 fn bad_inputs_fail_with_stable_codes() {
     let no_text = std::fs::read(root().join("fixtures/docs/no-text.pdf")).unwrap();
     assert_eq!(
-        parse(&no_text, ContentType::Pdf).unwrap_err().code(),
+        parse(&no_text, ContentType::Pdf, &ParseLimits::default())
+            .unwrap_err()
+            .code(),
         IngestErrorCode::PdfNoText
     );
     let random: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let code = detect(None, None, &random)
-        .and_then(|ct| parse(&random, ct))
+        .and_then(|ct| parse(&random, ct, &ParseLimits::default()))
         .unwrap_err()
         .code();
     assert!(
@@ -234,13 +237,19 @@ fn bad_inputs_fail_with_stable_codes() {
         "{code:?}"
     );
     assert_eq!(
-        parse(b"", ContentType::Text).unwrap_err().code(),
+        parse(b"", ContentType::Text, &ParseLimits::default())
+            .unwrap_err()
+            .code(),
         IngestErrorCode::EmptyDocument
     );
     assert_eq!(
-        parse(b"<html><script>x</script></html>", ContentType::Html)
-            .unwrap_err()
-            .code(),
+        parse(
+            b"<html><script>x</script></html>",
+            ContentType::Html,
+            &ParseLimits::default()
+        )
+        .unwrap_err()
+        .code(),
         IngestErrorCode::EmptyDocument
     );
 }

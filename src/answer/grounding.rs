@@ -245,6 +245,16 @@ impl Attributor {
 
     pub fn push(&mut self, text: &str) -> String {
         self.buf.push_str(text);
+        // A sentence ends at one of these, decided by at most the two bytes after it: when
+        // none is in the new text or just before it, nothing new can be complete. Skipping the
+        // re-split keeps a stream of tiny pieces linear, not quadratic.
+        let mut recent = self.buf.len().saturating_sub(text.len() + 2);
+        while !self.buf.is_char_boundary(recent) {
+            recent -= 1;
+        }
+        if !self.buf[recent..].contains(['.', '!', '?', '\n']) {
+            return String::new();
+        }
         let sentences = super::extractive::sentences(&self.buf);
         // Everything before the last sentence is complete (the last may still grow).
         let Some(&(last_start, _)) = sentences.last() else {

@@ -1,6 +1,7 @@
 //! Grounded answers: retrieval, an evidence gate, context packing, a generator, and grounding
 //! checks on whatever the generator wrote. Knows nothing of HTTP; the API layer turns an
 //! [`Answer`] into JSON or a Server-Sent Events stream.
+pub mod egress;
 pub mod extractive;
 pub mod grounding;
 pub mod openai;
@@ -331,8 +332,22 @@ impl Engine {
                 if !o.allowed_models.contains(&model) {
                     return Err(UserError::ModelNotAllowed(model).into());
                 }
+                // A tenant_admin's URL goes out only to public addresses, checked again now
+                // (the name may resolve elsewhere than when it was set).
+                let trusted = o.set_by_admin
+                    || egress::allow_listed_str(&o.base_url, &self.config.answer.allowed_base_urls);
+                if !trusted && !egress::literal_is_public(&o.base_url) {
+                    return Err(UserError::Forbidden(
+                        "this tenant's openai.base_url is not a public address".into(),
+                    )
+                    .into());
+                }
                 let client = OpenAi {
-                    http: self.http.clone(),
+                    http: if trusted {
+                        self.http.clone()
+                    } else {
+                        self.http_public.clone()
+                    },
                     base_url: o.base_url.clone(),
                     model: model.clone(),
                     api_key: key,
@@ -341,6 +356,7 @@ impl Engine {
                     idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
                     retries: cfg.retries,
                     stream,
+                    max_response_bytes: cfg.max_response_bytes,
                 };
                 let budget = o.context_tokens.unwrap_or(cfg.context_tokens);
                 (Resolved::OpenAi(Box::new(client)), Some(model), budget)

@@ -47,6 +47,23 @@ pub struct OpenAi {
     pub idle_timeout: Duration,
     pub retries: u32,
     pub stream: bool,
+    /// Bytes read from one upstream response at most.
+    pub max_response_bytes: usize,
+}
+
+/// One SSE line (a single event) longer than this is not a model's stream.
+const MAX_SSE_LINE: usize = 1 << 20;
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Escapes what could open or close a document block inside a chunk's text.
@@ -148,28 +165,54 @@ impl OpenAi {
             "stream": stream,
         });
         let started = Instant::now();
+        // Whatever the upstream sends, the server holds at most this much of it: a model that
+        // ignores max_tokens, or a host that is not a model at all, costs bounded memory and
+        // bounded grounding work. Whitespace-separated tokens average well under 16 bytes.
+        let max_text = max_tokens.saturating_mul(16).max(1024);
+        let deadline = started + self.timeout;
         let mut resp = self.send(&body).await?;
         if !stream {
-            let left = self.timeout.saturating_sub(started.elapsed());
-            let bytes = tokio::time::timeout(left, resp.bytes())
-                .await
-                .map_err(|_| GenerationError::Timeout("response body not complete in time".into()))?
-                .map_err(|e| GenerationError::Upstream(chain(&e)))?;
+            let mut bytes = Vec::new();
+            loop {
+                let chunk = tokio::time::timeout_at(deadline.into(), resp.chunk())
+                    .await
+                    .map_err(|_| {
+                        GenerationError::Timeout("response body not complete in time".into())
+                    })?
+                    .map_err(|e| GenerationError::Upstream(chain(&e)))?;
+                let Some(chunk) = chunk else { break };
+                if bytes.len() + chunk.len() > self.max_response_bytes {
+                    return Err(GenerationError::Upstream(format!(
+                        "response larger than {} bytes",
+                        self.max_response_bytes
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| GenerationError::Upstream(format!("response is not JSON: {e}")))?;
             let text = v["choices"][0]["message"]["content"]
                 .as_str()
-                .ok_or_else(|| GenerationError::Upstream("response has no message content".into()))?
-                .to_string();
+                .ok_or_else(|| {
+                    GenerationError::Upstream("response has no message content".into())
+                })?;
+            let text = cut(text, max_text).to_string();
             emit(&text);
             return Ok(text);
         }
         let mut sse = SseParser::default();
         let mut text = String::new();
+        let mut received = 0usize;
         loop {
-            let chunk = tokio::time::timeout(self.idle_timeout, resp.chunk())
+            // Silence between chunks, and the whole stream, are both bounded.
+            let wait = self
+                .idle_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let chunk = tokio::time::timeout(wait, resp.chunk())
                 .await
-                .map_err(|_| GenerationError::Timeout("upstream stream went silent".into()))?
+                .map_err(|_| {
+                    GenerationError::Timeout("upstream stream went silent or ran too long".into())
+                })?
                 .map_err(|e| GenerationError::Upstream(chain(&e)))?;
             let Some(chunk) = chunk else {
                 return if sse.done {
@@ -180,6 +223,13 @@ impl OpenAi {
                     ))
                 };
             };
+            received += chunk.len();
+            if received > self.max_response_bytes || sse.buf.len() > MAX_SSE_LINE {
+                return Err(GenerationError::Upstream(format!(
+                    "stream larger than {} bytes",
+                    self.max_response_bytes
+                )));
+            }
             for data in sse.push(&chunk) {
                 if data == "[DONE]" {
                     sse.done = true;
@@ -192,8 +242,13 @@ impl OpenAi {
                     return Err(GenerationError::Upstream("error event in stream".into()));
                 }
                 if let Some(piece) = v["choices"][0]["delta"]["content"].as_str() {
+                    let piece = cut(piece, max_text - text.len());
                     emit(piece);
                     text.push_str(piece);
+                    if text.len() >= max_text {
+                        // Longer than asked for: the answer ends here.
+                        return Ok(text);
+                    }
                 }
             }
             if sse.done {

@@ -31,6 +31,10 @@ pub struct OpenAiSettings {
     pub default_model: Option<String>,
     /// The model's context budget for retrieved chunks (tokens); the deployment's otherwise.
     pub context_tokens: Option<usize>,
+    /// The admin set this `base_url`: it is reached as set, private addresses included. A
+    /// tenant_admin's URL is reached through the public-only resolver (`egress`).
+    #[serde(default)]
+    pub set_by_admin: bool,
 }
 
 /// What an update does to the stored upstream API key.
@@ -56,10 +60,7 @@ impl GeneratorSettings {
             return bad("default_generator \"openai\" needs an \"openai\" section");
         }
         let Some(o) = &self.openai else { return Ok(()) };
-        match reqwest::Url::parse(&o.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return bad("openai.base_url must be an http:// or https:// URL"),
-        }
+        super::egress::validate_syntax(&o.base_url)?;
         if o.allowed_models.is_empty() || o.allowed_models.len() > 64 {
             return bad("openai.allowed_models must list 1-64 models");
         }
@@ -120,21 +121,52 @@ impl Engine {
     }
 
     /// Replace the tenant's generator settings; the API key is kept, cleared or replaced.
+    ///
+    /// A sealed key belongs to the `base_url` it was given for: a new URL without a new key
+    /// drops it, so nobody can point the operator's key at another host. A tenant_admin's URL
+    /// must be allow-listed or public (`egress`); the admin's is trusted as set.
     pub async fn put_tenant_config(
         self: &Arc<Self>,
         tenant: TenantId,
-        settings: GeneratorSettings,
+        mut settings: GeneratorSettings,
         key: ApiKeyChange,
+        by_admin: bool,
     ) -> Result<TenantConfigView> {
         settings.validate()?;
         let me = self.clone();
-        blocking(move || {
-            if !me.catalog.tenant_exists(&tenant)? {
+        let t = tenant.clone();
+        let stored = blocking(move || {
+            if !me.catalog.tenant_exists(&t)? {
                 return Err(UserError::NotFound("tenant").into());
             }
+            me.config_view(&t)
+        })
+        .await?;
+        if let Some(o) = settings.openai.as_mut() {
+            let unchanged = stored
+                .settings
+                .openai
+                .as_ref()
+                .filter(|old| old.base_url == o.base_url);
+            o.set_by_admin = by_admin || unchanged.is_some_and(|old| old.set_by_admin);
+            if !o.set_by_admin {
+                super::egress::check_tenant_url(&o.base_url, &self.config.answer.allowed_base_urls)
+                    .await?;
+            }
+        }
+        let me = self.clone();
+        blocking(move || {
+            // Read-compare-write of the key's URL under one lock, so a concurrent update that
+            // sets a key for one URL cannot be paired with another update's URL.
+            let _guard = me.config_writes.lock().unwrap_or_else(|p| p.into_inner());
+            let current = me.config_view(&tenant)?;
+            let same_url = match (&current.settings.openai, &settings.openai) {
+                (Some(old), Some(new)) => old.base_url == new.base_url,
+                _ => false,
+            };
             let update = match key {
-                ApiKeyChange::Keep => KeyUpdate::Keep,
-                ApiKeyChange::Clear => KeyUpdate::Clear,
+                ApiKeyChange::Keep if same_url => KeyUpdate::Keep,
+                ApiKeyChange::Keep | ApiKeyChange::Clear => KeyUpdate::Clear,
                 ApiKeyChange::Set(secret) => {
                     if secret.is_empty() || secret.expose().len() > 4096 {
                         return Err(

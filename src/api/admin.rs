@@ -1,11 +1,13 @@
 //! Keys, limits, usage and metrics: the operator's and tenant admins' endpoints.
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::auth::{Admin, KeyManager, TenantAdmin, TenantManager};
 use super::dto::*;
@@ -262,6 +264,7 @@ pub(crate) async fn metrics(_: Admin, State(engine): State<Arc<Engine>>) -> Resp
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    write_timeout: Duration,
 }
 
 impl std::io::Write for ChannelWriter {
@@ -277,10 +280,31 @@ impl std::io::Write for ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        let mut chunk = Ok(Bytes::from(std::mem::take(&mut self.buf)));
+        let give_up = Instant::now() + self.write_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "client went away",
+                    ))
+                }
+                Err(TrySendError::Full(back)) if Instant::now() < give_up => {
+                    chunk = back;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(TrySendError::Full(_)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -291,14 +315,29 @@ pub(crate) async fn export(
     TenantAdmin(ctx): TenantAdmin,
     State(engine): State<Arc<Engine>>,
 ) -> Result<Response, ApiError> {
+    // Each export holds a thread until its reader is done: a few at a time, and a reader that
+    // stops reading is dropped, so exports cannot use up the pool queries run on.
+    let permit = engine
+        .exports
+        .try_acquire(ctx.tenant())
+        .ok_or_else(|| ApiError {
+            retry_after: Some(10),
+            ..ApiError::new(
+                ErrorCode::RateLimited,
+                "too many exports running; retry when one has finished",
+            )
+        })?;
+    let write_timeout = Duration::from_secs(engine.config().http.write_timeout_secs.max(1));
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
     let span = tracing::Span::current();
     let err_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
         let _g = span.enter();
+        let _permit = permit;
         let mut w = ChannelWriter {
             tx,
             buf: Vec::new(),
+            write_timeout,
         };
         if let Err(e) = engine.export_tenant(&ctx, &mut w) {
             tracing::warn!(error = %e, "export stopped");

@@ -260,6 +260,7 @@ pub(super) async fn put_config(
                 allowed_models: o.allowed_models,
                 default_model: o.default_model,
                 context_tokens: o.context_tokens,
+                set_by_admin: m.by_admin,
             }),
             match o.api_key {
                 None => ApiKeyChange::Keep,
@@ -276,7 +277,7 @@ pub(super) async fn put_config(
         openai,
     };
     let view = engine
-        .put_tenant_config(tenant.clone(), settings, key)
+        .put_tenant_config(tenant.clone(), settings, key, m.by_admin)
         .await?;
     Ok(Json(config_dto(&tenant, view)))
 }

@@ -14,6 +14,8 @@ use crate::error::{EngineError, UserError};
 pub enum ErrorCode {
     InvalidRequest,
     InvalidJson,
+    /// A title or metadata value past its cap.
+    FieldTooLarge,
     Unauthorized,
     /// A JWT that is malformed, badly signed, for another audience or issuer, or uses an
     /// algorithm its key does not allow.
@@ -49,6 +51,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidJson => "invalid_json",
+            Self::FieldTooLarge => "field_too_large",
             Self::Unauthorized => "unauthorized",
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
@@ -75,7 +78,9 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest | Self::InvalidJson => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest | Self::InvalidJson | Self::FieldTooLarge => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized
             | Self::InvalidToken
             | Self::TokenExpired
@@ -112,16 +117,10 @@ impl ErrorCode {
 
     /// Job error codes as stored in the catalog, back to the catalogue.
     pub fn from_job_code(code: &str) -> Self {
-        use IngestErrorCode as I;
-        let doc = [
-            I::UnsupportedMediaType,
-            I::InvalidUtf8,
-            I::EmptyDocument,
-            I::PdfCorrupt,
-            I::PdfNoText,
-            I::ParserPanic,
-        ];
-        if let Some(c) = doc.into_iter().find(|c| c.as_str() == code) {
+        let document = IngestErrorCode::ALL
+            .into_iter()
+            .filter(|c| c.is_user_fault());
+        if let Some(c) = document.into_iter().find(|c| c.as_str() == code) {
             return Self::Document(c);
         }
         match code {
@@ -169,7 +168,9 @@ impl From<EngineError> for ApiError {
                 match u {
                     UserError::Invalid(_) => Self::new(ErrorCode::InvalidRequest, message),
                     UserError::NotFound(_) => Self::new(ErrorCode::NotFound, message),
+                    UserError::FieldTooLarge { .. } => Self::new(ErrorCode::FieldTooLarge, message),
                     UserError::Conflict(_) => Self::new(ErrorCode::Conflict, message),
+                    UserError::Forbidden(_) => Self::new(ErrorCode::Forbidden, message),
                     UserError::UnsupportedMediaType(_) => {
                         Self::new(ErrorCode::UnsupportedMediaType, message)
                     }

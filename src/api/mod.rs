@@ -5,6 +5,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 mod observe;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -101,6 +102,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
+        // A body that trickles in slower than this is cut off (the handler sees an error).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(engine.config().http.body_timeout_secs.max(1)),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             engine.clone(),
             observe::observe,
@@ -362,7 +367,11 @@ async fn submit_document(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let job = engine
-        .wait_job(&ctx, &submitted.job_id, std::time::Duration::from_secs(600))
+        .wait_job(
+            &ctx,
+            &submitted.job_id,
+            std::time::Duration::from_secs(engine.config().http.max_wait_secs),
+        )
         .await?;
     match (job.status, job.error) {
         (crate::catalog::JobStatus::Succeeded, _) => {

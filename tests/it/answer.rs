@@ -922,3 +922,78 @@ async fn context_packing_leaves_whole_chunks_out_and_never_cuts_one() {
         );
     }
 }
+
+#[tokio::test]
+async fn generator_urls_are_guarded_and_a_sealed_key_stays_with_its_url() {
+    let (app, key) =
+        lighthouse_app(&["answer.allowed_base_urls=[\"http://127.0.0.1:7/v1\"]"]).await;
+    let put = |who: &str, body: Value| {
+        let who = who.to_string();
+        let app = &app;
+        async move {
+            app.call("PUT", "/v1/tenants/acme/config", &who, Some(body))
+                .await
+        }
+    };
+    let cfg = |url: &str| json!({"openai": {"base_url": url, "allowed_models": ["m"]}});
+    // A tenant_admin may not point the server at loopback, link-local (cloud metadata),
+    // private or unresolvable-to-public hosts...
+    for url in [
+        "http://127.0.0.1:8088/v1",
+        "http://169.254.169.254/latest",
+        "http://[::1]:8088/v1",
+        "http://localhost:8088/v1",
+        "http://10.1.2.3/v1",
+        "http://[::ffff:127.0.0.1]/v1",
+    ] {
+        let r = put(&key, cfg(url)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{url}: {:?}", r.body);
+    }
+    // ...nor take the path over with a fragment or a query, whoever asks.
+    for url in [
+        "http://8.8.8.8/v1#",
+        "http://8.8.8.8/v1?x=",
+        "http://u:p@8.8.8.8/v1",
+    ] {
+        assert_eq!(
+            put(ADMIN, cfg(url)).await.status,
+            StatusCode::BAD_REQUEST,
+            "{url}"
+        );
+    }
+    // The operator's allow-list opens one private prefix to tenant_admins.
+    assert_eq!(
+        put(&key, cfg("http://127.0.0.1:7/v1")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put(&key, cfg("http://127.0.0.1:7/v1x")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // The admin may set loopback, with a key.
+    let r = put(
+        ADMIN,
+        json!({"openai": {"base_url": "http://127.0.0.1:9/v1", "allowed_models": ["m"], "api_key": UPSTREAM_KEY}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let fp = r.body["openai"]["api_key_fingerprint"].clone();
+    assert!(fp.is_string());
+    // The tenant_admin may change the models of the admin's URL: the URL stays trusted and
+    // the key stays.
+    let r = put(
+        &key,
+        json!({"openai": {"base_url": "http://127.0.0.1:9/v1", "allowed_models": ["m", "n"]}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["openai"]["api_key_fingerprint"], fp);
+    // A new URL without a new key drops the key: the operator's key never goes elsewhere.
+    let r = put(&key, cfg("http://8.8.8.8/v1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["openai"]["api_key_fingerprint"], Value::Null);
+    // Going back to the old URL does not bring the key back either.
+    let r = put(&key, cfg("http://127.0.0.1:7/v1")).await;
+    assert_eq!(r.body["openai"]["api_key_fingerprint"], Value::Null);
+}

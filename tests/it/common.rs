@@ -1,10 +1,14 @@
+use std::io::Read;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tenantry::config::{Config, ConfigFlags};
 use tenantry::Engine;
 use tower::ServiceExt;
@@ -48,6 +52,8 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
         format!("admin_key={ADMIN}"),
         "limits.query_per_sec=0".into(),
         "limits.ingest_per_sec=0".into(),
+        // In-process engines run inside the test harness: the parse worker is the real binary.
+        format!("ingest.sandbox.worker={}", env!("CARGO_BIN_EXE_tenantry")),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let flags = ConfigFlags {
@@ -217,4 +223,210 @@ pub fn doc_ids(r: &Resp) -> Vec<String> {
         .iter()
         .map(|h| h["document_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The real `tenantry serve` binary on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tenantry serve` on `data` and a loopback port, with the provisioned model and the test
+/// admin key.
+pub fn serve_command(data: &Path, port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    c.args([
+        "--data-dir",
+        data.to_str().unwrap(),
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args(model_flags())
+    .env("TENANTRY_ADMIN_KEY", ADMIN);
+    c
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// With extra `TENANTRY_*` environment variables.
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = serve_command(data, port)
+            .env("TENANTRY_LOG", "warn,qdrant_edge=error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut s = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/readyz", s.base)) {
+                if r.status().is_success() {
+                    return s;
+                }
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                let mut err = String::new();
+                s.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("server exited with {status}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server did not become ready");
+    }
+
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let mut req = client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    pub fn upload_pdf(&self, key: &str, id: &str, bytes: Vec<u8>, wait: bool) -> (u16, Value) {
+        self.upload(key, id, "doc.pdf", "application/pdf", bytes, wait)
+    }
+
+    /// A multipart upload (`file`, `id`).
+    pub fn upload(
+        &self,
+        key: &str,
+        id: &str,
+        file_name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+        wait: bool,
+    ) -> (u16, Value) {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("id", id.to_string())
+            .part(
+                "file",
+                reqwest::blocking::multipart::Part::bytes(bytes)
+                    .file_name(file_name.to_string())
+                    .mime_str(mime)
+                    .unwrap(),
+            );
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{}/v1/documents?wait={wait}", self.base))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// The server's resident set (Linux), in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// Still the same process, still running.
+    pub fn assert_alive(&mut self) {
+        assert!(
+            matches!(self.child.try_wait(), Ok(None)),
+            "the server process died"
+        );
+    }
+
+    pub fn create_tenant(&self, id: &str) -> String {
+        let (s, body) = self.call(
+            reqwest::Method::POST,
+            "/v1/tenants",
+            ADMIN,
+            Some(json!({ "id": id })),
+        );
+        assert_eq!(s, 201, "{body}");
+        body["api_key"].as_str().unwrap().to_string()
+    }
+
+    /// Ingest a text document and wait until it is searchable (200).
+    pub fn ingest_text(&self, key: &str, id: &str, text: &str) {
+        let (s, body) = self.call(
+            reqwest::Method::POST,
+            "/v1/documents?wait=true",
+            key,
+            Some(json!({"id": id, "text": text})),
+        );
+        assert_eq!(s, 200, "{body}");
+    }
+
+    pub fn query_ids(&self, key: &str, q: &str) -> Vec<String> {
+        self.query_ids_in(key, q, "hybrid")
+    }
+
+    pub fn query_ids_in(&self, key: &str, q: &str, mode: &str) -> Vec<String> {
+        let (s, body) = self.call(
+            reqwest::Method::POST,
+            "/v1/query",
+            key,
+            Some(json!({"query": q, "top_k": 20, "mode": mode})),
+        );
+        assert_eq!(s, 200, "{body}");
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["document_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn sigterm(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
 }

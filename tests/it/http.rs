@@ -306,3 +306,67 @@ async fn async_jobs_documents_and_filters() {
         );
     }
 }
+
+#[tokio::test]
+async fn any_method_string_is_one_metric_label_and_fields_are_capped() {
+    let app = app().await;
+    let key = app.tenant("acme").await;
+    // Unauthenticated requests with junk methods: each would otherwise be a new series.
+    for i in 0..50 {
+        let method = format!("JUNK{i}{}", "X".repeat(2000));
+        let req = Request::builder()
+            .method(axum::http::Method::from_bytes(method.as_bytes()).unwrap())
+            .uri("/v1/documents")
+            .body(Body::empty())
+            .unwrap();
+        app.send(req).await;
+    }
+    let r = app.call("GET", "/metrics", ADMIN, None).await;
+    let text = r.body.as_str().unwrap().to_string();
+    assert!(!text.contains("JUNK"), "a junk method became a label");
+    assert!(text.contains("method=\"other\""));
+    assert!(text.len() < 200_000, "{} bytes of metrics", text.len());
+
+    // Upload fields every chunk repeats are capped, with a code.
+    let many: serde_json::Map<String, serde_json::Value> = (0..60)
+        .map(|i| (format!("k{i}"), json!("v".repeat(500))))
+        .collect();
+    for body in [
+        json!({"id": "d", "text": "hello", "title": "t".repeat(2000)}),
+        json!({"id": "d", "text": "hello", "metadata": {"k": "v".repeat(200_000)}}),
+        json!({"id": "d", "text": "hello", "metadata": many}),
+    ] {
+        let r = app.call("POST", "/v1/documents", &key, Some(body)).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("field_too_large")),
+            "{:?}",
+            r.body
+        );
+    }
+    // Nothing was stored for any of them.
+    let r = app.call("GET", "/v1/documents", &key, None).await;
+    assert_eq!(r.body["documents"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn the_data_directory_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = {
+        let mut c = config(&data, &[]);
+        c.admin_key = String::new();
+        c
+    };
+    let engine = tokio::task::spawn_blocking(move || tenantry::Engine::open(cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("admin_key")), 0o600);
+    drop(engine);
+}

@@ -3,6 +3,8 @@
 mod answer;
 mod cli;
 mod common;
+mod fuzz;
+mod hostile;
 mod http;
 mod ingestion;
 mod isolation;

@@ -291,7 +291,7 @@ async fn export_then_import_into_another_deployment_gives_identical_results() {
         assert_eq!(r.status, StatusCode::OK, "{id}: {:?}", r.body);
     }
     let r = src
-        .call("PUT", "/v1/tenants/acme/config", &key, Some(json!({
+        .call("PUT", "/v1/tenants/acme/config", ADMIN, Some(json!({
             "default_generator": "extractive",
             "openai": {"base_url": "http://127.0.0.1:9/v1", "allowed_models": ["m"], "api_key": "sk-exportsecret-123"}
         })))
@@ -460,21 +460,8 @@ struct Child {
 }
 
 fn start(data: &Path, log: &Path) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(model_flags())
-        .env("TENANTRY_ADMIN_KEY", ADMIN)
+    let port = free_port();
+    let mut child = serve_command(data, port)
         .env("TENANTRY_LOG_FORMAT", "json")
         // Everything this crate logs, at every level.
         .env("TENANTRY_LOG", "info,tenantry=trace")

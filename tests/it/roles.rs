@@ -440,7 +440,7 @@ fn now() -> i64 {
 }
 
 fn claims(tenant: &str, role: &str) -> Value {
-    json!({"tenant_id": tenant, "role": role, "aud": AUD, "iss": ISS, "exp": now() + 600, "nbf": now() - 10})
+    json!({"tenant_id": tenant, "role": role, "aud": AUD, "iss": ISS, "exp": now() + 600, "nbf": now() - 10, "iat": now()})
 }
 
 fn pem(name: &str) -> Vec<u8> {
@@ -585,6 +585,13 @@ async fn jwt_negative_cases_are_refused_with_401_and_a_code() {
             "invalid_token",
         ),
         ("no exp", hs(&without("exp")), "invalid_token"),
+        ("no iat", hs(&without("iat")), "invalid_token"),
+        // Issued before tenant a existed: for an earlier tenant of the same id.
+        (
+            "issued before the tenant was created",
+            hs(&with("iat", json!(now() - 3600))),
+            "invalid_token",
+        ),
         ("alg none", none, "invalid_token"),
         // HS/RS confusion: HS256 "signed" with the RSA public key that verifies RS256 tokens.
         (
