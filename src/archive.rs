@@ -229,14 +229,28 @@ impl Engine {
                 }
                 Some(Line::Header { .. }) => return Err(bad("a second header")),
                 Some(Line::Config { settings }) => {
-                    let s: crate::answer::settings::GeneratorSettings =
+                    let mut s: crate::answer::settings::GeneratorSettings =
                         serde_json::from_value(settings)
                             .map_err(|e| bad(format!("config: {e}")))?;
                     s.validate()?;
+                    // An archive is written by a tenant: nothing in it is the admin's word, and
+                    // a stored key never follows a URL it was not given for.
+                    let current = self.config_view(tenant)?.settings.openai;
+                    let same_url = match (&current, &s.openai) {
+                        (Some(old), Some(new)) => old.base_url == new.base_url,
+                        _ => false,
+                    };
+                    if let Some(o) = s.openai.as_mut() {
+                        o.set_by_admin = same_url && current.is_some_and(|c| c.set_by_admin);
+                    }
                     let json = serde_json::to_string(&s)
                         .map_err(|e| InternalError::Other(e.to_string()))?;
-                    self.catalog
-                        .put_tenant_config(tenant, &json, KeyUpdate::Keep)?;
+                    let key = if same_url {
+                        KeyUpdate::Keep
+                    } else {
+                        KeyUpdate::Clear
+                    };
+                    self.catalog.put_tenant_config(tenant, &json, key)?;
                 }
                 Some(Line::Document {
                     id,

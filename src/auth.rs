@@ -107,8 +107,8 @@ impl JwtVerifier {
     }
 
     /// The tenant and role a token grants. The tenant's existence is checked by the caller.
-    /// The token's tenant, role and issue time (`iat`, seconds).
-    pub fn verify(&self, token: &str) -> Result<(TenantId, Role, i64), AuthError> {
+    /// The token's tenant, role, issue time (`iat`, seconds) and subject (`sub`, or empty).
+    pub fn verify(&self, token: &str) -> Result<(TenantId, Role, i64, String), AuthError> {
         // Unknown algorithm names (including "none") fail to parse here.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token or unsupported algorithm"))?;
@@ -166,7 +166,18 @@ impl JwtVerifier {
             .get("iat")
             .and_then(|v| v.as_i64())
             .ok_or(AuthError::InvalidToken("missing or invalid iat claim"))?;
-        Ok((tenant, role, issued_at))
+        // A token from the future would outlive a tenant deleted before that time.
+        if issued_at > crate::catalog::now() + self.leeway_secs as i64 {
+            return Err(AuthError::InvalidToken("iat is in the future"));
+        }
+        let subject = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect();
+        Ok((tenant, role, issued_at, subject))
     }
 
     fn jwks_key(&self, alg: Algorithm, kid: Option<&str>) -> Option<&DecodingKey> {

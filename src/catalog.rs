@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS threads (
     id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE IF NOT EXISTS thread_turns (
@@ -404,6 +405,14 @@ impl Catalog {
                  ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';",
             )?;
         }
+        // Catalogs made before threads had owners: those threads belong to no caller now
+        // (404 for everyone; deleting the tenant removes them).
+        let has_owner: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('threads') WHERE name = 'owner'")?
+            .exists([])?;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT '';")?;
+        }
         let reader = Connection::open(path)?;
         reader.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
         Ok(Self {
@@ -669,19 +678,32 @@ impl Catalog {
 
     // ---- threads ----
 
+    /// Who owns the tenant's thread, if it exists.
+    pub fn thread_owner(&self, tenant: &TenantId, thread: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT owner FROM threads WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), thread],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// The thread's turns, oldest first (at most the `last` most recent ones); `None` if the
-    /// tenant has no such thread.
+    /// tenant has no such thread of `owner`'s.
     pub fn thread(
         &self,
         tenant: &TenantId,
+        owner: &str,
         thread: &str,
         last: Option<usize>,
     ) -> Result<Option<(i64, Vec<TurnRecord>)>> {
         self.with(|c| {
             let created: Option<i64> = c
                 .query_row(
-                    "SELECT created_at FROM threads WHERE tenant = ?1 AND id = ?2",
-                    params![tenant.as_str(), thread],
+                    "SELECT created_at FROM threads WHERE tenant = ?1 AND id = ?2 AND owner = ?3",
+                    params![tenant.as_str(), thread, owner],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -712,16 +734,27 @@ impl Catalog {
         })
     }
 
-    /// Append a turn, creating the thread on first use.
-    pub fn append_turn(&self, tenant: &TenantId, thread: &str, turn: &TurnRecord) -> Result<u32> {
+    /// Append a turn, creating the thread (owned by `owner`) on first use; `None` when the
+    /// thread belongs to someone else.
+    pub fn append_turn(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        thread: &str,
+        turn: &TurnRecord,
+    ) -> Result<Option<u32>> {
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
-            tx.execute(
-                "INSERT INTO threads (tenant, id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (tenant, id) DO UPDATE SET updated_at = excluded.updated_at",
-                params![tenant.as_str(), thread, t],
+            let mine = tx.execute(
+                "INSERT INTO threads (tenant, id, created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT (tenant, id) DO UPDATE SET updated_at = excluded.updated_at
+                 WHERE threads.owner = excluded.owner",
+                params![tenant.as_str(), thread, t, owner],
             )?;
+            if mine == 0 {
+                return Ok(None);
+            }
             let seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM thread_turns WHERE tenant = ?1 AND thread = ?2",
                 params![tenant.as_str(), thread],
@@ -745,17 +778,20 @@ impl Catalog {
                 ],
             )?;
             tx.commit()?;
-            Ok(seq as u32)
+            Ok(Some(seq as u32))
         })
     }
 
-    pub fn delete_thread(&self, tenant: &TenantId, thread: &str) -> Result<bool> {
+    pub fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute(
-                "DELETE FROM threads WHERE tenant = ?1 AND id = ?2",
-                params![tenant.as_str(), thread],
+                "DELETE FROM threads WHERE tenant = ?1 AND id = ?2 AND owner = ?3",
+                params![tenant.as_str(), thread, owner],
             )?;
+            if n == 0 {
+                return Ok(false);
+            }
             tx.execute(
                 "DELETE FROM thread_turns WHERE tenant = ?1 AND thread = ?2",
                 params![tenant.as_str(), thread],

@@ -291,7 +291,9 @@ impl Engine {
         let http = client()
             .build()
             .map_err(|e| InternalError::Other(format!("http client: {e}")))?;
+        // No proxy either: a proxy resolves names itself, past the public-only resolver.
         let http_public = client()
+            .no_proxy()
             .dns_resolver(Arc::new(crate::answer::egress::PublicOnly))
             .build()
             .map_err(|e| InternalError::Other(format!("http client: {e}")))?;
@@ -537,7 +539,7 @@ impl Engine {
             return blocking(move || {
                 Ok(match me.catalog.key(&key_id)? {
                     Some((k, stored)) if keys::ct_eq(&stored, &hash) => Ok(Principal::Tenant(
-                        TenantCtx::authenticated(k.tenant),
+                        TenantCtx::authenticated(k.tenant, format!("key:{}", k.id)),
                         k.role,
                     )),
                     _ => Err(AuthError::InvalidKey),
@@ -551,7 +553,7 @@ impl Engine {
         let Some(jwt) = &self.jwt else {
             return Ok(Err(AuthError::InvalidToken("JWT is not configured")));
         };
-        let (tenant, role, issued_at) = match jwt.verify(token) {
+        let (tenant, role, issued_at, subject) = match jwt.verify(token) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
@@ -560,9 +562,10 @@ impl Engine {
             // A tenant id can be deleted and created again: a token issued before this
             // tenant existed was issued for another one, and never works for this one.
             Ok(match me.catalog.tenant_created_at(&tenant)? {
-                Some(created) if issued_at >= created => {
-                    Ok(Principal::Tenant(TenantCtx::authenticated(tenant), role))
-                }
+                Some(created) if issued_at >= created => Ok(Principal::Tenant(
+                    TenantCtx::authenticated(tenant, format!("jwt:{subject}")),
+                    role,
+                )),
                 Some(_) => Err(AuthError::InvalidToken(
                     "token issued before its tenant was created",
                 )),
@@ -996,7 +999,7 @@ impl Engine {
     /// Remove chunks of replaced, deleted or failed versions from both legs.
     pub(crate) fn run_gc(&self) -> Result<()> {
         for task in self.catalog.pending_gc()? {
-            let ctx = TenantCtx::authenticated(task.tenant.clone());
+            let ctx = TenantCtx::system(task.tenant.clone());
             self.lexical
                 .delete_versions(&ctx, &task.doc, task.versions.clone())?;
             self.vectors
@@ -1086,7 +1089,7 @@ impl Engine {
         let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
         let (chunks, contextual) = self.contextual_chunks(&bytes, ct, &job.title)?;
-        let ctx = TenantCtx::authenticated(job.tenant.clone());
+        let ctx = TenantCtx::system(job.tenant.clone());
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
         let vectors = self.embed_cached(&ctx, &texts)?;
         let stored: Vec<StoredChunk> = chunks

@@ -636,6 +636,7 @@ async fn eval(
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let http = config.http.clone();
+    raise_open_files(http.max_connections);
     let deadline = Duration::from_secs(config.shutdown_deadline_secs);
     let engine = tokio::task::spawn_blocking(move || open(config)).await??;
     engine.start().await?;
@@ -680,6 +681,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     engine.flush();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every connection, index file and parse-worker pipe is a descriptor: take the hard limit
+/// (the usual soft 1,024 would run out before `http.max_connections`), and say so when
+/// connections could still starve everything else.
+fn raise_open_files(max_connections: usize) {
+    #[cfg(unix)]
+    // SAFETY: plain getrlimit/setrlimit on this process with a stack-allocated struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            if (max_connections as u64).saturating_mul(2) > lim.rlim_cur {
+                tracing::warn!(
+                    max_connections,
+                    open_files = lim.rlim_cur,
+                    "http.max_connections is more than half the open-file limit"
+                );
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

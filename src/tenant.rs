@@ -38,21 +38,40 @@ impl fmt::Display for TenantId {
 
 /// Proof that the caller acts for one tenant. Engine functions that touch tenant data take it as
 /// their first parameter; there is no `Option<TenantCtx>` and no tenant-by-string entry point.
+/// It also names who acts (the subject): resources that belong to one caller rather than to the
+/// whole tenant (threads) are keyed by it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantCtx {
     tenant: TenantId,
+    subject: String,
 }
 
 impl TenantCtx {
-    /// Made by the auth layer from a verified API key.
-    pub(crate) fn authenticated(tenant: TenantId) -> Self {
-        Self { tenant }
+    /// Made by the auth layer from a verified API key (`key:<key id>`) or JWT (`jwt:<sub>`).
+    pub(crate) fn authenticated(tenant: TenantId, subject: String) -> Self {
+        Self { tenant, subject }
+    }
+
+    /// The engine's own work for a tenant (ingestion jobs, garbage collection).
+    pub(crate) fn system(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            subject: "system".into(),
+        }
     }
 
     /// For the local operator (CLI on the data directory, tests, benches): whoever can read the
     /// data directory already owns every tenant.
     pub fn operator(tenant: TenantId) -> Self {
-        Self { tenant }
+        Self {
+            tenant,
+            subject: "operator".into(),
+        }
+    }
+
+    /// Who acts: `key:<id>`, `jwt:<sub>`, `operator` or `system`.
+    pub fn subject(&self) -> &str {
+        &self.subject
     }
 
     pub fn tenant(&self) -> &TenantId {

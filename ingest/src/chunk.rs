@@ -10,6 +10,9 @@ use crate::parse::Extracted;
 /// all-MiniLM-L6-v2 reads at most 256 tokens, two of which are [CLS] and [SEP].
 pub const MODEL_MAX_TOKENS: usize = 256;
 pub const MAX_CHUNK_TOKENS: usize = MODEL_MAX_TOKENS - 2;
+/// No chunk is longer than this many bytes, whatever its token count: 254 tokens of any real
+/// text fit in a few KB, and every chunk is stored twice and shown in results.
+pub const MAX_CHUNK_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
@@ -71,15 +74,24 @@ impl Chunker {
                 if piece.trim().is_empty() {
                     continue;
                 }
-                let start = section.range.start + offset;
-                out.push(Chunk {
-                    ordinal: out.len() as u32,
-                    text: piece.to_string(),
-                    start,
-                    end: start + piece.len(),
-                    page: section.page,
-                    heading_path: section.heading_path.clone(),
-                });
+                // A token can be any length (a 2 MB "word" is one [UNK]): bytes are capped too.
+                let mut from = 0;
+                while from < piece.len() {
+                    let mut to = (from + MAX_CHUNK_BYTES).min(piece.len());
+                    while !piece.is_char_boundary(to) {
+                        to -= 1;
+                    }
+                    let start = section.range.start + offset + from;
+                    out.push(Chunk {
+                        ordinal: out.len() as u32,
+                        text: piece[from..to].to_string(),
+                        start,
+                        end: start + (to - from),
+                        page: section.page,
+                        heading_path: section.heading_path.clone(),
+                    });
+                    from = to;
+                }
             }
         }
         out

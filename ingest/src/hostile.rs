@@ -98,16 +98,59 @@ pub fn pdf_deep_forms(depth: u32) -> Vec<u8> {
     page_with_xobject(b"BT /F1 12 Tf 72 712 Td (Hello) Tj ET /Fm0 Do", forms)
 }
 
-/// A page whose `/Parent` chain loops (page -> pages -> page tree node -> pages).
-pub fn pdf_parent_cycle() -> Vec<u8> {
+/// A form with no `/Resources` of its own draws with its drawer's: here the page's, which
+/// name the form itself.
+pub fn pdf_inherited_form_cycle() -> Vec<u8> {
+    page_with_xobject(
+        b"BT /F1 12 Tf 72 712 Td (Hello) Tj ET /Fm0 Do",
+        vec![stream(
+            "/Type /XObject /Subtype /Form /BBox [0 0 612 792]",
+            b"/Fm0 Do",
+        )],
+    )
+}
+
+/// No cycle and shallow, but each form draws the next one twice: 2^depth draws.
+pub fn pdf_form_fan_out(depth: u32) -> Vec<u8> {
+    let forms = (0..depth)
+        .map(|i| {
+            let next = 7 + i;
+            if i + 1 < depth {
+                stream(
+                    &format!(
+                        "/Type /XObject /Subtype /Form /BBox [0 0 612 792] \
+                         /Resources << /XObject << /A {next} 0 R /B {next} 0 R >> >>"
+                    ),
+                    b"/A Do /B Do",
+                )
+            } else {
+                stream("/Type /XObject /Subtype /Form /BBox [0 0 612 792]", b"")
+            }
+        })
+        .collect();
+    page_with_xobject(b"BT /F1 12 Tf 72 712 Td (Hello) Tj ET /Fm0 Do", forms)
+}
+
+/// A page tree whose `/Pages` node has `/Parent 6 0 R`; object 6 is `sixth`.
+fn page_tree_with_parent(sixth: &[u8]) -> Vec<u8> {
     pdf(&[
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 6 0 R >>".to_vec(),
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
         stream("", b"BT /F1 12 Tf 72 712 Td (Hello) Tj ET"),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
-        b"<< /Type /Pages /Kids [2 0 R] /Count 1 /Parent 2 0 R >>".to_vec(),
+        sixth.to_vec(),
     ])
+}
+
+/// A `/Parent` loop through an object that is only a reference to another object.
+pub fn pdf_parent_cycle_through_reference() -> Vec<u8> {
+    page_tree_with_parent(b"3 0 R")
+}
+
+/// A page whose `/Parent` chain loops (page -> pages -> page tree node -> pages).
+pub fn pdf_parent_cycle() -> Vec<u8> {
+    page_tree_with_parent(b"<< /Type /Pages /Kids [2 0 R] /Count 1 /Parent 2 0 R >>")
 }
 
 /// A page content stream that inflates to `inflated` bytes of spaces (the report: 1 MB to 1 GiB).

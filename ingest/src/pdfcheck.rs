@@ -23,7 +23,10 @@ fn name_is(dict: &Dictionary, key: &[u8], value: &[u8]) -> bool {
     matches!(dict.get(key), Ok(Object::Name(n)) if n == value)
 }
 
-/// Inflate what `pdf-extract` may inflate (everything but images), stopping at the budget.
+/// Inflate every Flate stream with a running budget. Images count too: a content stream can
+/// claim to be an image and still be drawn. Other encodings (LZW, Flate behind ASCII85) count
+/// at their encoded size here; what they inflate to is bounded by the worker's address space
+/// and deadline instead (`document_too_complex`, `parser_timeout`).
 fn decompressed_budget(doc: &Document, budget: u64) -> Result<(), IngestError> {
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
@@ -31,16 +34,10 @@ fn decompressed_budget(doc: &Document, budget: u64) -> Result<(), IngestError> {
         let Object::Stream(stream) = object else {
             continue;
         };
-        if name_is(&stream.dict, b"Subtype", b"Image") {
-            continue;
-        }
         let filters = stream.filters().unwrap_or_default();
-        let inflates = filters
-            .first()
-            .is_some_and(|f| *f == b"FlateDecode" || *f == b"Fl");
-        if !inflates {
-            total += stream.content.len() as u64;
-        } else {
+        let flate_only =
+            filters.len() == 1 && (filters[0] == b"FlateDecode" || filters[0] == b"Fl");
+        if flate_only {
             let mut reader = flate2::read::ZlibDecoder::new(stream.content.as_slice());
             loop {
                 match reader.read(&mut buf) {
@@ -53,6 +50,8 @@ fn decompressed_budget(doc: &Document, budget: u64) -> Result<(), IngestError> {
                     }
                 }
             }
+        } else {
+            total += stream.content.len() as u64;
         }
         if total > budget {
             return Err(IngestError::DecompressedTooLarge(budget));
@@ -65,11 +64,24 @@ fn deref<'a>(doc: &'a Document, object: &'a Object) -> Option<&'a Object> {
     doc.dereference(object).ok().map(|(_, o)| o)
 }
 
-/// The Form XObjects a dictionary's `/Resources /XObject` names.
-fn forms_named_by(doc: &Document, dict: &Dictionary) -> Vec<ObjectId> {
-    let Some(Object::Dictionary(resources)) =
-        dict.get(b"Resources").ok().and_then(|r| deref(doc, r))
-    else {
+/// Where a reference finally points (lopdf follows chains of references the same way).
+fn target(doc: &Document, mut id: ObjectId) -> Option<(ObjectId, &Object)> {
+    for _ in 0..32 {
+        match doc.objects.get(&id)? {
+            Object::Reference(next) => id = *next,
+            other => return Some((id, other)),
+        }
+    }
+    None
+}
+
+fn is_form(o: &Object) -> bool {
+    matches!(o, Object::Stream(s) if name_is(&s.dict, b"Subtype", b"Form"))
+}
+
+/// The Form XObjects a resource dictionary's `/XObject` names, one entry per name.
+fn forms_in(doc: &Document, resources: Option<&Object>) -> Vec<ObjectId> {
+    let Some(Object::Dictionary(resources)) = resources.and_then(|r| deref(doc, r)) else {
         return vec![];
     };
     let Some(Object::Dictionary(xobjects)) =
@@ -80,37 +92,98 @@ fn forms_named_by(doc: &Document, dict: &Dictionary) -> Vec<ObjectId> {
     xobjects
         .iter()
         .filter_map(|(_, v)| match v {
-            Object::Reference(id) => Some(*id),
+            Object::Reference(id) => target(doc, *id),
             _ => None,
         })
-        .filter(|id| {
-            matches!(doc.objects.get(id), Some(Object::Stream(s)) if name_is(&s.dict, b"Subtype", b"Form"))
-        })
+        .filter(|(_, o)| is_form(o))
+        .map(|(id, _)| id)
         .collect()
 }
 
-/// Form XObjects drawing Form XObjects: no cycle, no chain deeper than `max_depth`.
+/// Most Form XObject draws one document may cause, counting repeats: forms that each draw the
+/// next one twice, 256 deep, are 2^256 draws without being deep or cyclic.
+const MAX_FORM_DRAWS: u64 = 100_000;
+
+/// Form XObjects drawing Form XObjects: no cycle, no chain deeper than `max_depth`, no more
+/// than [`MAX_FORM_DRAWS`] draws in all. A form without `/Resources` uses the resources of
+/// whatever draws it (pdf-extract does the same), so its edges are those of its drawers.
 fn form_graph(doc: &Document, max_depth: u32) -> Result<(), IngestError> {
-    let mut edges: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+    let mut own: HashMap<ObjectId, Option<Vec<ObjectId>>> = HashMap::new();
     for (id, object) in &doc.objects {
         if let Object::Stream(s) = object {
             if name_is(&s.dict, b"Subtype", b"Form") {
-                edges.insert(*id, forms_named_by(doc, &s.dict));
+                let named = s
+                    .dict
+                    .get(b"Resources")
+                    .ok()
+                    .map(|r| forms_in(doc, Some(r)));
+                own.insert(*id, named);
             }
         }
     }
-    // Longest chain below each form, by an iterative depth-first search; a form met again while
-    // it is still on the path is a cycle.
-    let mut depth: HashMap<ObjectId, u32> = HashMap::new();
+    // Roots: forms that pages name (pages inherit resources from their parents).
+    let mut roots: Vec<ObjectId> = Vec::new();
+    for object in doc.objects.values() {
+        if let Object::Dictionary(d) = object {
+            if name_is(d, b"Type", b"Page") {
+                roots.extend(forms_in(doc, inherited_resources(doc, d)));
+            }
+        }
+    }
+    // A form without resources draws what its drawer's resources name; resolve to a fixpoint
+    // (bounded: each round can only add edges).
+    let mut edges: HashMap<ObjectId, Vec<ObjectId>> = own
+        .iter()
+        .map(|(id, named)| (*id, named.clone().unwrap_or_default()))
+        .collect();
+    // Only forms that draw something (a `/Name Do` in their content) can recurse.
+    let inherits: Vec<ObjectId> = own
+        .iter()
+        .filter(|(id, n)| n.is_none() && draws_xobjects(doc, **id))
+        .map(|(id, _)| *id)
+        .collect();
+    if !inherits.is_empty() {
+        let page_named: Vec<ObjectId> = roots.clone();
+        for _ in 0..4 {
+            let mut changed = false;
+            let drawers: Vec<(ObjectId, Vec<ObjectId>)> =
+                edges.iter().map(|(k, v)| (*k, v.clone())).collect();
+            for f in &inherits {
+                let mut add: Vec<ObjectId> = Vec::new();
+                if page_named.contains(f) {
+                    add.extend(page_named.iter().copied());
+                }
+                for (_, named) in drawers.iter().filter(|(_, named)| named.contains(f)) {
+                    add.extend(named.iter().copied());
+                }
+                let e = edges.entry(*f).or_default();
+                for a in add {
+                    if !e.contains(&a) {
+                        e.push(a);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+    // Longest chain and number of draws below each form, by an iterative depth-first search;
+    // a form met again while it is still on the path is a cycle.
+    let mut depth: HashMap<ObjectId, (u32, u64)> = HashMap::new();
     let mut on_path: HashSet<ObjectId> = HashSet::new();
-    for &root in edges.keys() {
+    let empty = Vec::new();
+    let mut starts: Vec<ObjectId> = edges.keys().copied().collect();
+    starts.sort();
+    for root in starts {
         if depth.contains_key(&root) {
             continue;
         }
         let mut stack: Vec<(ObjectId, usize)> = vec![(root, 0)];
         on_path.insert(root);
         while let Some((node, next)) = stack.last().copied() {
-            let children = &edges[&node];
+            let children = edges.get(&node).unwrap_or(&empty);
             if let Some(&child) = children.get(next) {
                 stack.last_mut().expect("non-empty").1 += 1;
                 if on_path.contains(&child) {
@@ -124,22 +197,87 @@ fn form_graph(doc: &Document, max_depth: u32) -> Result<(), IngestError> {
                 }
                 continue;
             }
-            let d = 1 + children
-                .iter()
-                .map(|c| depth.get(c).copied().unwrap_or(0))
-                .max()
-                .unwrap_or(0);
+            let below = children.iter().filter_map(|c| depth.get(c));
+            let d = 1 + below.clone().map(|(d, _)| *d).max().unwrap_or(0);
+            let draws = below
+                .map(|(_, n)| *n)
+                .fold(1u64, |a, n| a.saturating_add(n));
             if d > max_depth {
                 return Err(IngestError::TooComplex(format!(
                     "Form XObjects nest deeper than {max_depth}"
                 )));
             }
-            depth.insert(node, d);
+            if draws > MAX_FORM_DRAWS {
+                return Err(IngestError::TooComplex(format!(
+                    "Form XObjects draw each other more than {MAX_FORM_DRAWS} times"
+                )));
+            }
+            depth.insert(node, (d, draws));
             on_path.remove(&node);
             stack.pop();
         }
     }
+    let total = roots
+        .iter()
+        .filter_map(|r| depth.get(r))
+        .fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    if total > MAX_FORM_DRAWS {
+        return Err(IngestError::TooComplex(format!(
+            "Form XObjects are drawn more than {MAX_FORM_DRAWS} times"
+        )));
+    }
     Ok(())
+}
+
+/// Whether a form's content has a `/Name Do` (draws an XObject). Content is inflated up to
+/// 16 MiB for the look; the budget check has already bounded the whole document.
+fn draws_xobjects(doc: &Document, form: ObjectId) -> bool {
+    let Some(Object::Stream(s)) = doc.objects.get(&form) else {
+        return false;
+    };
+    let filters = s.filters().unwrap_or_default();
+    let content: Vec<u8> = if filters.is_empty() {
+        s.content.clone()
+    } else if filters.len() == 1 && (filters[0] == b"FlateDecode" || filters[0] == b"Fl") {
+        let mut out = Vec::new();
+        let _ = flate2::read::ZlibDecoder::new(s.content.as_slice())
+            .take(16 << 20)
+            .read_to_end(&mut out);
+        out
+    } else {
+        // Cannot look inside: assume it may draw.
+        return true;
+    };
+    let mut previous: &[u8] = b"";
+    for token in content
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        if token == b"Do" && previous.starts_with(b"/") {
+            return true;
+        }
+        previous = token;
+    }
+    false
+}
+
+/// A page's `/Resources`, or the nearest ancestor's (at most 64 hops; loops are refused
+/// separately by [`parent_chains`]).
+fn inherited_resources<'a>(doc: &'a Document, page: &'a Dictionary) -> Option<&'a Object> {
+    let mut node = page;
+    for _ in 0..64 {
+        if let Ok(r) = node.get(b"Resources") {
+            return Some(r);
+        }
+        let Ok(Object::Reference(parent)) = node.get(b"Parent") else {
+            return None;
+        };
+        match target(doc, *parent) {
+            Some((_, Object::Dictionary(d))) => node = d,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Page-tree nodes inherit attributes from their `/Parent`s: no chain may loop or run deeper
@@ -165,8 +303,18 @@ fn parent_chains(doc: &Document, max_depth: u32) -> Result<(), IngestError> {
                 ));
             }
             seen.push(*parent);
-            match doc.objects.get(parent) {
-                Some(Object::Dictionary(d)) => current = d,
+            match target(doc, *parent) {
+                Some((id, Object::Dictionary(d))) => {
+                    if id != *parent {
+                        if seen.contains(&id) {
+                            return Err(IngestError::TooComplex(
+                                "the page tree loops or nests too deep".into(),
+                            ));
+                        }
+                        seen.push(id);
+                    }
+                    current = d
+                }
                 _ => break,
             }
         }

@@ -4,7 +4,8 @@
 //!
 //! The server side ([`Sandbox::run`]) keeps a few idle workers (loading the tokenizer costs
 //! about 90 ms, more than parsing most documents). Each worker runs with OS limits (address
-//! space, no core dumps, no files written, few descriptors), an empty environment (the
+//! space, no core dumps, no files written, none of the server's descriptors and few of its
+//! own), an empty environment (the
 //! server's secrets are not the parser's business), and dies with the server. A document gets
 //! a wall-clock deadline; a worker that crashes, overruns or answers badly is killed and never
 //! reused, and a worker is retired after [`DOCS_PER_WORKER`] documents. The worker side
@@ -54,6 +55,8 @@ pub struct SandboxConfig {
 /// One document to parse and chunk.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
+    /// Echoed in the reply: a reply that answers any other request is never accepted.
+    pub nonce: u64,
     /// Bytes of document after the header line.
     pub len: u64,
     pub content_type: String,
@@ -71,7 +74,13 @@ pub struct Parsed {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Reply {
+pub struct Reply {
+    pub nonce: u64,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Outcome {
     Ok(Parsed),
     Err { code: String, message: String },
 }
@@ -118,7 +127,7 @@ impl Worker {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let tail = stderr.clone();
         // Drained all the time (a full pipe would block the worker), keeping only the tail.
-        std::thread::Builder::new()
+        let watched = std::thread::Builder::new()
             .name("parse-worker-stderr".into())
             .spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -133,8 +142,14 @@ impl Worker {
                         t.drain(..cut);
                     }
                 }
-            })
-            .map_err(|e| IngestError::ParserCrashed(format!("cannot watch the worker: {e}")))?;
+            });
+        if let Err(e) = watched {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(IngestError::ParserCrashed(format!(
+                "cannot watch the worker: {e}"
+            )));
+        }
         Ok(Self {
             child,
             stdin,
@@ -231,7 +246,9 @@ impl Sandbox {
     /// Parse and chunk one document in a worker.
     pub fn run(&self, bytes: &[u8], ct: ContentType, title: &str) -> Result<Parsed, IngestError> {
         let c = &self.config;
+        let nonce = rand_nonce();
         let request = Request {
+            nonce,
             len: bytes.len() as u64,
             content_type: ct.mime().to_string(),
             title: title.to_string(),
@@ -247,18 +264,37 @@ impl Sandbox {
             None => self.spawn()?,
         };
         worker.docs += 1;
+        // What an earlier document printed must not explain this one's end.
+        worker
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         match self.exchange(&mut worker, &header, bytes) {
             Exchange::Reply(line) => {
                 let reply = serde_json::from_slice::<Reply>(&line);
-                if reply.is_ok() && worker.docs < DOCS_PER_WORKER {
-                    let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                    if idle.len() < MAX_IDLE {
-                        idle.push(worker);
-                    }
-                }
                 match reply {
-                    Ok(Reply::Ok(parsed)) => Ok(parsed),
-                    Ok(Reply::Err { code, message }) => Err(reported(&code, message)),
+                    Ok(Reply { nonce: n, outcome }) if n == nonce => match outcome {
+                        Outcome::Ok(parsed) => {
+                            self.keep(worker);
+                            Ok(parsed)
+                        }
+                        Outcome::Err { code, message } => {
+                            // A document refused early (not text, not a PDF) cost the worker
+                            // nothing worth a fresh process; anything heavier retires it.
+                            let cheap = matches!(
+                                code.as_str(),
+                                "invalid_utf8" | "empty_document" | "pdf_corrupt" | "pdf_no_text"
+                            );
+                            if cheap {
+                                self.keep(worker);
+                            }
+                            Err(reported(&code, message))
+                        }
+                    },
+                    Ok(_) => Err(IngestError::ParserCrashed(
+                        "a reply to another request".into(),
+                    )),
                     Err(e) => Err(IngestError::ParserCrashed(format!("unreadable reply: {e}"))),
                 }
             }
@@ -289,6 +325,16 @@ impl Sandbox {
         }
     }
 
+    /// Back to the idle pool, unless it has served its documents or the pool is full.
+    fn keep(&self, worker: Worker) {
+        if worker.docs < DOCS_PER_WORKER {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(worker);
+            }
+        }
+    }
+
     /// Send one request and read one reply line, within the deadline and the reply cap.
     fn exchange(&self, worker: &mut Worker, header: &[u8], bytes: &[u8]) -> Exchange {
         let c = &self.config;
@@ -298,14 +344,21 @@ impl Sandbox {
         let flag = &timed_out;
         std::thread::scope(|s| {
             // The watchdog: past the deadline the worker is killed, which ends the read below.
-            s.spawn(move || {
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    done_rx.recv_timeout(c.timeout)
-                {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    kill(pid);
-                }
-            });
+            let watchdog = std::thread::Builder::new()
+                .name("parse-worker-watchdog".into())
+                .spawn_scoped(s, move || {
+                    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        done_rx.recv_timeout(c.timeout)
+                    {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        kill(pid);
+                    }
+                });
+            if watchdog.is_err() {
+                // No deadline without a watchdog: do not start the document at all.
+                kill(pid);
+                return Exchange::Died;
+            }
             let written = worker
                 .stdin
                 .write_all(header)
@@ -385,6 +438,7 @@ fn kill(pid: i32) {
 #[cfg(target_os = "linux")]
 fn limit_child(command: &mut Command, memory_bytes: u64) {
     use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
     // SAFETY: only async-signal-safe syscalls (setrlimit, prctl) run between fork and exec,
     // on values computed before the fork.
     unsafe {
@@ -399,6 +453,24 @@ fn limit_child(command: &mut Command, memory_bytes: u64) {
                 }
                 Ok(())
             };
+            // Inherit nothing but standard input, output and error: a descriptor the server
+            // holds (a shard's locked WAL, an index lock, the catalog) would otherwise stay
+            // open, and locked, for the worker's whole life. Libraries do not all open with
+            // O_CLOEXEC.
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                    lim.rlim_cur.min(65_536) as i32
+                } else {
+                    4096
+                };
+                for fd in 3..max {
+                    libc::close(fd);
+                }
+            }
             // CPU time is bounded per document by the wall-clock watchdog (the worker is
             // single-threaded), not by RLIMIT_CPU, which would count a reused worker's life.
             set(libc::RLIMIT_AS, memory_bytes, memory_bytes)?;
@@ -407,6 +479,10 @@ fn limit_child(command: &mut Command, memory_bytes: u64) {
             set(libc::RLIMIT_NOFILE, 32, 32)?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nobody would kill us.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("the server exited"));
             }
             Ok(())
         });
@@ -422,13 +498,37 @@ pub fn worker_main() -> i32 {
     let mut input = std::io::stdin().lock();
     let mut chunkers: Option<(PathBuf, usize, Chunker)> = None;
     loop {
-        let reply = match serve_one(&mut input, &mut chunkers) {
-            Ok(None) => return 0,
-            Ok(Some(parsed)) => Reply::Ok(parsed),
-            Err(e) => Reply::Err {
+        let mut line = Vec::new();
+        // The header is small; a worker is never asked to buffer an unbounded line.
+        match (&mut input).take(1 << 20).read_until(b'\n', &mut line) {
+            Ok(0) => return 0,
+            Ok(_) if line.ends_with(b"\n") => {}
+            _ => return 3,
+        }
+        // A header that does not parse leaves the stream's framing unknown: stop, so that no
+        // byte of this request is ever read as the next one.
+        let Ok(request) = serde_json::from_slice::<Request>(&line) else {
+            return 3;
+        };
+        let mut bytes = Vec::new();
+        if (&mut input)
+            .take(request.len)
+            .read_to_end(&mut bytes)
+            .is_err()
+            || bytes.len() as u64 != request.len
+        {
+            return 3;
+        }
+        let outcome = match serve_one(&request, &bytes, &mut chunkers) {
+            Ok(parsed) => Outcome::Ok(parsed),
+            Err(e) => Outcome::Err {
                 code: e.code().as_str().to_string(),
                 message: e.to_string(),
             },
+        };
+        let reply = Reply {
+            nonce: request.nonce,
+            outcome,
         };
         let mut out = std::io::stdout().lock();
         let written = serde_json::to_writer(&mut out, &reply).is_ok()
@@ -441,27 +541,10 @@ pub fn worker_main() -> i32 {
 }
 
 fn serve_one(
-    input: &mut impl BufRead,
+    request: &Request,
+    bytes: &[u8],
     chunkers: &mut Option<(PathBuf, usize, Chunker)>,
-) -> Result<Option<Parsed>, IngestError> {
-    let mut line = Vec::new();
-    // The header is small; a worker is never asked to buffer an unbounded line.
-    let n = input
-        .take(1 << 20)
-        .read_until(b'\n', &mut line)
-        .map_err(crashed)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    let request: Request = serde_json::from_slice(&line).map_err(crashed)?;
-    let mut bytes = Vec::new();
-    input
-        .take(request.len)
-        .read_to_end(&mut bytes)
-        .map_err(crashed)?;
-    if bytes.len() as u64 != request.len {
-        return Err(crashed("the request ended early"));
-    }
+) -> Result<Parsed, IngestError> {
     let ct = ContentType::from_mime(&request.content_type).unwrap_or(ContentType::Text);
     let fresh = !matches!(chunkers, Some((p, t, _)) if *p == request.tokenizer && *t == request.chunk_tokens);
     if fresh {
@@ -470,7 +553,19 @@ fn serve_one(
         *chunkers = Some((request.tokenizer.clone(), request.chunk_tokens, chunker));
     }
     let (_, _, chunker) = chunkers.as_ref().expect("set above");
-    parse_and_chunk(chunker, &bytes, ct, &request.title, &request.limits).map(Some)
+    parse_and_chunk(chunker, bytes, ct, &request.title, &request.limits)
+}
+
+/// A request nonce: unpredictable enough that no document can forge a reply to a later one.
+fn rand_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Parse and chunk in this process. Only the worker and tests of the parsers call this.

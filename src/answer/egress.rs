@@ -49,13 +49,20 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return is_public_v4(v4);
     }
+    // 6to4 (2002::/16) reaches the IPv4 address in its second and third segments.
+    if s[0] == 0x2002 {
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        return is_public_v4(v4);
+    }
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local
         || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || s[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible and other ::/96 forms
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (64:ff9b:1::/48)
+        || s[0..4] == [0, 0, 0, 0]) // ::/64: IPv4-compatible, mapped, SIIT and other v4 forms
 }
 
 /// Syntax every `base_url` must have, whoever sets it.
@@ -70,6 +77,15 @@ pub fn validate_syntax(base_url: &str) -> Result<Url, UserError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or a fragment"));
+    }
+    // Encoded separators and dot segments: an upstream that decodes them would see another
+    // path than the one the allow-list matched.
+    let path = url.path().to_ascii_lowercase();
+    if path.contains("%2f") || path.contains("%2e") || path.contains("%5c") || path.contains("/..")
+    {
+        return Err(bad(
+            "must not have encoded separators or dot segments in its path",
+        ));
     }
     if base_url.len() > 2048 {
         return Err(bad("is longer than 2048 characters"));
@@ -184,6 +200,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
+            "2002:7f00:1::",
+            "fec0::1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -203,6 +223,11 @@ mod tests {
         assert!(validate_syntax("http://h/v1?x=1").is_err());
         assert!(validate_syntax("http://u:p@h/v1").is_err());
         assert!(validate_syntax("ftp://h/v1").is_err());
+        assert!(validate_syntax("http://h/v1/..%2f..%2fadmin").is_err());
+        // Encoded dot segments are resolved by the parser: what is matched is what is sent.
+        let dotted = validate_syntax("http://10.0.0.5:8000/v1/%2E%2E/admin").unwrap();
+        assert_eq!(dotted.path(), "/admin");
+        assert!(!allow_listed(&dotted, &["http://10.0.0.5:8000/v1".into()]));
         let url = validate_syntax("http://10.0.0.5:8000/v1").unwrap();
         assert!(allow_listed(&url, &["http://10.0.0.5:8000/v1".into()]));
         assert!(allow_listed(&url, &["http://10.0.0.5:8000".into()]));

@@ -299,11 +299,19 @@ impl Engine {
         let (view, kind, history, key) = blocking(move || {
             let view = me.config_view(c.tenant())?;
             let history = match &thread {
-                Some(t) => me
-                    .catalog
-                    .thread(c.tenant(), t.as_str(), Some(turns))?
-                    .map(|(_, turns)| turns)
-                    .unwrap_or_default(),
+                Some(t) => {
+                    // A thread belongs to the key or token that started it; to anyone else in
+                    // the tenant it does not exist (its questions would leak through the
+                    // follow-up rewrite otherwise).
+                    let owner = me.catalog.thread_owner(c.tenant(), t.as_str())?;
+                    if owner.is_some_and(|o| o != c.subject()) {
+                        return Err(UserError::NotFound("thread").into());
+                    }
+                    me.catalog
+                        .thread(c.tenant(), c.subject(), t.as_str(), Some(turns))?
+                        .map(|(_, turns)| turns)
+                        .unwrap_or_default()
+                }
                 None => Vec::new(),
             };
             // Only an LLM answer needs the key: a master-key problem must not break the others.
@@ -496,7 +504,7 @@ impl Engine {
         blocking(move || {
             let (created_at, turns) = me
                 .catalog
-                .thread(c.tenant(), id.as_str(), None)?
+                .thread(c.tenant(), c.subject(), id.as_str(), None)?
                 .ok_or(UserError::NotFound("thread"))?;
             let turns = turns
                 .into_iter()
@@ -525,7 +533,10 @@ impl Engine {
     pub async fn delete_thread(self: &Arc<Self>, ctx: &TenantCtx, id: ThreadId) -> Result<()> {
         let (me, c) = (self.clone(), ctx.clone());
         blocking(move || {
-            if me.catalog.delete_thread(c.tenant(), id.as_str())? {
+            if me
+                .catalog
+                .delete_thread(c.tenant(), c.subject(), id.as_str())?
+            {
                 Ok(())
             } else {
                 Err(UserError::NotFound("thread").into())
@@ -661,7 +672,12 @@ impl PreparedAnswer {
                 created_at: 0,
             };
             let (e, c, t) = (self.engine.clone(), self.ctx.clone(), thread.clone());
-            blocking(move || e.catalog.append_turn(c.tenant(), t.as_str(), &turn)).await?;
+            blocking(move || {
+                e.catalog
+                    .append_turn(c.tenant(), c.subject(), t.as_str(), &turn)?
+                    .ok_or_else(|| UserError::NotFound("thread").into())
+            })
+            .await?;
         }
         Ok(Answer {
             text,

@@ -104,14 +104,19 @@ impl OpenAi {
 
     /// POST with retries of transient failures only (connection refused or reset before a
     /// response, 429, 502, 503, 504), honouring `Retry-After` up to 5 s.
-    async fn send(&self, body: &Value) -> Result<reqwest::Response, GenerationError> {
+    async fn send(
+        &self,
+        body: &Value,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, GenerationError> {
         let mut attempt = 0u32;
         loop {
             let mut req = self.http.post(self.url()).json(body);
             if let Some(key) = &self.api_key {
                 req = req.bearer_auth(key.expose());
             }
-            let (failure, wait) = match tokio::time::timeout(self.timeout, req.send()).await {
+            // Every attempt shares the call's one deadline.
+            let (failure, wait) = match tokio::time::timeout_at(deadline.into(), req.send()).await {
                 Err(_) => {
                     return Err(GenerationError::Timeout(
                         "no response headers in time".into(),
@@ -145,7 +150,11 @@ impl OpenAi {
             }
             attempt += 1;
             let backoff = Duration::from_millis(200 * 2u64.pow(attempt));
-            tokio::time::sleep(wait.unwrap_or(backoff).min(Duration::from_secs(5))).await;
+            let pause = wait.unwrap_or(backoff).min(Duration::from_secs(5));
+            if Instant::now() + pause >= deadline {
+                return Err(failure);
+            }
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -170,7 +179,7 @@ impl OpenAi {
         // bounded grounding work. Whitespace-separated tokens average well under 16 bytes.
         let max_text = max_tokens.saturating_mul(16).max(1024);
         let deadline = started + self.timeout;
-        let mut resp = self.send(&body).await?;
+        let mut resp = self.send(&body, deadline).await?;
         if !stream {
             let mut bytes = Vec::new();
             loop {

@@ -343,7 +343,8 @@ pub(crate) async fn export(
             tracing::warn!(error = %e, "export stopped");
             // The status line has gone out: end the body with an error so the client sees a
             // broken transfer rather than a short, valid-looking archive.
-            let _ = err_tx.blocking_send(Err(std::io::Error::other("export failed")));
+            // Never wait here: a reader that stopped reading keeps the channel full.
+            let _ = err_tx.try_send(Err(std::io::Error::other("export failed")));
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

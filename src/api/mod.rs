@@ -331,33 +331,17 @@ async fn submit_document(
     req: Request,
 ) -> Result<Response, ApiError> {
     engine.admit(&ctx, Class::Ingest).await?;
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let upload = if ct.starts_with("multipart/form-data") {
-        let mp = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| invalid(e.body_text()))?;
-        upload_from_multipart(mp).await?
-    } else if ct.starts_with("application/json") {
-        let ApiJson(body) = ApiJson::<JsonDocumentRequest>::from_request(req, &()).await?;
-        Upload {
-            doc_id: parse_doc_id(body.id)?,
-            title: body.title,
-            declared_type: Some(body.content_type.unwrap_or_else(|| "text/plain".into())),
-            file_name: None,
-            metadata: body.metadata.unwrap_or_default(),
-            bytes: body.text.into_bytes(),
-        }
-    } else {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send application/json or multipart/form-data",
-        ));
-    };
+    // The body-timeout layer restarts its clock at every frame, so a body that trickles in a
+    // byte at a time never trips it: the whole upload also has one deadline.
+    let deadline = std::time::Duration::from_secs(engine.config().http.body_timeout_secs.max(1));
+    let upload = tokio::time::timeout(deadline, read_upload(req))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the request body did not arrive within http.body_timeout_secs",
+            )
+        })??;
     let submitted = engine.submit(&ctx, upload).await?;
     if !params.wait {
         let body = SubmitResponse {
@@ -389,6 +373,38 @@ async fn submit_document(
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
     }
+}
+
+/// The document of a `POST /v1/documents`, from a multipart or a JSON body.
+async fn read_upload(req: Request) -> Result<Upload, ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let upload = if ct.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| invalid(e.body_text()))?;
+        upload_from_multipart(mp).await?
+    } else if ct.starts_with("application/json") {
+        let ApiJson(body) = ApiJson::<JsonDocumentRequest>::from_request(req, &()).await?;
+        Upload {
+            doc_id: parse_doc_id(body.id)?,
+            title: body.title,
+            declared_type: Some(body.content_type.unwrap_or_else(|| "text/plain".into())),
+            file_name: None,
+            metadata: body.metadata.unwrap_or_default(),
+            bytes: body.text.into_bytes(),
+        }
+    } else {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send application/json or multipart/form-data",
+        ));
+    };
+    Ok(upload)
 }
 
 #[utoipa::path(get, path = "/v1/documents", params(ListParams), responses((status = 200, body = DocumentList)))]

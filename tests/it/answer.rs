@@ -187,6 +187,21 @@ async fn serve_router(router: axum::Router) -> String {
 
 // ---- helpers ----
 
+/// A new reader key of `tenant`, made by the admin.
+async fn reader_key(app: &TestApp, tenant: &str) -> String {
+    app.call(
+        "POST",
+        &format!("/v1/tenants/{tenant}/keys"),
+        ADMIN,
+        Some(json!({"role": "reader"})),
+    )
+    .await
+    .body["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 async fn answer(app: &TestApp, key: &str, body: Value) -> Resp {
     app.call("POST", "/v1/answer", key, Some(body)).await
 }
@@ -635,18 +650,7 @@ async fn tenant_config_never_shows_or_stores_the_api_key_in_clear() {
     let r = app.call("GET", "/v1/tenants/acme/config", &key, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.body.to_string().contains(UPSTREAM_KEY));
-    let reader = app
-        .call(
-            "POST",
-            "/v1/tenants/acme/keys",
-            ADMIN,
-            Some(json!({"role": "reader"})),
-        )
-        .await
-        .body["api_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let reader = reader_key(&app, "acme").await;
     assert_eq!(
         app.call("GET", "/v1/tenants/acme/config", &reader, None)
             .await
@@ -717,6 +721,47 @@ async fn threads_rewrite_follow_ups_and_stay_with_their_tenant() {
     assert_eq!(turns.len(), 3);
     assert_eq!(turns[0]["question"], first);
     assert!(!turns[0]["citations"].as_array().unwrap().is_empty());
+
+    // Another reader of the same tenant: the thread is someone else's, so it does not exist
+    // for it, and answering into it (which would reveal the earlier questions through the
+    // follow-up rewrite) is refused the same way.
+    let colleague = reader_key(&app, "acme").await;
+    for (method, path) in [("GET", "/v1/threads/t1"), ("DELETE", "/v1/threads/t1")] {
+        assert_eq!(
+            app.call(method, path, &colleague, None).await.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}"
+        );
+    }
+    let r = answer(
+        &app,
+        &colleague,
+        json!({"question": "And then?", "thread_id": "t1"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{:?}",
+        r.body
+    );
+    let r = answer(
+        &app,
+        &colleague,
+        json!({"question": first, "thread_id": "t2"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.call("GET", "/v1/threads/t2", &colleague, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/v1/threads/t2", &key, None).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Another tenant: the same thread id is a different (absent) thread; its answers never
     // reach acme's documents.

@@ -78,6 +78,12 @@ pub async fn app_with(extra: &[&str]) -> TestApp {
 
 /// An app on a given data directory (kept alive by the app).
 pub async fn app_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
+    if std::env::var("TENANTRY_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TENANTRY_TEST_LOG"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let cfg = config(dir.path(), extra);
     let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
         .await
@@ -428,5 +434,21 @@ impl Server {
     pub fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
+    }
+}
+
+/// xorshift64: small and seedable, so a randomised test is the same test every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
     }
 }

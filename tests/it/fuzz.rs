@@ -14,22 +14,6 @@ use tenantry_ingest::{detect, hostile, ContentType, ParseLimits, Sandbox, Sandbo
 
 use crate::common::*;
 
-/// xorshift64*: small, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 const TOKENS: &[&[u8]] = &[
     b"<div>",
     b"</div>",
@@ -281,4 +265,31 @@ fn parsers_survive_mutated_real_documents() {
         "the parse worker crashed on {} inputs; fix, then keep them in fixtures/fuzz-regressions/: {crashes:?}",
         crashes.len()
     );
+}
+
+/// A worker inherits no descriptor of the server's: a shard's WAL lock or an index lock held
+/// by an idle worker would make the server's own reopen of it fail.
+#[test]
+fn workers_hold_none_of_the_servers_files() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal");
+    let held = std::fs::File::create(&path).unwrap();
+    // Like a library that opens without O_CLOEXEC: clear the flag, then lock.
+    // SAFETY: fcntl/flock on a descriptor this test owns.
+    unsafe {
+        libc::fcntl(held.as_raw_fd(), libc::F_SETFD, 0);
+        assert_eq!(
+            libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB),
+            0
+        );
+    }
+    let sandbox = sandbox();
+    // The worker is spawned now, and stays idle (alive) in the pool afterwards.
+    assert!(sandbox.run(b"hello", ContentType::Text, "t").is_ok());
+    drop(held);
+    let again = std::fs::File::open(&path).unwrap();
+    // SAFETY: as above.
+    let rc = unsafe { libc::flock(again.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0, "an idle parse worker still holds the server's lock");
 }

@@ -90,6 +90,27 @@ fn cases() -> Vec<Case> {
             hostile::pdf_parent_cycle(),
             TOO_COMPLEX,
         ),
+        case(
+            "pdf: parent cycle through a reference",
+            "a.pdf",
+            PDF,
+            hostile::pdf_parent_cycle_through_reference(),
+            TOO_COMPLEX,
+        ),
+        case(
+            "pdf: form inheriting the page's resources",
+            "a.pdf",
+            PDF,
+            hostile::pdf_inherited_form_cycle(),
+            TOO_COMPLEX,
+        ),
+        case(
+            "pdf: forms fanning out to 2^40 draws",
+            "a.pdf",
+            PDF,
+            hostile::pdf_form_fan_out(40),
+            TOO_COMPLEX,
+        ),
         // The object parser's own recursion: lopdf bounds its nesting, so the page object fails
         // to parse and the page has no text (the sandbox would catch an overflow otherwise).
         case(
@@ -223,9 +244,24 @@ fn hostile_documents_fail_their_own_job_and_nothing_else() {
     }
     // Accepted hostile documents are stored once per chunk, not amplified: the 200 KB heading
     // is cut to ingest.sandbox.max_heading_bytes in every chunk.
-    let (_, doc) = server.call(reqwest::Method::GET, "/v1/documents/h10", &mallory, None);
-    let chunks = doc["chunk_count"].as_u64().unwrap_or(0);
-    assert!((1..100).contains(&chunks), "{doc}");
+    let chunks_of = |name: &str| {
+        let i = cases()
+            .iter()
+            .position(|c| c.name.starts_with(name))
+            .unwrap();
+        let (_, doc) = server.call(
+            reqwest::Method::GET,
+            &format!("/v1/documents/h{i}"),
+            &mallory,
+            None,
+        );
+        doc["chunk_count"].as_u64().unwrap_or(0)
+    };
+    let chunks = chunks_of("markdown: 200 KB heading");
+    assert!((1..100).contains(&chunks), "{chunks} chunks");
+    // A 2 MB word is one token but not one 2 MB chunk: chunks are capped in bytes too.
+    let chunks = chunks_of("text: one 2 MB word");
+    assert!(chunks >= 256, "{chunks} chunks");
 
     let after = p50_ms(&server, &quiet, 30);
     eprintln!("hostile-input suite:\n  {}", report.join("\n  "));

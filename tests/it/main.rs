@@ -3,6 +3,7 @@
 mod answer;
 mod cli;
 mod common;
+mod crash;
 mod fuzz;
 mod hostile;
 mod http;

@@ -274,9 +274,15 @@ async fn role_matrix_every_endpoint_every_role_own_and_foreign() {
                     id
                 }
                 Fresh::ThreadOfA => {
+                    // A thread belongs to the credential that started it: tenant a's own
+                    // credentials start theirs; everyone else meets a thread of a's admin.
+                    let owner = match who {
+                        Who::Own(_) => cred,
+                        _ => &a_admin,
+                    };
                     let id = format!("th{}", uuid::Uuid::new_v4().simple());
                     let r = app
-                        .call("POST", "/v1/answer", &a_admin, Some(json!({"question": "Where does the zebracorn live?", "thread_id": id})))
+                        .call("POST", "/v1/answer", owner, Some(json!({"question": "Where does the zebracorn live?", "thread_id": id})))
                         .await;
                     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
                     id
@@ -586,6 +592,11 @@ async fn jwt_negative_cases_are_refused_with_401_and_a_code() {
         ),
         ("no exp", hs(&without("exp")), "invalid_token"),
         ("no iat", hs(&without("iat")), "invalid_token"),
+        (
+            "iat in the future",
+            hs(&with("iat", json!(now() + 3600))),
+            "invalid_token",
+        ),
         // Issued before tenant a existed: for an earlier tenant of the same id.
         (
             "issued before the tenant was created",
