@@ -393,12 +393,11 @@ impl LexicalStore {
 
     /// Remove the tenant's index from memory and disk.
     pub fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
-        let removed = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
-        drop(removed);
+        // The directory goes while the map is locked: a query that raced the delete either
+        // opened the index before (and holds a handle to files about to vanish) or finds no
+        // directory after, never recreates one for a deleted tenant.
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        drop(open.remove(tenant));
         let dir = self.dir(tenant);
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
