@@ -127,7 +127,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
         KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -142,6 +142,91 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The error responses every operation can give, added where a handler's annotation does not
+/// list them, so that the document names every status the server sends (client generators and
+/// gateways trust it). Which ones apply follows from how the router works: every credentialed
+/// operation can answer 401/403/500/503, paths with an id 404, bodies 400/413/415/422, and the
+/// rate-limited routes 429.
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if matches!(path.as_str(), "/healthz" | "/readyz" | "/openapi.json") {
+                continue;
+            }
+            let ops = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let has_body = op.request_body.is_some();
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description));
+                };
+                add(
+                    "401",
+                    "no credential, or an unknown, revoked or invalid one (the code says which)",
+                );
+                add("403", "the credential's role may not do this");
+                add(
+                    "500",
+                    "internal error (generic message; details in the server log)",
+                );
+                add(
+                    "503",
+                    "shutting down or temporarily unavailable (Retry-After)",
+                );
+                if path.contains('{') {
+                    add(
+                        "404",
+                        "not found (a resource of another tenant answers the same)",
+                    );
+                }
+                if has_body || has_params {
+                    add("400", "invalid request (the code says which)");
+                }
+                if has_body {
+                    add("413", "the body is larger than max_body_bytes");
+                    add(
+                        "415",
+                        "the body is not of a content type this operation takes",
+                    );
+                    add("422", "well-formed JSON of the wrong shape");
+                }
+                let limited = matches!(
+                    (method, path.as_str()),
+                    ("post", "/v1/query" | "/v1/answer" | "/v1/documents") | ("get", "/v1/export")
+                );
+                if limited {
+                    add("429", "rate limited or too many running (Retry-After)");
+                }
+            }
+        }
     }
 }
 
