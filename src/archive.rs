@@ -235,13 +235,11 @@ impl Engine {
                     s.validate()?;
                     // An archive is written by a tenant: nothing in it is the admin's word, and
                     // a stored key never follows a URL it was not given for.
-                    let current = self.config_view(tenant)?.settings.openai;
-                    let same_url = match (&current, &s.openai) {
-                        (Some(old), Some(new)) => old.base_url == new.base_url,
-                        _ => false,
-                    };
+                    let current = self.config_view(tenant)?.settings;
+                    let same_url = s.keeps_url_of(&current);
+                    let trusted = s.inherited_trust(&current);
                     if let Some(o) = s.openai.as_mut() {
-                        o.set_by_admin = same_url && current.is_some_and(|c| c.set_by_admin);
+                        o.set_by_admin = trusted;
                     }
                     let json = serde_json::to_string(&s)
                         .map_err(|e| InternalError::Other(e.to_string()))?;

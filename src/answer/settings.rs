@@ -54,6 +54,20 @@ pub struct TenantConfigView {
 }
 
 impl GeneratorSettings {
+    /// Whether `self` keeps the `base_url` of `current` (the stored settings): a sealed key
+    /// and the admin's trust belong to a URL, and go when it changes.
+    pub fn keeps_url_of(&self, current: &GeneratorSettings) -> bool {
+        match (&current.openai, &self.openai) {
+            (Some(old), Some(new)) => old.base_url == new.base_url,
+            _ => false,
+        }
+    }
+
+    /// The admin's trust in `current`'s URL carries over only to the same URL.
+    pub fn inherited_trust(&self, current: &GeneratorSettings) -> bool {
+        self.keeps_url_of(current) && current.openai.as_ref().is_some_and(|o| o.set_by_admin)
+    }
+
     pub fn validate(&self) -> Result<(), UserError> {
         let bad = |m: &str| Err(UserError::Invalid(m.to_string()));
         if self.default_generator == GeneratorKind::Openai && self.openai.is_none() {
@@ -142,14 +156,10 @@ impl Engine {
             me.config_view(&t)
         })
         .await?;
+        let trusted = by_admin || settings.inherited_trust(&stored.settings);
         if let Some(o) = settings.openai.as_mut() {
-            let unchanged = stored
-                .settings
-                .openai
-                .as_ref()
-                .filter(|old| old.base_url == o.base_url);
-            o.set_by_admin = by_admin || unchanged.is_some_and(|old| old.set_by_admin);
-            if !o.set_by_admin {
+            o.set_by_admin = trusted;
+            if !trusted {
                 super::egress::check_tenant_url(&o.base_url, &self.config.answer.allowed_base_urls)
                     .await?;
             }
@@ -159,11 +169,7 @@ impl Engine {
             // Read-compare-write of the key's URL under one lock, so a concurrent update that
             // sets a key for one URL cannot be paired with another update's URL.
             let _guard = me.config_writes.lock().unwrap_or_else(|p| p.into_inner());
-            let current = me.config_view(&tenant)?;
-            let same_url = match (&current.settings.openai, &settings.openai) {
-                (Some(old), Some(new)) => old.base_url == new.base_url,
-                _ => false,
-            };
+            let same_url = settings.keeps_url_of(&me.config_view(&tenant)?.settings);
             let update = match key {
                 ApiKeyChange::Keep if same_url => KeyUpdate::Keep,
                 ApiKeyChange::Keep | ApiKeyChange::Clear => KeyUpdate::Clear,
