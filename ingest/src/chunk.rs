@@ -77,10 +77,7 @@ impl Chunker {
                 // A token can be any length (a 2 MB "word" is one [UNK]): bytes are capped too.
                 let mut from = 0;
                 while from < piece.len() {
-                    let mut to = (from + MAX_CHUNK_BYTES).min(piece.len());
-                    while !piece.is_char_boundary(to) {
-                        to -= 1;
-                    }
+                    let to = crate::floor_char_boundary(piece, from + MAX_CHUNK_BYTES);
                     let start = section.range.start + offset + from;
                     out.push(Chunk {
                         ordinal: out.len() as u32,

@@ -20,3 +20,13 @@ pub use embed::{Embedder, EmbedderConfig, FastEmbedder, Lane, ModelSource};
 pub use error::{IngestError, IngestErrorCode};
 pub use parse::{parse, Extracted, ParseLimits, Section};
 pub use sandbox::{Parsed, Sandbox, SandboxConfig};
+
+/// The largest character boundary of `s` at or below byte `index` (clamped to `s.len()`):
+/// where a byte budget may cut a string without splitting a character.
+pub fn floor_char_boundary(s: &str, index: usize) -> usize {
+    let mut i = index.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

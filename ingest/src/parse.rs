@@ -406,13 +406,7 @@ fn heading_text(el: ElementRef<'_>) -> String {
 
 /// Cut at a character boundary, at most `max` bytes.
 fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(crate::floor_char_boundary(&s, max));
     s
 }
 

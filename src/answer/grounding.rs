@@ -248,10 +248,10 @@ impl Attributor {
         // A sentence ends at one of these, decided by at most the two bytes after it: when
         // none is in the new text or just before it, nothing new can be complete. Skipping the
         // re-split keeps a stream of tiny pieces linear, not quadratic.
-        let mut recent = self.buf.len().saturating_sub(text.len() + 2);
-        while !self.buf.is_char_boundary(recent) {
-            recent -= 1;
-        }
+        let recent = tenantry_ingest::floor_char_boundary(
+            &self.buf,
+            self.buf.len().saturating_sub(text.len() + 2),
+        );
         if !self.buf[recent..].contains(['.', '!', '?', '\n']) {
             return String::new();
         }

@@ -56,14 +56,7 @@ const MAX_SSE_LINE: usize = 1 << 20;
 
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..tenantry_ingest::floor_char_boundary(s, max)]
 }
 
 /// Escapes what could open or close a document block inside a chunk's text.
