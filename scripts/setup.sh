@@ -113,6 +113,16 @@ if [ ! -f "$E/qrels/test.tsv" ]; then
   rm -rf "$E" && mv "$E.part" "$E"
 fi
 
+# Schemathesis (PyPI) checks the running server against schemas/openapi.json in `make test`.
+ST_VERSION=4.32.5
+V=$ROOT/venv
+if [ "$("$V/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9.]*$')" != "$ST_VERSION" ]; then
+  log "installing schemathesis $ST_VERSION from PyPI into $V"
+  rm -rf "$V"
+  python3 -m venv "$V"
+  "$V/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+
 cat > "$ROOT/env" <<ENV
 # Written by scripts/setup.sh; sourced by make targets.
 export ORT_DYLIB_PATH=$ORT_SO

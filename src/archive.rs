@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{CommitOutcome, KeyUpdate, NewUpload, UploadOutcome};
 use crate::engine::Engine;
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::store::StoredChunk;
+use crate::store::{Footprint, StoredChunk};
 use crate::tenant::{DocId, TenantCtx};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -340,17 +340,14 @@ impl Engine {
             self.run_gc()?;
             return Err(e);
         }
-        let outcome = self
-            .catalog
-            .commit_job(&job, stored.len() as u64, limits.chunk_quota())?;
+        let footprint = Footprint::of(&stored, self.embedder.dim());
+        let outcome = self.catalog.commit_job(&job, footprint, &limits.quota())?;
         self.run_gc()?;
         match outcome {
             CommitOutcome::Committed => Ok(true),
-            CommitOutcome::QuotaExceeded => Err(UserError::QuotaExceeded {
-                what: "chunks",
-                limit: limits.max_chunks,
+            CommitOutcome::QuotaExceeded { what, limit } => {
+                Err(UserError::QuotaExceeded { what, limit }.into())
             }
-            .into()),
             CommitOutcome::Superseded => Err(UserError::Conflict(format!(
                 "document {} changed while it was imported",
                 up.doc_id

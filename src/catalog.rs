@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Result, UserError};
+use crate::store::Footprint;
 use crate::tenant::{DocId, TenantId};
 
 const SCHEMA: &str = r#"
@@ -37,6 +38,8 @@ CREATE TABLE IF NOT EXISTS documents (
     metadata TEXT NOT NULL,
     byte_size INTEGER NOT NULL,
     chunk_count INTEGER NOT NULL DEFAULT 0,
+    -- What the live version occupies in both legs (see `Footprint`).
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
     live_version INTEGER,
     next_version INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -72,10 +75,14 @@ CREATE TABLE IF NOT EXISTS gc (
     hi INTEGER NOT NULL,
     PRIMARY KEY (tenant, doc_id, lo, hi)
 );
+-- A row belongs to the document version that last used it, and goes with that version's
+-- garbage collection: the cache never outlives what the tenant stores.
 CREATE TABLE IF NOT EXISTS embed_cache (
     tenant TEXT NOT NULL,
     hash BLOB NOT NULL,
     vector BLOB NOT NULL,
+    doc_id TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS threads (
@@ -167,7 +174,43 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Quota {
     pub max_documents: Option<u64>,
+    /// Bytes the tenant occupies: see [`OCCUPIED_BYTES`].
     pub max_bytes: Option<u64>,
+    pub max_chunks: Option<u64>,
+}
+
+/// Everything a tenant occupies, in bytes, except the document `?2` (pass '' for none): each
+/// live document's footprint in both legs (or its upload's size while no version is live), the
+/// embedding cache, conversation turns and job records. Quotas compare against this sum, so no
+/// per-chunk copy, cached vector or stored row escapes them.
+pub const OCCUPIED_BYTES: &str = "SELECT
+    (SELECT COALESCE(SUM(CASE WHEN status = 'ready' THEN MAX(stored_bytes, byte_size) ELSE byte_size END), 0)
+       FROM documents WHERE tenant = ?1 AND id != ?2 AND status IN ('ready', 'pending'))
+  + (SELECT COALESCE(SUM(length(vector) + length(hash) + length(doc_id) + 16), 0)
+       FROM embed_cache WHERE tenant = ?1)
+  + (SELECT COALESCE(SUM(length(question) + length(standalone) + length(answer) + length(citations) + 64), 0)
+       FROM thread_turns WHERE tenant = ?1)
+  + (SELECT COALESCE(SUM(length(title) + length(metadata) + COALESCE(length(error_message), 0) + 128), 0)
+       FROM jobs WHERE tenant = ?1)";
+
+/// Run `ddl` when `table` has no column `column` (a catalog made by an earlier version).
+fn add_missing(c: &Connection, (table, column): (&str, &str), ddl: &str) -> rusqlite::Result<()> {
+    let has: bool = c
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists([column])?;
+    if !has {
+        c.execute_batch(ddl)?;
+    }
+    Ok(())
+}
+
+fn occupied_bytes(c: &Connection, tenant: &TenantId, except: &str) -> rusqlite::Result<u64> {
+    c.query_row(OCCUPIED_BYTES, params![tenant.as_str(), except], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n.max(0) as u64)
 }
 
 /// A tenant's stored generator configuration.
@@ -248,6 +291,14 @@ impl JobStatus {
     }
 }
 
+/// A document's live version and the fields every result of it carries.
+#[derive(Debug, Clone)]
+pub struct LiveDocument {
+    pub version: u64,
+    pub title: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 #[derive(Debug, Clone)]
 pub struct DocumentRecord {
     pub id: DocId,
@@ -313,8 +364,12 @@ pub enum UploadOutcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
-    /// The tenant's chunk quota would be exceeded; the job failed and its version is garbage.
-    QuotaExceeded,
+    /// The tenant's chunk or byte quota would be exceeded; the job failed and its version is
+    /// garbage.
+    QuotaExceeded {
+        what: &'static str,
+        limit: u64,
+    },
     /// A newer upload or a delete of the same document came first; this version never shows.
     Superseded,
 }
@@ -396,23 +451,36 @@ impl Catalog {
         )?;
         conn.execute_batch(SCHEMA)?;
         // Catalogs made before keys had roles: those keys could do everything in their tenant.
-        let has_role: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('api_keys') WHERE name = 'role'")?
-            .exists([])?;
-        if !has_role {
-            conn.execute_batch(
-                "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'tenant_admin';
-                 ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';",
-            )?;
-        }
+        add_missing(
+            &conn,
+            ("api_keys", "role"),
+            "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'tenant_admin';
+             ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';",
+        )?;
         // Catalogs made before threads had owners: those threads belong to no caller now
         // (404 for everyone; deleting the tenant removes them).
-        let has_owner: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('threads') WHERE name = 'owner'")?
-            .exists([])?;
-        if !has_owner {
-            conn.execute_batch("ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT '';")?;
-        }
+        add_missing(
+            &conn,
+            ("threads", "owner"),
+            "ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+        )?;
+        // Catalogs made before documents had a footprint: their raw size stands in for it, and
+        // their cache rows belong to no version (the next delete of the tenant removes them).
+        add_missing(
+            &conn,
+            ("documents", "stored_bytes"),
+            "ALTER TABLE documents ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+             UPDATE documents SET stored_bytes = byte_size;",
+        )?;
+        add_missing(
+            &conn,
+            ("embed_cache", "doc_id"),
+            "ALTER TABLE embed_cache ADD COLUMN doc_id TEXT NOT NULL DEFAULT '';
+             ALTER TABLE embed_cache ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+        )?;
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS embed_cache_owner ON embed_cache(tenant, doc_id, version);",
+        )?;
         let reader = Connection::open(path)?;
         reader.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
         Ok(Self {
@@ -619,22 +687,23 @@ impl Catalog {
         Ok(())
     }
 
-    /// What the tenant stores now: (live documents, bytes, chunks).
+    /// What the tenant stores now: (live documents, occupied bytes, chunks). The bytes are what
+    /// `max_bytes` is checked against ([`OCCUPIED_BYTES`]).
     pub fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)> {
         self.with(|c| {
-            c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(byte_size), 0), COALESCE(SUM(chunk_count), 0)
+            let (docs, chunks) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(chunk_count), 0)
                  FROM documents WHERE tenant = ?1 AND status = 'ready'",
                 [tenant.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        r.get::<_, i64>(1)? as u64,
-                        r.get::<_, i64>(2)? as u64,
-                    ))
-                },
-            )
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )?;
+            Ok((docs, occupied_bytes(c, tenant, "")?, chunks))
         })
+    }
+
+    /// Whether the tenant already occupies `max_bytes` or more (a conversation turn is refused).
+    pub fn at_byte_quota(&self, tenant: &TenantId, max_bytes: u64) -> Result<bool> {
+        self.with(|c| Ok(occupied_bytes(c, tenant, "")? >= max_bytes))
     }
 
     /// Add counters (tenant, day, metric, delta) in one transaction.
@@ -989,33 +1058,47 @@ impl Catalog {
     pub fn commit_job(
         &self,
         job: &JobRecord,
-        chunk_count: u64,
-        max_chunks: Option<u64>,
+        footprint: Footprint,
+        quota: &Quota,
     ) -> Result<CommitOutcome> {
+        let chunk_count = footprint.chunks;
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
-            if let Some(max) = max_chunks {
+            let mut refused: Option<(&'static str, u64, String)> = None;
+            if let Some(max) = quota.max_chunks {
                 let others: i64 = tx.query_row(
                     "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE tenant = ?1 AND id != ?2 AND status = 'ready'",
                     params![job.tenant.as_str(), job.doc_id.as_str()],
                     |r| r.get(0),
                 )?;
                 if others as u64 + chunk_count > max {
-                    let msg = format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks");
-                    fail_job_tx(&tx, job, "quota_exceeded", &msg, t)?;
-                    queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
-                    tx.commit()?;
-                    return Ok(CommitOutcome::QuotaExceeded);
+                    refused = Some(("chunks", max, format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks")));
                 }
+            }
+            if let (None, Some(max)) = (&refused, quota.max_bytes) {
+                let others = occupied_bytes(&tx, &job.tenant, job.doc_id.as_str())?;
+                if others + footprint.bytes > max {
+                    refused = Some(("bytes", max, format!(
+                        "this document occupies {} bytes once indexed, which would take the tenant past its quota of {max} bytes",
+                        footprint.bytes
+                    )));
+                }
+            }
+            if let Some((what, limit, msg)) = refused {
+                fail_job_tx(&tx, job, "quota_exceeded", &msg, t)?;
+                queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+                tx.commit()?;
+                return Ok(CommitOutcome::QuotaExceeded { what, limit });
             }
             let n = tx.execute(
                 "UPDATE documents SET live_version = ?3, status = 'ready', title = ?4, content_type = ?5, content_hash = ?6,
-                        metadata = ?7, byte_size = ?8, chunk_count = ?9, updated_at = ?10
+                        metadata = ?7, byte_size = ?8, chunk_count = ?9, updated_at = ?10, stored_bytes = ?11
                  WHERE tenant = ?1 AND id = ?2 AND status != 'deleted' AND next_version = ?3 + 1",
                 params![
                     job.tenant.as_str(), job.doc_id.as_str(), job.version as i64, job.title, job.content_type,
-                    job.content_hash, meta_json(&job.metadata), job.byte_size as i64, chunk_count as i64, t
+                    job.content_hash, meta_json(&job.metadata), job.byte_size as i64, chunk_count as i64, t,
+                    footprint.bytes as i64
                 ],
             )?;
             let outcome = if n == 1 {
@@ -1095,19 +1178,34 @@ impl Catalog {
     }
 
     /// Live version of each given document that has one.
-    pub fn live_versions(&self, tenant: &TenantId, ids: &[&str]) -> Result<HashMap<String, u64>> {
+    /// The live version of each of `ids` that has one, with the fields results show (kept
+    /// once per document here, never per chunk in the legs).
+    pub fn live_documents(
+        &self,
+        tenant: &TenantId,
+        ids: &[&str],
+    ) -> Result<HashMap<String, LiveDocument>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         self.read(|c| {
             let marks = vec!["?"; ids.len()].join(",");
             let mut st = c.prepare_cached(&format!(
-                "SELECT id, live_version FROM documents WHERE tenant = ? AND status = 'ready' AND id IN ({marks})"
+                "SELECT id, live_version, title, metadata FROM documents WHERE tenant = ? AND status = 'ready' AND id IN ({marks})"
             ))?;
             let t = tenant.as_str();
             let mut args: Vec<&dyn rusqlite::ToSql> = vec![&t];
             args.extend(ids.iter().map(|s| s as &dyn rusqlite::ToSql));
-            let rows = st.query_map(args.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            let rows = st.query_map(args.as_slice(), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    LiveDocument {
+                        version: r.get::<_, i64>(1)? as u64,
+                        title: r.get(2)?,
+                        metadata: meta_parse(&r.get::<_, String>(3)?),
+                    },
+                ))
+            })?;
             rows.collect()
         })
     }
@@ -1138,17 +1236,26 @@ impl Catalog {
         })
     }
 
+    /// The task's chunks are gone from both legs: forget it, and the cached embeddings that
+    /// belonged to those versions (a live version that shared one claimed it when it was built).
     pub fn gc_done(&self, task: &GcTask) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            let args = params![
+                task.tenant.as_str(),
+                task.doc.as_str(),
+                task.versions.start as i64,
+                task.versions.end as i64
+            ];
+            tx.execute(
+                "DELETE FROM embed_cache WHERE tenant = ?1 AND doc_id = ?2 AND version >= ?3 AND version < ?4",
+                args,
+            )?;
+            tx.execute(
                 "DELETE FROM gc WHERE tenant = ?1 AND doc_id = ?2 AND lo = ?3 AND hi = ?4",
-                params![
-                    task.tenant.as_str(),
-                    task.doc.as_str(),
-                    task.versions.start as i64,
-                    task.versions.end as i64
-                ],
-            )
+                args,
+            )?;
+            tx.commit()
         })?;
         Ok(())
     }
@@ -1180,16 +1287,47 @@ impl Catalog {
         })
     }
 
-    pub fn cache_vectors(&self, tenant: &TenantId, items: &[([u8; 32], &[f32])]) -> Result<()> {
+    /// Store new embeddings, owned by the version `owner` that computed them.
+    pub fn cache_vectors(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        items: &[([u8; 32], &[f32])],
+    ) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO embed_cache (tenant, hash, vector) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO embed_cache (tenant, hash, vector, doc_id, version) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for (h, v) in items {
                     let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                    st.execute(params![tenant.as_str(), &h[..], bytes])?;
+                    st.execute(params![tenant.as_str(), &h[..], bytes, owner.0.as_str(), owner.1 as i64])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Hand cached embeddings that `owner` reuses over to it, so that collecting the version
+    /// that first computed them does not drop them while they are still in use.
+    pub fn claim_cached(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        hashes: &[[u8; 32]],
+    ) -> Result<()> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE embed_cache SET doc_id = ?3, version = ?4 WHERE tenant = ?1 AND hash = ?2",
+                )?;
+                for h in hashes {
+                    st.execute(params![tenant.as_str(), &h[..], owner.0.as_str(), owner.1 as i64])?;
                 }
             }
             tx.commit()
@@ -1224,11 +1362,10 @@ fn check_quota(
     quota: &Quota,
     new_document: bool,
 ) -> rusqlite::Result<Result<(), crate::error::EngineError>> {
-    let (docs, other_bytes): (i64, i64) = tx.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN id != ?2 THEN byte_size ELSE 0 END), 0)
-         FROM documents WHERE tenant = ?1 AND status IN ('ready', 'pending')",
-        params![tenant.as_str(), up.doc_id.as_str()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let docs: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM documents WHERE tenant = ?1 AND status IN ('ready', 'pending')",
+        params![tenant.as_str()],
+        |r| r.get(0),
     )?;
     if let Some(max) = quota.max_documents {
         if new_document && docs as u64 >= max {
@@ -1240,7 +1377,8 @@ fn check_quota(
         }
     }
     if let Some(max) = quota.max_bytes {
-        if other_bytes as u64 + up.byte_size > max {
+        // The upload's own size stands in for its footprint until it commits (checked again there).
+        if occupied_bytes(tx, tenant, up.doc_id.as_str())? + up.byte_size > max {
             return Ok(Err(UserError::QuotaExceeded {
                 what: "bytes",
                 limit: max,

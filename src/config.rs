@@ -114,6 +114,9 @@ pub struct IngestConfig {
     pub max_title_bytes: usize,
     pub max_metadata_bytes: usize,
     pub max_metadata_value_bytes: usize,
+    /// A whole job (parse, chunk, embed, index) stops embedding past this many seconds and
+    /// fails with `job_timeout`: no document holds an ingestion worker longer.
+    pub job_timeout_secs: u64,
     pub sandbox: SandboxSettings,
 }
 
@@ -301,10 +304,11 @@ impl Config {
             || i.queue_capacity == 0
             || i.tenant_queue_max == 0
             || i.embed_batch == 0
+            || i.job_timeout_secs == 0
             || !(0..=19).contains(&i.nice)
         {
             return Err(ConfigError(
-                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch must be >= 1; nice in 0..=19"
+                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch, job_timeout_secs must be >= 1; nice in 0..=19"
                     .into(),
             ));
         }

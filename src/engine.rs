@@ -27,7 +27,7 @@ use crate::lexical::LexicalStore;
 use crate::limits::{Class, Limits, RateLimiter, TenantLimits};
 use crate::metrics::{Gauges, Metrics};
 use crate::query::{self, Query, QueryOutput};
-use crate::store::StoredChunk;
+use crate::store::{Footprint, StoredChunk};
 use crate::tenant::{DocId, TenantCtx, TenantId};
 use crate::usage::{Meter, Metric};
 use crate::vector::{EdgeVectorStore, VectorStore};
@@ -241,8 +241,18 @@ fn validate_metadata(
         }
     }
     let total = serde_json::to_string(m).map_or(usize::MAX, |s| s.len());
-    too_large("metadata", total, limits.max_metadata_bytes)
+    too_large("metadata", total, limits.max_metadata_bytes)?;
+    // Every chunk carries the filter terms (a list repeats its key per item): bound them too.
+    let terms: usize = crate::store::metadata_terms(m)
+        .iter()
+        .map(String::len)
+        .sum();
+    too_large("metadata filter terms", terms, MAX_FILTER_TERM_BYTES)
 }
+
+/// Bytes of `key=value` filter terms each chunk of a document indexes in both legs (terms over
+/// 64 bytes count as their 33-byte hash).
+pub const MAX_FILTER_TERM_BYTES: usize = 2048;
 
 impl Engine {
     /// Open (or create) the data directory and load the model. Blocking; call before serving.
@@ -1033,18 +1043,18 @@ impl Engine {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.index_version(&job)));
         let blob = self.blobs.join(job_id);
         match outcome {
-            Ok(Ok(n)) => {
-                let max_chunks = self.load_limits(&job.tenant)?.chunk_quota();
-                let committed = self.catalog.commit_job(&job, n as u64, max_chunks)?;
+            Ok(Ok(footprint)) => {
+                let n = footprint.chunks;
+                let quota = self.load_limits(&job.tenant)?.quota();
+                let committed = self.catalog.commit_job(&job, footprint, &quota)?;
                 match committed {
                     CommitOutcome::Committed => {
                         self.metrics.job("succeeded");
                         self.meter.add(&job.tenant, Metric::DocumentsIngested, 1);
-                        self.meter
-                            .add(&job.tenant, Metric::ChunksIngested, n as u64);
+                        self.meter.add(&job.tenant, Metric::ChunksIngested, n);
                     }
                     CommitOutcome::Superseded => self.metrics.job("superseded"),
-                    CommitOutcome::QuotaExceeded => self.metrics.job("quota_exceeded"),
+                    CommitOutcome::QuotaExceeded { .. } => self.metrics.job("quota_exceeded"),
                 }
                 tracing::debug!(
                     job_id,
@@ -1085,13 +1095,18 @@ impl Engine {
 
     /// Parse, chunk, embed (through the cache) and write one version to both legs. The version
     /// stays invisible until the catalog commits it.
-    fn index_version(&self, job: &JobRecord) -> Result<usize, JobError> {
+    fn index_version(&self, job: &JobRecord) -> Result<Footprint, JobError> {
+        let budget = self.config.ingest.job_timeout_secs;
+        let deadline = Instant::now() + Duration::from_secs(budget);
         let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
         let (chunks, contextual) = self.contextual_chunks(&bytes, ct, &job.title)?;
         let ctx = TenantCtx::system(job.tenant.clone());
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
-        let vectors = self.embed_cached(&ctx, &texts)?;
+        let vectors = self.embed_cached(&ctx, (&job.doc_id, job.version), &texts, deadline)?;
+        if vectors.len() < texts.len() {
+            return Err(IngestError::JobTimeout(budget).into());
+        }
         let stored: Vec<StoredChunk> = chunks
             .iter()
             .map(|c| StoredChunk {
@@ -1119,7 +1134,7 @@ impl Engine {
             .upsert(&ctx, &points)
             .map_err(EngineError::from)?;
         self.lexical.add(&ctx, &stored)?;
-        Ok(stored.len())
+        Ok(Footprint::of(&stored, self.embedder.dim()))
     }
 
     /// Parse and chunk a document in the sandboxed worker; also returns the text the dense leg
@@ -1146,7 +1161,13 @@ impl Engine {
     }
 
     /// Embed with the tenant's cache: unchanged text is never embedded twice.
-    pub(crate) fn embed_cached(&self, ctx: &TenantCtx, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    pub(crate) fn embed_cached(
+        &self,
+        ctx: &TenantCtx,
+        owner: (&DocId, u64),
+        texts: &[&str],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<f32>>> {
         let model = self.embedder.model_id().as_bytes();
         let hashes: Vec<[u8; 32]> = texts
             .iter()
@@ -1172,10 +1193,17 @@ impl Engine {
                 .collect();
             cached.extend(self.catalog.cached_vectors(&seed, &unseen)?);
         }
+        let reused: Vec<[u8; 32]> = cached.keys().copied().collect();
+        self.catalog.claim_cached(ctx.tenant(), owner, &reused)?;
         let missing: Vec<usize> = (0..texts.len())
             .filter(|i| !cached.contains_key(&hashes[*i]))
             .collect();
         for batch in missing.chunks(32) {
+            // Past the job's budget: stop here and return fewer vectors than texts (what was
+            // embedded stays cached for a retry of the same text).
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             self.embedded_texts
                 .fetch_add(inputs.len() as u64, Ordering::Relaxed);
@@ -1193,7 +1221,7 @@ impl Engine {
                 .zip(&out)
                 .map(|(&i, v)| (hashes[i], v.as_slice()))
                 .collect();
-            self.catalog.cache_vectors(ctx.tenant(), &items)?;
+            self.catalog.cache_vectors(ctx.tenant(), owner, &items)?;
             for (&i, v) in batch.iter().zip(out) {
                 cached.insert(hashes[i], v);
             }

@@ -216,6 +216,9 @@ struct Fields {
     text: Field,
     content_type: Field,
     meta: Field,
+    /// Written by earlier versions only (the catalog keeps a document's metadata once); kept
+    /// in the schema so that their indexes still open.
+    #[allow(dead_code)]
     meta_json: Field,
     page: Field,
     heading: Field,
@@ -343,7 +346,6 @@ impl LexicalStore {
                     f.title => c.title.as_str(),
                     f.text => c.text.as_str(),
                     f.content_type => c.content_type.as_str(),
-                    f.meta_json => serde_json::Value::Object(c.metadata.clone()).to_string(),
                     f.heading => serde_json::to_string(&c.heading_path).unwrap_or_default(),
                     f.start => c.start,
                     f.end => c.end,
@@ -539,12 +541,12 @@ fn to_chunk(d: &TantivyDocument, f: &Fields) -> StoredChunk {
         doc_id: DocId::parse(&s(f.doc_id)).unwrap_or_else(|_| DocId::generate()),
         version: u(f.version).unwrap_or(0),
         ordinal: u(f.ordinal).unwrap_or(0) as u32,
-        title: s(f.title),
+        title: String::new(),
         text: s(f.text),
         content_type: s(f.content_type),
         page: u(f.page).map(|p| p as u32),
         heading_path: serde_json::from_str(&s(f.heading)).unwrap_or_default(),
-        metadata: serde_json::from_str(&s(f.meta_json)).unwrap_or_default(),
+        metadata: Default::default(),
         start: u(f.start).unwrap_or(0),
         end: u(f.end).unwrap_or(0),
     }

@@ -30,6 +30,9 @@ pub struct TenantLimits {
     pub max_chunks: Option<u64>,
 }
 
+/// Largest token-bucket burst a tenant may be given (the API document states it too).
+pub const MAX_BURST: u32 = 1_000_000;
+
 impl TenantLimits {
     pub fn validate(&self) -> Result<(), String> {
         for r in [self.query_per_sec, self.ingest_per_sec]
@@ -39,6 +42,20 @@ impl TenantLimits {
             if !(r.is_finite() && r >= 0.0) {
                 return Err("rates must be finite and >= 0".into());
             }
+        }
+        if [self.query_burst, self.ingest_burst]
+            .into_iter()
+            .flatten()
+            .any(|b| b > MAX_BURST)
+        {
+            return Err(format!("bursts must be at most {MAX_BURST}"));
+        }
+        if [self.max_documents, self.max_bytes, self.max_chunks]
+            .into_iter()
+            .flatten()
+            .any(|q| q > i64::MAX as u64)
+        {
+            return Err(format!("quotas must be at most {}", i64::MAX));
         }
         Ok(())
     }
@@ -65,11 +82,8 @@ impl LimitsConfig {
         Quota {
             max_documents: nonzero(self.max_documents),
             max_bytes: nonzero(self.max_bytes),
+            max_chunks: nonzero(self.max_chunks),
         }
-    }
-
-    pub fn chunk_quota(&self) -> Option<u64> {
-        nonzero(self.max_chunks)
     }
 }
 

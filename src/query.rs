@@ -363,10 +363,24 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let live = e.catalog.live_versions(c.tenant(), &ids)?;
-        let visible = |h: &LegHit| live.get(h.chunk.doc_id.as_str()) == Some(&h.chunk.version);
-        let dense_hits: Vec<LegHit> = dense_hits.iter().filter(|h| visible(h)).cloned().collect();
-        let bm25_hits: Vec<LegHit> = bm25_hits.iter().filter(|h| visible(h)).cloned().collect();
+        let live = e.catalog.live_documents(c.tenant(), &ids)?;
+        // Visible hits take the document's title and metadata from the catalog: the legs keep
+        // them once per document there, not per chunk.
+        let visible = |hits: &[LegHit]| -> Vec<LegHit> {
+            hits.iter()
+                .filter_map(|h| {
+                    let doc = live.get(h.chunk.doc_id.as_str())?;
+                    (doc.version == h.chunk.version).then(|| {
+                        let mut h = h.clone();
+                        h.chunk.title.clone_from(&doc.title);
+                        h.chunk.metadata.clone_from(&doc.metadata);
+                        h
+                    })
+                })
+                .collect()
+        };
+        let dense_hits = visible(&dense_hits);
+        let bm25_hits = visible(&bm25_hits);
         // Answers are gated on the best chunk's own similarity, before document context.
         let best_dense = dense_hits.first().map(|h| h.score);
         let w = fusion.opening_weight.unwrap_or(cfg.opening_weight);

@@ -31,6 +31,49 @@ impl StoredChunk {
     }
 }
 
+/// What one indexed version occupies, counted when it commits (the tenant's `max_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+/// Fixed cost of one chunk beyond its variable fields in both legs (ids, version, offsets,
+/// index entries), and of one document's catalog row beyond its title and metadata.
+const CHUNK_OVERHEAD: u64 = 128;
+const DOCUMENT_OVERHEAD: u64 = 256;
+
+impl Footprint {
+    /// The bytes `chunks` (one version of one document) occupy: the fields each leg keeps per
+    /// chunk (text, heading path, filter terms in both; the title in the lexical index), the
+    /// dense vector, and the document's own fields once, in the catalog. Results take the
+    /// title, metadata and content type from the catalog, so neither leg stores them per chunk.
+    pub fn of(chunks: &[StoredChunk], dim: usize) -> Self {
+        let per_chunk: u64 = chunks
+            .iter()
+            .map(|c| {
+                let heading: usize = c.heading_path.iter().map(|h| h.len() + 3).sum();
+                let terms: usize = c.metadata_terms().iter().map(|t| t.len() + 3).sum();
+                2 * (c.text.len() + heading + terms) as u64
+                    + c.title.len() as u64
+                    + 4 * dim as u64
+                    + CHUNK_OVERHEAD
+            })
+            .sum();
+        let document = chunks.first().map_or(0, |c| {
+            (c.title.len()
+                + serde_json::Value::Object(c.metadata.clone())
+                    .to_string()
+                    .len()) as u64
+                + DOCUMENT_OVERHEAD
+        });
+        Self {
+            chunks: chunks.len() as u64,
+            bytes: per_chunk + document,
+        }
+    }
+}
+
 pub fn metadata_terms(m: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in m {
@@ -44,8 +87,21 @@ pub fn metadata_terms(m: &serde_json::Map<String, serde_json::Value>) -> Vec<Str
     out
 }
 
+/// Longest `key=value` term kept verbatim; longer ones are kept as a hash (see [`term`]).
+pub const MAX_VERBATIM_TERM: usize = 64;
+
+/// The filter term for `key=value`, as both legs index it per chunk and as filters match it. A
+/// term longer than [`MAX_VERBATIM_TERM`] becomes `#` and 128 bits of its SHA-256: exact
+/// matching is unchanged, and what a long metadata value costs per chunk is bounded (the value
+/// itself is kept once per document, in the catalog).
 pub fn term(key: &str, value: &str) -> String {
-    format!("{key}={value}")
+    use sha2::{Digest, Sha256};
+    let t = format!("{key}={value}");
+    if t.len() <= MAX_VERBATIM_TERM {
+        return t;
+    }
+    let digest = Sha256::digest(t.as_bytes());
+    format!("#{}", hex::encode(&digest[..16]))
 }
 
 /// The string form a metadata scalar is matched by (`true`, `3`, `text`).

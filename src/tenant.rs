@@ -85,9 +85,12 @@ pub struct DocId(String);
 
 impl DocId {
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_control()) {
+        // No '%': an id goes into URLs, where a client that does not encode it would send an
+        // escape sequence the server decodes into another id.
+        if s.is_empty() || s.chars().count() > 256 || s.chars().any(|c| c.is_control() || c == '%')
+        {
             return Err(UserError::Invalid(
-                "document id must be 1-256 characters with no control characters".into(),
+                "document id must be 1-256 characters with no control characters and no '%'".into(),
             ));
         }
         Ok(Self(s.to_string()))

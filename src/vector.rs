@@ -447,12 +447,12 @@ fn payload(tenant: &TenantId, c: &StoredChunk) -> Payload {
         "doc_id": c.doc_id.as_str(),
         "version": c.version,
         "ordinal": c.ordinal,
-        "title": c.title,
         "text": c.text,
         "content_type": c.content_type,
         "page": c.page,
         "heading_path": c.heading_path,
-        "metadata": Value::Object(c.metadata.clone()),
+        // The filterable terms only: the title and metadata are the document's, kept once in
+        // the catalog (points written before this carry them too; they are ignored).
         "meta": c.metadata_terms(),
         "start": c.start,
         "end": c.end,
@@ -476,17 +476,13 @@ fn from_payload(p: &Payload) -> Option<StoredChunk> {
         doc_id: DocId::parse(m.get("doc_id")?.as_str()?).ok()?,
         version: u("version")?,
         ordinal: u("ordinal")? as u32,
-        title: s("title"),
+        title: String::new(),
         text: s("text"),
         content_type: s("content_type"),
         page: u("page").map(|p| p as u32),
         heading_path: serde_json::from_value(m.get("heading_path").cloned().unwrap_or(Value::Null))
             .unwrap_or_default(),
-        metadata: m
-            .get("metadata")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        metadata: Default::default(),
         start: u("start").unwrap_or(0),
         end: u("end").unwrap_or(0),
     })
@@ -752,6 +748,24 @@ mod tests {
             .into_iter()
             .map(|h| h.chunk.text)
             .collect()
+    }
+
+    /// A point carries its chunk's own fields and the filter terms, never the document's title
+    /// or metadata values (kept once, in the catalog); a long value is a hashed term.
+    #[test]
+    fn payload_keeps_no_per_document_field() {
+        let mut c = test_chunk("d", 0, "body text");
+        c.title = "T".repeat(1000);
+        c.metadata.insert("lang".into(), "en".into());
+        c.metadata.insert("blob".into(), "x".repeat(900).into());
+        let p = payload(&TenantId::parse("t").unwrap(), &c);
+        let bytes = serde_json::to_string(&p.0).unwrap();
+        assert!(
+            !bytes.contains("TTTT") && !bytes.contains("xxxx"),
+            "{bytes}"
+        );
+        assert!(bytes.contains("lang=en"), "{bytes}");
+        assert!(bytes.len() < 400, "{} bytes: {bytes}", bytes.len());
     }
 
     /// A data directory from before per-tenant shards: one shared shard at `vectors/`.

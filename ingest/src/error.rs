@@ -14,11 +14,12 @@ pub enum IngestErrorCode {
     ParserTimeout,
     DocumentTooComplex,
     DecompressedTooLarge,
+    JobTimeout,
     EmbeddingFailed,
 }
 
 impl IngestErrorCode {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::UnsupportedMediaType,
         Self::InvalidUtf8,
         Self::EmptyDocument,
@@ -29,6 +30,7 @@ impl IngestErrorCode {
         Self::ParserTimeout,
         Self::DocumentTooComplex,
         Self::DecompressedTooLarge,
+        Self::JobTimeout,
         Self::EmbeddingFailed,
     ];
 
@@ -44,6 +46,7 @@ impl IngestErrorCode {
             Self::ParserTimeout => "parser_timeout",
             Self::DocumentTooComplex => "document_too_complex",
             Self::DecompressedTooLarge => "decompressed_too_large",
+            Self::JobTimeout => "job_timeout",
             Self::EmbeddingFailed => "embedding_failed",
         }
     }
@@ -78,6 +81,9 @@ pub enum IngestError {
     TooComplex(String),
     #[error("document decompresses to more than {0} bytes")]
     DecompressedTooLarge(u64),
+    /// The whole job (parse, chunk, embed, index) ran past its budget.
+    #[error("ingesting this document took longer than its {0} s budget")]
+    JobTimeout(u64),
     #[error("embedding failed: {0}")]
     Embedding(String),
     /// A failure the sandboxed worker reported, by its stable code.
@@ -101,6 +107,7 @@ impl IngestError {
             Self::ParserTimeout(_) => IngestErrorCode::ParserTimeout,
             Self::TooComplex(_) => IngestErrorCode::DocumentTooComplex,
             Self::DecompressedTooLarge(_) => IngestErrorCode::DecompressedTooLarge,
+            Self::JobTimeout(_) => IngestErrorCode::JobTimeout,
             Self::Embedding(_) => IngestErrorCode::EmbeddingFailed,
             Self::Reported { code, .. } => *code,
         }

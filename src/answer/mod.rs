@@ -307,6 +307,17 @@ impl Engine {
                     if owner.is_some_and(|o| o != c.subject()) {
                         return Err(UserError::NotFound("thread").into());
                     }
+                    // Stored turns count towards the byte quota; a tenant at it gets answers
+                    // without a thread, not a thread that grows past it.
+                    if let Some(max) = me.load_limits(c.tenant())?.quota().max_bytes {
+                        if me.catalog.at_byte_quota(c.tenant(), max)? {
+                            return Err(UserError::QuotaExceeded {
+                                what: "bytes",
+                                limit: max,
+                            }
+                            .into());
+                        }
+                    }
                     me.catalog
                         .thread(c.tenant(), c.subject(), t.as_str(), Some(turns))?
                         .map(|(_, turns)| turns)

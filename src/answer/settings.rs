@@ -75,12 +75,13 @@ impl GeneratorSettings {
         }
         let Some(o) = &self.openai else { return Ok(()) };
         super::egress::validate_syntax(&o.base_url)?;
-        if o.allowed_models.is_empty() || o.allowed_models.len() > 64 {
+        // 64 listed, and the default model, which is allowed by being the default.
+        if o.allowed_models.is_empty() || o.allowed_models.len() > 65 {
             return bad("openai.allowed_models must list 1-64 models");
         }
         if o.allowed_models
             .iter()
-            .any(|m| m.is_empty() || m.len() > 200 || m.chars().any(char::is_control))
+            .any(|m| m.is_empty() || m.chars().count() > 200 || m.chars().any(char::is_control))
         {
             return bad("openai.allowed_models: names of 1-200 characters");
         }
@@ -174,7 +175,7 @@ impl Engine {
                 ApiKeyChange::Keep if same_url => KeyUpdate::Keep,
                 ApiKeyChange::Keep | ApiKeyChange::Clear => KeyUpdate::Clear,
                 ApiKeyChange::Set(secret) => {
-                    if secret.is_empty() || secret.expose().len() > 4096 {
+                    if secret.is_empty() || secret.expose().chars().count() > 4096 {
                         return Err(
                             UserError::Invalid("api_key must be 1-4096 characters".into()).into(),
                         );

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::auth::{Admin, KeyManager, TenantAdmin, TenantManager};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
-use super::{invalid, tenant_path, ApiJson};
+use super::{decode_json, invalid, tenant_path, ApiJson, ApiQuery};
 use crate::auth::Role;
 use crate::catalog::KeyRecord;
 use crate::engine::{CreatedKey, Engine, UsageReport};
@@ -56,7 +56,7 @@ fn key_dto(k: KeyRecord) -> KeyDto {
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{id}/keys", params(("id" = String, Path)),
-    request_body(content = CreateKeyRequest, description = "optional; default role reader"),
+    request_body(content = Option<CreateKeyRequest>, description = "optional; default role reader"),
     responses((status = 201, body = CreatedKeyResponse), (status = 404, body = ErrorResponse)))]
 pub(crate) async fn create_key(
     m: TenantManager,
@@ -66,8 +66,14 @@ pub(crate) async fn create_key(
     let req: CreateKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateKeyRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
+        // The body is optional; JSON null is no body too.
+        if v.is_null() {
+            CreateKeyRequest::default()
+        } else {
+            decode_json(v)?
+        }
     };
     let role = role_from(req.role.unwrap_or(RoleDto::Reader));
     let key = engine
@@ -233,7 +239,7 @@ async fn usage_response(
 pub(crate) async fn own_usage(
     TenantAdmin(ctx): TenantAdmin,
     State(engine): State<Arc<Engine>>,
-    Query(p): Query<UsageParams>,
+    ApiQuery(p): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     usage_response(&engine, ctx.tenant().clone(), p).await
 }
@@ -244,7 +250,7 @@ pub(crate) async fn tenant_usage(
     _: Admin,
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(p): Query<UsageParams>,
+    ApiQuery(p): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     usage_response(&engine, tenant_path(&id)?, p).await
 }

@@ -99,7 +99,8 @@ fn wants_stream(req: &AnswerRequestDto, headers: &HeaderMap) -> bool {
 
 #[utoipa::path(post, path = "/v1/answer", request_body = AnswerRequestDto,
     responses(
-        (status = 200, body = AnswerResponse, description = "an answer; `grounded: false` with code no_evidence when the knowledge base has no sufficient evidence. With stream: text/event-stream of `text` events ({\"text\"}) and one final `done` event whose data is this same body"),
+        (status = 200, description = "an answer; `grounded: false` with code no_evidence when the knowledge base has no sufficient evidence. With stream: text/event-stream of `text` events ({\"text\"}) and one final `done` event whose data is this same body",
+            content((AnswerResponse = "application/json"), (AnswerStreamEvent = "text/event-stream"))),
         (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse, description = "model_not_allowed"),
         (status = 409, body = ErrorResponse, description = "generator_not_configured"),
         (status = 502, body = AnswerResponse, description = "upstream_error: the generator failed; citations are the retrieved chunks"),
@@ -254,10 +255,25 @@ pub(super) async fn put_config(
     let tenant = m.tenant;
     let (openai, key) = match req.openai {
         None => (None, ApiKeyChange::Clear),
+        Some(o) if !(1..=64).contains(&o.allowed_models.len()) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "openai.allowed_models must list 1-64 models",
+            ))
+        }
         Some(o) => (
             Some(OpenAiSettings {
                 base_url: o.base_url,
-                allowed_models: o.allowed_models,
+                // The default model is allowed by being the default.
+                allowed_models: {
+                    let mut models = o.allowed_models;
+                    if let Some(d) = &o.default_model {
+                        if !models.contains(d) {
+                            models.push(d.clone());
+                        }
+                    }
+                    models
+                },
                 default_model: o.default_model,
                 context_tokens: o.context_tokens,
                 set_by_admin: m.by_admin,

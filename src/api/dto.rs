@@ -2,7 +2,140 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
+
+/// A metadata value filters match: a string, a number or a boolean.
+fn scalar_schema() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+}
+
+/// Upload metadata as the server checks it: at most 64 keys of 1-64 characters of A-Z, a-z,
+/// 0-9, '_', '-', '.'; each value a scalar, null or a list of at most 64 scalars. (The byte caps
+/// are configuration: `ingest.max_metadata_*`.)
+fn upload_metadata_schema() -> Schema {
+    let list = ArrayBuilder::new()
+        .items(scalar_schema())
+        .max_items(Some(64));
+    let value = scalar_schema()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(list);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_.-]{1,64}$")),
+        ))
+        .max_properties(Some(64))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
+            value.build(),
+        )))))
+        .build()
+        .into()
+}
+
+/// A document id: 1-256 characters, no control characters, no '%'.
+const DOC_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$";
+
+fn doc_ids_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(DOC_ID_PATTERN)),
+        )
+        .build()
+        .into()
+}
+
+fn model_names_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(64))
+        .build()
+        .into()
+}
+
+/// The multipart form of `POST /v1/documents` (for the API document only).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MultipartDocumentRequest {
+    /// The document (PDF, Markdown, HTML or text; the type is detected from its bytes, name and
+    /// declared type).
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$")]
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// Metadata as a JSON object, sent as JSON text (same rules as the JSON upload's
+    /// `metadata`).
+    #[serde(default)]
+    #[schema(schema_with = upload_metadata_schema)]
+    pub metadata: String,
+    /// Overrides the type detected from the bytes and the file name (parameters such as
+    /// `; charset=utf-8` are ignored).
+    #[serde(default)]
+    #[schema(schema_with = any_content_type_schema)]
+    pub content_type: String,
+}
+
+fn content_type_schema(types: &[&str], nullable: bool) -> Schema {
+    let mut values: Vec<serde_json::Value> = types.iter().map(|t| serde_json::json!(t)).collect();
+    let mut kinds = vec![Type::String];
+    if nullable {
+        values.push(serde_json::Value::Null);
+        kinds.push(Type::Null);
+    }
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter(kinds))
+        .enum_values(Some(values))
+        .build()
+        .into()
+}
+
+const TEXT_TYPES: [&str; 5] = [
+    "text/plain",
+    "text/markdown",
+    "text/x-markdown",
+    "text/html",
+    "application/xhtml+xml",
+];
+
+fn text_content_type_schema() -> Schema {
+    content_type_schema(&TEXT_TYPES, true)
+}
+
+fn any_content_type_schema() -> Schema {
+    let mut all = TEXT_TYPES.to_vec();
+    all.extend(["application/pdf", "application/x-pdf"]);
+    content_type_schema(&all, false)
+}
+
+/// Filter metadata: key = scalar value.
+fn filter_metadata_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
+            scalar_schema().build(),
+        )))))
+        .build()
+        .into()
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -19,7 +152,8 @@ pub struct ErrorResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
-    /// 1-64 characters of a-z, 0-9, '_' or '-'.
+    /// 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub id: String,
 }
 
@@ -75,24 +209,33 @@ pub struct KeyList {
 #[serde(deny_unknown_fields)]
 pub struct LimitsDto {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub query_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 1000000)]
     pub query_burst: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub ingest_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 1000000)]
     pub ingest_burst: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub max_documents: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub max_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub max_chunks: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StoredDto {
     pub documents: u64,
+    /// What `max_bytes` is checked against: live documents' footprint in both legs, the
+    /// embedding cache, conversation turns and job records.
     pub bytes: u64,
     pub chunks: u64,
 }
@@ -108,10 +251,13 @@ pub struct LimitsResponse {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// First day (UTC, `YYYY-MM-DD`); default 30 days before `to`.
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Last day (UTC, `YYYY-MM-DD`); default today.
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 
@@ -148,13 +294,18 @@ pub struct TenantList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonDocumentRequest {
-    /// Document id; generated when absent. Re-using an id replaces that document.
+    /// Document id; generated when absent. Re-using an id replaces that document. 1-256
+    /// characters, no control characters, no '%'.
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$")]
     pub id: Option<String>,
     pub title: Option<String>,
+    /// Not only whitespace.
+    #[schema(pattern = r"\S")]
     pub text: String,
     /// text/plain (default), text/markdown or text/html.
+    #[schema(schema_with = text_content_type_schema)]
     pub content_type: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = upload_metadata_schema)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -165,6 +316,7 @@ pub struct SubmitResponse {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitParams {
     /// Answer only when the job ends: 200 with the document, or the job's error.
     #[serde(default)]
@@ -210,8 +362,10 @@ pub struct DocumentList {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Return documents with ids after this one.
     pub after: Option<String>,
@@ -231,13 +385,14 @@ pub enum ModeDto {
 pub struct FilterDto {
     /// Any of these documents.
     #[serde(default)]
+    #[schema(schema_with = doc_ids_schema)]
     pub document_ids: Vec<String>,
     /// Any of these MIME types (application/pdf, text/markdown, text/html, text/plain).
     #[serde(default)]
     pub content_types: Vec<String>,
     /// All of these metadata key = value pairs (string, number or boolean values).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = filter_metadata_schema)]
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
@@ -255,21 +410,29 @@ pub struct FusionDto {
     /// rrf | dbsf | convex (default from config: rrf).
     pub method: Option<FusionMethodDto>,
     /// RRF constant (default 1: each leg's top ranks weigh most).
-    pub rrf_k: Option<f32>,
-    pub dense_weight: Option<f32>,
-    pub bm25_weight: Option<f32>,
+    #[schema(exclusive_minimum = 0)]
+    pub rrf_k: Option<f64>,
+    #[schema(minimum = 0)]
+    pub dense_weight: Option<f64>,
+    #[schema(minimum = 0)]
+    pub bm25_weight: Option<f64>,
     /// Candidates fetched from each leg before fusion (default 50).
+    #[schema(minimum = 1, maximum = 1000)]
     pub candidates_per_leg: Option<usize>,
     /// Dense leg: weight of each chunk's document opening in its score, 0 to 1 (default 0.5;
     /// 0 scores the chunk alone).
-    pub opening_weight: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub opening_weight: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
+    /// At most 4096 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
     pub query: String,
     /// 1..=100, default 10.
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
     pub mode: Option<ModeDto>,
     pub filter: Option<FilterDto>,
@@ -334,12 +497,16 @@ pub enum GeneratorDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerRequestDto {
+    /// At most 4096 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
     pub question: String,
     /// Chunks retrieved as context: 1..=100, default 5.
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
     pub mode: Option<ModeDto>,
     pub filter: Option<FilterDto>,
     /// Continue (or start) this conversation: 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
     pub thread_id: Option<String>,
     /// Default: the tenant's configured default generator (extractive unless set).
     pub generator: Option<GeneratorDto>,
@@ -444,20 +611,49 @@ where
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiConfigRequest {
-    /// Up to and including /v1, e.g. http://127.0.0.1:8088/v1.
+    /// Up to and including /v1, e.g. http://127.0.0.1:8088/v1: http or https, a host name or
+    /// an IPv4 address, an optional port and path; no user info, query or fragment. (The server
+    /// also takes bracketed IPv6 literals.)
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9]))(:[0-9]{1,4})?(/[A-Za-z0-9_~-]+)*/?$"
+    )]
     pub base_url: String,
+    /// 1-64 model names of 1-200 characters (the default model is allowed too).
+    #[schema(schema_with = model_names_schema)]
     pub allowed_models: Vec<String>,
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     pub default_model: Option<String>,
     /// Context budget for retrieved chunks, in tokens (default from the server config).
+    #[schema(minimum = 256, maximum = 1000000)]
     pub context_tokens: Option<usize>,
     /// Upstream API key: stored encrypted, never returned. Absent keeps the stored key, null
     /// clears it.
     #[serde(default, deserialize_with = "tri_state")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 4096)]
     pub api_key: Option<Option<crate::secrets::Secret>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+/// One Server-Sent Event of a streamed answer (`stream: true`), as the API document states it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AnswerStreamEvent {
+    pub event: AnswerEventKind,
+    /// JSON: `{"text"}` for `text`, the whole `AnswerResponse` for `done`, an `ErrorResponse`
+    /// for `error`.
+    pub data: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AnswerEventKind {
+    Text,
+    Done,
+    Error,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfigRequest {
     /// Default: extractive.
@@ -483,3 +679,50 @@ pub struct TenantConfigResponse {
     pub openai: Option<OpenAiConfigDto>,
     pub updated_at: Option<i64>,
 }
+
+/// Written by hand: the rule "an `openai` default needs an `openai` section" is part of the
+/// document, as a `oneOf` of the two shapes the server takes.
+impl utoipa::PartialSchema for TenantConfigRequest {
+    fn schema() -> RefOr<Schema> {
+        let openai = || RefOr::Ref(Ref::from_schema_name("OpenAiConfigRequest"));
+        let extractive = ObjectBuilder::new()
+            .property(
+                "default_generator",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .enum_values(Some([
+                        serde_json::json!("extractive"),
+                        serde_json::Value::Null,
+                    ]))
+                    .description(Some("Default: extractive.")),
+            )
+            .property(
+                "openai",
+                OneOfBuilder::new()
+                    .item(openai())
+                    .item(ObjectBuilder::new().schema_type(Type::Null)),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let llm = ObjectBuilder::new()
+            .property(
+                "default_generator",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["openai"])),
+            )
+            .required("default_generator")
+            .property("openai", openai())
+            .required("openai")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .item(extractive)
+            .item(llm)
+            .description(Some(
+                "The tenant's generators. Absent or null `openai`: no LLM endpoint (and any \
+                 stored key is removed); `default_generator: openai` needs an `openai` section.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TenantConfigRequest {}

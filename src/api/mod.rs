@@ -34,10 +34,68 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => decode_json(v).map(Self),
             Err(r) => Err(json_rejection(r)),
         }
+    }
+}
+
+/// Every request body is a JSON object (serde would also read a struct from an array), and a
+/// number written with a zero fraction (`5.0`) is the integer JSON Schema says it is.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    mut v: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::UnprocessableEntity,
+            "the request body must be a JSON object",
+        ));
+    }
+    integral_numbers(&mut v);
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            ErrorCode::UnprocessableEntity,
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
+    })
+}
+
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 {
+                if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                    *n = (f as u64).into();
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                    *n = (f as i64).into();
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// Query string whose rejections use the error catalogue (400 `invalid_request`, JSON body).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|r| ApiError::new(ErrorCode::InvalidRequest, r.body_text()))
     }
 }
 
@@ -126,7 +184,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         ModeDto, FusionMethodDto, QueryResponse, QueryResultDto, TimingsDto, StatusResponse, GeneratorDto,
         AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
-        KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse)),
+        KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse,
+        AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest)),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]
@@ -383,6 +442,8 @@ async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
                     "id" => up.doc_id = parse_doc_id(Some(v))?,
                     "title" => up.title = Some(v),
                     "content_type" => up.declared_type = Some(v),
+                    // JSON null is no metadata, as in a JSON upload.
+                    _ if v.trim() == "null" => up.metadata = Default::default(),
                     _ => {
                         up.metadata = serde_json::from_str(&v)
                             .map_err(|e| invalid(format!("metadata must be a JSON object: {e}")))?
@@ -401,7 +462,7 @@ async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
 #[utoipa::path(post, path = "/v1/documents", params(SubmitParams),
     request_body(content(
         (JsonDocumentRequest = "application/json"),
-        (Object = "multipart/form-data")
+        (MultipartDocumentRequest = "multipart/form-data")
     )),
     responses(
         (status = 202, body = SubmitResponse, description = "accepted; poll the job"),
@@ -412,7 +473,7 @@ async fn upload_from_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
 async fn submit_document(
     Writer(ctx): Writer,
     State(engine): State<Arc<Engine>>,
-    Query(params): Query<SubmitParams>,
+    ApiQuery(params): ApiQuery<SubmitParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
     engine.admit(&ctx, Class::Ingest).await?;
@@ -496,7 +557,7 @@ async fn read_upload(req: Request) -> Result<Upload, ApiError> {
 async fn list_documents(
     Reader(ctx): Reader,
     State(engine): State<Arc<Engine>>,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -553,6 +614,16 @@ pub(crate) fn mode_from(m: ModeDto) -> Mode {
     }
 }
 
+/// A JSON number as the f32 fusion works in: a positive value stays positive (5e-324 would
+/// round to 0, which `rrf_k` may not be) and a huge one finite.
+fn positive_f32(v: f64) -> f32 {
+    if v > 0.0 {
+        (v as f32).clamp(f32::MIN_POSITIVE, f32::MAX)
+    } else {
+        v as f32
+    }
+}
+
 pub(crate) fn filter_from(f: FilterDto) -> Result<ChunkFilter, ApiError> {
     let mut metadata = Vec::new();
     for (k, v) in f.metadata {
@@ -594,11 +665,11 @@ async fn query(
                 FusionMethodDto::Dbsf => FusionMethod::Dbsf,
                 FusionMethodDto::Convex => FusionMethod::Convex,
             }),
-            rrf_k: fusion.rrf_k,
-            dense_weight: fusion.dense_weight,
-            bm25_weight: fusion.bm25_weight,
+            rrf_k: fusion.rrf_k.map(positive_f32),
+            dense_weight: fusion.dense_weight.map(positive_f32),
+            bm25_weight: fusion.bm25_weight.map(positive_f32),
             candidates_per_leg: fusion.candidates_per_leg,
-            opening_weight: fusion.opening_weight,
+            opening_weight: fusion.opening_weight.map(|w| w as f32),
         },
     };
     let out = engine.query(&ctx, q).await?;

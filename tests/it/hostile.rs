@@ -342,3 +342,36 @@ fn slow_and_idle_connections_are_bounded() {
     server.assert_alive();
     server.sigterm();
 }
+
+/// A document that parses quickly but would hold an ingestion worker for long (many chunks to
+/// embed) fails with `job_timeout` at its budget; the tenant's other documents stay, and the
+/// worker takes the next job.
+#[tokio::test]
+async fn a_job_past_its_budget_fails_with_job_timeout() {
+    let app = app_with(&["ingest.job_timeout_secs=1"]).await;
+    let key = app.tenant("slow").await;
+    let r = app
+        .put_text(&key, "small", "Glaciers carve fjords into the coast.")
+        .await;
+    assert_eq!(r.status, axum::http::StatusCode::OK, "{:?}", r.body);
+    let long: String = (0..400)
+        .map(|i| {
+            format!("Paragraph {i} about tides, moraines and the coast of island number {i}. ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+        .repeat(3);
+    let started = Instant::now();
+    let r = app.put_text(&key, "long", &long).await;
+    let took = started.elapsed();
+    assert_eq!(r.status.as_u16(), 422, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "job_timeout", "{:?}", r.body);
+    // The budget is checked between embedding batches: one batch past it at most.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_eq!(
+        doc_ids(&app.query(&key, "glaciers fjords", "hybrid", 5).await),
+        vec!["small".to_string()]
+    );
+    let r = app.put_text(&key, "next", "Tides rise twice a day.").await;
+    assert_eq!(r.status, axum::http::StatusCode::OK, "{:?}", r.body);
+}

@@ -30,7 +30,7 @@ async fn quotas_refuse_whole_documents_and_store_nothing_partial() {
     set_limits(
         &app,
         "a",
-        json!({"max_documents": 2, "max_bytes": 4000, "max_chunks": 6}),
+        json!({"max_documents": 2, "max_bytes": 20000, "max_chunks": 6}),
     )
     .await;
     let r = app.call("GET", "/v1/tenants/a/limits", &key, None).await;
@@ -62,7 +62,7 @@ async fn quotas_refuse_whole_documents_and_store_nothing_partial() {
     );
     // Stored bytes: 413 quota_exceeded.
     let r = app
-        .put_text(&key, "d1", &"Ferns grow in shade. ".repeat(300))
+        .put_text(&key, "d1", &"Ferns grow in shade. ".repeat(1000))
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], "quota_exceeded");
@@ -104,6 +104,102 @@ async fn quotas_refuse_whole_documents_and_store_nothing_partial() {
         .call("PUT", "/v1/tenants/a/limits", &key, Some(json!({})))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+async fn stored_bytes(app: &TestApp, tenant: &str) -> u64 {
+    let r = app
+        .call("GET", &format!("/v1/tenants/{tenant}/limits"), ADMIN, None)
+        .await;
+    r.body["stored"]["bytes"].as_u64().unwrap()
+}
+
+/// `max_bytes` counts what a document occupies once indexed (both legs, vectors, cache), not
+/// its upload's size; per-document fields are not multiplied by the chunk count; the cache goes
+/// with the versions that used it.
+#[tokio::test]
+async fn byte_quota_counts_what_is_stored_not_what_was_uploaded() {
+    let app = app().await;
+    let key = app.tenant("f").await;
+    let text: String = (0..60)
+        .map(|i| {
+            format!("Section {i}: glaciers carve fjords, and tides shape the coast of island {i}. ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+        .repeat(4);
+    let upload = text.len() as u64;
+    let r = app.put_text(&key, "a", &text).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let chunks = r.body["chunk_count"].as_u64().unwrap();
+    let plain = stored_bytes(&app, "f").await;
+    // Text in both legs, a 384-d vector per chunk in the vector leg and in the cache.
+    assert!(
+        plain > 2 * upload + chunks * 2 * 1536,
+        "{plain} for {upload} uploaded, {chunks} chunks"
+    );
+    assert!(
+        plain < 3 * upload + chunks * 4096,
+        "{plain} for {upload} uploaded, {chunks} chunks"
+    );
+
+    // The same text with 8 KB of metadata: the metadata is stored once, its filter terms per
+    // chunk are hashed, so the footprint grows by a few times 8 KB, not by chunks x 8 KB.
+    let meta: serde_json::Map<String, Value> = (0..7)
+        .map(|i| (format!("k{i}"), Value::String(format!("{i}").repeat(1000))))
+        .collect();
+    let r = app
+        .call(
+            "POST",
+            "/v1/documents?wait=true",
+            &key,
+            Some(json!({"id": "a", "text": text, "metadata": meta})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let with_meta = stored_bytes(&app, "f").await;
+    assert!(
+        with_meta - plain < 40_000,
+        "8 KB of metadata on {chunks} chunks added {} bytes",
+        with_meta - plain
+    );
+    // Filters still match long values (by their hash), and results carry the metadata.
+    let r = app
+        .call(
+            "POST",
+            "/v1/query",
+            &key,
+            Some(json!({"query": "fjords", "filter": {"metadata": {"k3": "3".repeat(1000)}}})),
+        )
+        .await;
+    assert_eq!(doc_ids(&r)[0], "a", "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["metadata"]["k3"], "3".repeat(1000));
+    let r = app
+        .call(
+            "POST",
+            "/v1/query",
+            &key,
+            Some(json!({"query": "fjords", "filter": {"metadata": {"k3": "3".repeat(999)}}})),
+        )
+        .await;
+    assert!(doc_ids(&r).is_empty(), "{:?}", r.body);
+
+    // Deleted: the legs and the embedding cache are empty; what is left are two job records.
+    let r = app.call("DELETE", "/v1/documents/a", &key, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let after = stored_bytes(&app, "f").await;
+    assert!(
+        after < 12_000,
+        "{after} bytes left after the only document was deleted"
+    );
+
+    // A quota the upload's size fits under but its footprint does not: refused at commit, and
+    // nothing of it shows.
+    let other = app.tenant("g").await;
+    set_limits(&app, "g", json!({"max_bytes": 2 * upload})).await;
+    let r = app.put_text(&other, "a", &text).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "quota_exceeded");
+    assert!(doc_ids(&app.query(&other, "fjords", "hybrid", 5).await).is_empty());
 }
 
 #[tokio::test]
