@@ -1276,11 +1276,7 @@ impl Catalog {
                     .query_row(params![tenant.as_str(), &h[..]], |r| r.get(0))
                     .optional()?;
                 if let Some(bytes) = v {
-                    let floats = bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    out.insert(*h, floats);
+                    out.insert(*h, floats(&bytes));
                 }
             }
             Ok(out)
@@ -1309,30 +1305,47 @@ impl Catalog {
         })
     }
 
-    /// Hand cached embeddings that `owner` reuses over to it, so that collecting the version
-    /// that first computed them does not drop them while they are still in use.
+    /// The tenant's cached embeddings of `hashes`, handed over to `owner` as they are read, so
+    /// that collecting the version that first computed them does not drop them while `owner`
+    /// uses them.
     pub fn claim_cached(
         &self,
         tenant: &TenantId,
         owner: (&DocId, u64),
         hashes: &[[u8; 32]],
-    ) -> Result<()> {
-        if hashes.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>> {
         self.with(|c| {
             let tx = c.transaction()?;
+            let mut out = HashMap::new();
             {
                 let mut st = tx.prepare_cached(
-                    "UPDATE embed_cache SET doc_id = ?3, version = ?4 WHERE tenant = ?1 AND hash = ?2",
+                    "UPDATE embed_cache SET doc_id = ?3, version = ?4 WHERE tenant = ?1 AND hash = ?2
+                     RETURNING vector",
                 )?;
                 for h in hashes {
-                    st.execute(params![tenant.as_str(), &h[..], owner.0.as_str(), owner.1 as i64])?;
+                    let v: Option<Vec<u8>> = st
+                        .query_row(
+                            params![tenant.as_str(), &h[..], owner.0.as_str(), owner.1 as i64],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(bytes) = v {
+                        out.insert(*h, floats(&bytes));
+                    }
                 }
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(out)
         })
     }
+}
+
+/// A cached vector as stored: little-endian f32s.
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn insert_job(

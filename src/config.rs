@@ -110,7 +110,7 @@ pub struct IngestConfig {
     pub tenant_queue_max: usize,
     /// Nice value of the ingestion threads (Linux), so queries win the CPU; 0 = unchanged.
     pub nice: i32,
-    /// Caps on what every chunk of a document repeats (title) or stores (metadata).
+    /// Caps on a document's upload fields (kept once per document, in the catalog).
     pub max_title_bytes: usize,
     pub max_metadata_bytes: usize,
     pub max_metadata_value_bytes: usize,

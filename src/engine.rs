@@ -1096,17 +1096,13 @@ impl Engine {
     /// Parse, chunk, embed (through the cache) and write one version to both legs. The version
     /// stays invisible until the catalog commits it.
     fn index_version(&self, job: &JobRecord) -> Result<Footprint, JobError> {
-        let budget = self.config.ingest.job_timeout_secs;
-        let deadline = Instant::now() + Duration::from_secs(budget);
+        let deadline = Instant::now() + Duration::from_secs(self.config.ingest.job_timeout_secs);
         let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
         let (chunks, contextual) = self.contextual_chunks(&bytes, ct, &job.title)?;
         let ctx = TenantCtx::system(job.tenant.clone());
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
         let vectors = self.embed_cached(&ctx, (&job.doc_id, job.version), &texts, deadline)?;
-        if vectors.len() < texts.len() {
-            return Err(IngestError::JobTimeout(budget).into());
-        }
         let stored: Vec<StoredChunk> = chunks
             .iter()
             .map(|c| StoredChunk {
@@ -1167,7 +1163,7 @@ impl Engine {
         owner: (&DocId, u64),
         texts: &[&str],
         deadline: Instant,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<Vec<Vec<f32>>, JobError> {
         let model = self.embedder.model_id().as_bytes();
         let hashes: Vec<[u8; 32]> = texts
             .iter()
@@ -1179,7 +1175,7 @@ impl Engine {
                 h.finalize().into()
             })
             .collect();
-        let mut cached = self.catalog.cached_vectors(ctx.tenant(), &hashes)?;
+        let mut cached = self.catalog.claim_cached(ctx.tenant(), owner, &hashes)?;
         let seed = self
             .embedding_seed
             .read()
@@ -1193,16 +1189,13 @@ impl Engine {
                 .collect();
             cached.extend(self.catalog.cached_vectors(&seed, &unseen)?);
         }
-        let reused: Vec<[u8; 32]> = cached.keys().copied().collect();
-        self.catalog.claim_cached(ctx.tenant(), owner, &reused)?;
         let missing: Vec<usize> = (0..texts.len())
             .filter(|i| !cached.contains_key(&hashes[*i]))
             .collect();
         for batch in missing.chunks(32) {
-            // Past the job's budget: stop here and return fewer vectors than texts (what was
-            // embedded stays cached for a retry of the same text).
+            // Checked between batches: a job overruns its budget by one batch at most.
             if Instant::now() >= deadline {
-                return Ok(Vec::new());
+                return Err(IngestError::JobTimeout(self.config.ingest.job_timeout_secs).into());
             }
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             self.embedded_texts
@@ -1214,7 +1207,7 @@ impl Engine {
             let out = self
                 .embedder
                 .embed(Lane::Ingest, &inputs)
-                .map_err(|e| InternalError::Embedding(e.to_string()))?;
+                .map_err(|e| EngineError::from(InternalError::Embedding(e.to_string())))?;
             self.metrics.embed_batch(started.elapsed());
             let items: Vec<([u8; 32], &[f32])> = batch
                 .iter()

@@ -49,27 +49,25 @@ impl Footprint {
     /// dense vector, and the document's own fields once, in the catalog. Results take the
     /// title, metadata and content type from the catalog, so neither leg stores them per chunk.
     pub fn of(chunks: &[StoredChunk], dim: usize) -> Self {
+        // The document's fields are the same in every chunk of a version: measured once.
+        let Some(first) = chunks.first() else {
+            return Self::default();
+        };
+        let terms: usize = first.metadata_terms().iter().map(|t| t.len() + 3).sum();
+        let metadata = serde_json::Value::Object(first.metadata.clone()).to_string();
         let per_chunk: u64 = chunks
             .iter()
             .map(|c| {
                 let heading: usize = c.heading_path.iter().map(|h| h.len() + 3).sum();
-                let terms: usize = c.metadata_terms().iter().map(|t| t.len() + 3).sum();
                 2 * (c.text.len() + heading + terms) as u64
-                    + c.title.len() as u64
+                    + first.title.len() as u64
                     + 4 * dim as u64
                     + CHUNK_OVERHEAD
             })
             .sum();
-        let document = chunks.first().map_or(0, |c| {
-            (c.title.len()
-                + serde_json::Value::Object(c.metadata.clone())
-                    .to_string()
-                    .len()) as u64
-                + DOCUMENT_OVERHEAD
-        });
         Self {
             chunks: chunks.len() as u64,
-            bytes: per_chunk + document,
+            bytes: per_chunk + (first.title.len() + metadata.len()) as u64 + DOCUMENT_OVERHEAD,
         }
     }
 }

@@ -19,14 +19,24 @@ impl ContentType {
         }
     }
 
+    /// Every MIME type (essence) a declared type may name, and what it means. The API document
+    /// lists the same ones.
+    pub const DECLARED: [(&'static str, Self); 7] = [
+        ("text/plain", Self::Text),
+        ("text/markdown", Self::Markdown),
+        ("text/x-markdown", Self::Markdown),
+        ("text/html", Self::Html),
+        ("application/xhtml+xml", Self::Html),
+        ("application/pdf", Self::Pdf),
+        ("application/x-pdf", Self::Pdf),
+    ];
+
     pub fn from_mime(mime: &str) -> Option<Self> {
-        match essence(mime).as_str() {
-            "application/pdf" | "application/x-pdf" => Some(Self::Pdf),
-            "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
-            "text/html" | "application/xhtml+xml" => Some(Self::Html),
-            "text/plain" => Some(Self::Text),
-            _ => None,
-        }
+        let essence = essence(mime);
+        Self::DECLARED
+            .iter()
+            .find(|(m, _)| *m == essence)
+            .map(|(_, t)| *t)
     }
 
     fn from_extension(name: &str) -> Option<Self> {

@@ -126,14 +126,13 @@ pub async fn check_tenant_url(base_url: &str, allowed: &[String]) -> Result<(), 
         )
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = match url.host() {
-        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
+    let addrs: Vec<SocketAddr> = match (literal_ip(&url), url.host()) {
+        (Some(ip), _) => vec![SocketAddr::new(ip, port)],
+        (None, Some(url::Host::Domain(d))) => tokio::net::lookup_host((d, port))
             .await
             .map_err(|_| UserError::Invalid(format!("openai.base_url: cannot resolve {d}")))?
             .collect(),
-        None => return Err(refuse()),
+        _ => return Err(refuse()),
     };
     if addrs.is_empty() || !addrs.iter().all(|a| is_public(a.ip())) {
         return Err(refuse());
@@ -144,14 +143,21 @@ pub async fn check_tenant_url(base_url: &str, allowed: &[String]) -> Result<(), 
 /// The request-time guard for untrusted URLs: a literal address must be public, and names go
 /// through [`PublicOnly`].
 pub fn literal_is_public(base_url: &str) -> bool {
-    match Url::parse(base_url)
-        .ok()
-        .and_then(|u| u.host().map(|h| h.to_owned()))
-    {
-        Some(url::Host::Ipv4(ip)) => is_public(ip.into()),
-        Some(url::Host::Ipv6(ip)) => is_public(ip.into()),
-        Some(url::Host::Domain(_)) => true,
-        None => false,
+    let Ok(url) = Url::parse(base_url) else {
+        return false;
+    };
+    match literal_ip(&url) {
+        Some(ip) => is_public(ip),
+        None => url.host().is_some(),
+    }
+}
+
+/// The URL's host when it is an address rather than a name.
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
     }
 }
 

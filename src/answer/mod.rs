@@ -348,7 +348,7 @@ impl Engine {
                     .or_else(|| o.default_model.clone())
                     .or_else(|| o.allowed_models.first().cloned())
                     .ok_or(UserError::GeneratorNotConfigured)?;
-                if !o.allowed_models.contains(&model) {
+                if !o.allows(&model) {
                     return Err(UserError::ModelNotAllowed(model).into());
                 }
                 // A tenant_admin's URL goes out only to public addresses, checked again now

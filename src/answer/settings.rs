@@ -25,9 +25,10 @@ pub struct GeneratorSettings {
 pub struct OpenAiSettings {
     /// Up to and including `/v1`, e.g. `http://127.0.0.1:8088/v1`.
     pub base_url: String,
-    /// The only models this tenant may ask for.
+    /// The models this tenant may ask for, besides the default model.
     pub allowed_models: Vec<String>,
-    /// Used when a request names no model; the first allowed model otherwise.
+    /// Used when a request names no model (the first allowed model otherwise); allowed by
+    /// being the default.
     pub default_model: Option<String>,
     /// The model's context budget for retrieved chunks (tokens); the deployment's otherwise.
     pub context_tokens: Option<usize>,
@@ -53,6 +54,14 @@ pub struct TenantConfigView {
     pub updated_at: Option<i64>,
 }
 
+impl OpenAiSettings {
+    /// Whether a request may name `model`: one of `allowed_models`, or the default.
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models.iter().any(|m| m == model)
+            || self.default_model.as_deref() == Some(model)
+    }
+}
+
 impl GeneratorSettings {
     /// Whether `self` keeps the `base_url` of `current` (the stored settings): a sealed key
     /// and the admin's trust belong to a URL, and go when it changes.
@@ -75,20 +84,15 @@ impl GeneratorSettings {
         }
         let Some(o) = &self.openai else { return Ok(()) };
         super::egress::validate_syntax(&o.base_url)?;
-        // 64 listed, and the default model, which is allowed by being the default.
-        if o.allowed_models.is_empty() || o.allowed_models.len() > 65 {
+        if o.allowed_models.is_empty() || o.allowed_models.len() > 64 {
             return bad("openai.allowed_models must list 1-64 models");
         }
         if o.allowed_models
             .iter()
+            .chain(&o.default_model)
             .any(|m| m.is_empty() || m.chars().count() > 200 || m.chars().any(char::is_control))
         {
             return bad("openai.allowed_models: names of 1-200 characters");
-        }
-        if let Some(d) = &o.default_model {
-            if !o.allowed_models.contains(d) {
-                return bad("openai.default_model must be one of allowed_models");
-            }
         }
         if o.context_tokens
             .is_some_and(|t| !(256..=1_000_000).contains(&t))

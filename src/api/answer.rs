@@ -255,25 +255,10 @@ pub(super) async fn put_config(
     let tenant = m.tenant;
     let (openai, key) = match req.openai {
         None => (None, ApiKeyChange::Clear),
-        Some(o) if !(1..=64).contains(&o.allowed_models.len()) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                "openai.allowed_models must list 1-64 models",
-            ))
-        }
         Some(o) => (
             Some(OpenAiSettings {
                 base_url: o.base_url,
-                // The default model is allowed by being the default.
-                allowed_models: {
-                    let mut models = o.allowed_models;
-                    if let Some(d) = &o.default_model {
-                        if !models.contains(d) {
-                            models.push(d.clone());
-                        }
-                    }
-                    models
-                },
+                allowed_models: o.allowed_models,
                 default_model: o.default_model,
                 context_tokens: o.context_tokens,
                 set_by_admin: m.by_admin,

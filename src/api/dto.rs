@@ -41,27 +41,53 @@ fn upload_metadata_schema() -> Schema {
         .into()
 }
 
-/// A document id: 1-256 characters, no control characters, no '%'.
+/// A document id: 1-256 characters, no control characters, no '%' (`DocId::parse`).
 const DOC_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$";
+/// A model name: 1-200 characters, no control characters (`GeneratorSettings::validate`).
+const MODEL_NAME_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$";
+
+fn string_matching(pattern: &str, nullable: bool) -> ObjectBuilder {
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .pattern(Some(pattern))
+}
+
+const UPLOAD_ID: &str = "Document id; generated when absent. Re-using an id replaces that \
+    document. 1-256 characters, no control characters, no '%'.";
+
+fn upload_id_schema() -> Schema {
+    string_matching(DOC_ID_PATTERN, false)
+        .description(Some(UPLOAD_ID))
+        .build()
+        .into()
+}
+
+fn optional_upload_id_schema() -> Schema {
+    string_matching(DOC_ID_PATTERN, true)
+        .description(Some(UPLOAD_ID))
+        .build()
+        .into()
+}
+
+fn optional_model_name_schema() -> Schema {
+    string_matching(MODEL_NAME_PATTERN, true).build().into()
+}
 
 fn doc_ids_schema() -> Schema {
     ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(DOC_ID_PATTERN)),
-        )
+        .items(string_matching(DOC_ID_PATTERN, false))
         .build()
         .into()
 }
 
 fn model_names_schema() -> Schema {
     ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")),
-        )
+        .items(string_matching(MODEL_NAME_PATTERN, false))
         .min_items(Some(1))
         .max_items(Some(64))
         .build()
@@ -78,7 +104,7 @@ pub struct MultipartDocumentRequest {
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
     #[serde(default)]
-    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$")]
+    #[schema(schema_with = upload_id_schema)]
     pub id: String,
     #[serde(default)]
     pub title: String,
@@ -94,10 +120,17 @@ pub struct MultipartDocumentRequest {
     pub content_type: String,
 }
 
-fn content_type_schema(types: &[&str], nullable: bool) -> Schema {
-    let mut values: Vec<serde_json::Value> = types.iter().map(|t| serde_json::json!(t)).collect();
+/// The declared content types the server takes (`ContentType::DECLARED`), those of text only
+/// (a JSON upload; nullable, absent meaning text/plain) or all (a multipart upload).
+fn content_type_schema(text_only: bool) -> Schema {
+    use tenantry_ingest::ContentType;
+    let mut values: Vec<serde_json::Value> = ContentType::DECLARED
+        .iter()
+        .filter(|(_, t)| !text_only || *t != ContentType::Pdf)
+        .map(|(m, _)| serde_json::json!(m))
+        .collect();
     let mut kinds = vec![Type::String];
-    if nullable {
+    if text_only {
         values.push(serde_json::Value::Null);
         kinds.push(Type::Null);
     }
@@ -108,22 +141,12 @@ fn content_type_schema(types: &[&str], nullable: bool) -> Schema {
         .into()
 }
 
-const TEXT_TYPES: [&str; 5] = [
-    "text/plain",
-    "text/markdown",
-    "text/x-markdown",
-    "text/html",
-    "application/xhtml+xml",
-];
-
 fn text_content_type_schema() -> Schema {
-    content_type_schema(&TEXT_TYPES, true)
+    content_type_schema(true)
 }
 
 fn any_content_type_schema() -> Schema {
-    let mut all = TEXT_TYPES.to_vec();
-    all.extend(["application/pdf", "application/x-pdf"]);
-    content_type_schema(&all, false)
+    content_type_schema(false)
 }
 
 /// Filter metadata: key = scalar value.
@@ -294,9 +317,7 @@ pub struct TenantList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonDocumentRequest {
-    /// Document id; generated when absent. Re-using an id replaces that document. 1-256
-    /// characters, no control characters, no '%'.
-    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f%]{1,256}$")]
+    #[schema(schema_with = optional_upload_id_schema)]
     pub id: Option<String>,
     pub title: Option<String>,
     /// Not only whitespace.
@@ -622,7 +643,7 @@ pub struct OpenAiConfigRequest {
     /// 1-64 model names of 1-200 characters (the default model is allowed too).
     #[schema(schema_with = model_names_schema)]
     pub allowed_models: Vec<String>,
-    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
+    #[schema(schema_with = optional_model_name_schema)]
     pub default_model: Option<String>,
     /// Context budget for retrieved chunks, in tokens (default from the server config).
     #[schema(minimum = 256, maximum = 1000000)]

@@ -117,10 +117,10 @@ impl ErrorCode {
 
     /// Job error codes as stored in the catalog, back to the catalogue.
     pub fn from_job_code(code: &str) -> Self {
-        let document = IngestErrorCode::ALL
+        if let Some(c) = IngestErrorCode::ALL
             .into_iter()
-            .filter(|c| c.is_user_fault());
-        if let Some(c) = document.into_iter().find(|c| c.as_str() == code) {
+            .find(|c| c.is_user_fault() && c.as_str() == code)
+        {
             return Self::Document(c);
         }
         match code {

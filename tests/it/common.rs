@@ -42,6 +42,14 @@ pub fn model_flags() -> [String; 4] {
     ]
 }
 
+/// A test knob from the environment (more rounds, another seed), or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures/docs").join(name)).unwrap()
 }

@@ -160,10 +160,7 @@ fn check(server: &Server, data: &std::path::Path, key: &str, ledger: &Ledger, ro
 
 #[test]
 fn kill_9_at_random_points_loses_nothing_and_resurrects_nothing() {
-    let rounds: usize = std::env::var("TENANTRY_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let rounds: usize = env_or("TENANTRY_CRASH_ROUNDS", 20);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ledger = Ledger::default();

@@ -179,14 +179,8 @@ fn sandbox() -> Sandbox {
 
 #[test]
 fn parsers_survive_mutated_real_documents() {
-    let cases: usize = std::env::var("TENANTRY_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let seed: u64 = std::env::var("TENANTRY_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x7e4a_47c1_2026_1201);
+    let cases: usize = env_or("TENANTRY_FUZZ_CASES", 3000);
+    let seed: u64 = env_or("TENANTRY_FUZZ_SEED", 0x7e4a_47c1_2026_1201);
     let seeds = seeds();
     let sandbox = sandbox();
     let regressions = root().join("fixtures/fuzz-regressions");
