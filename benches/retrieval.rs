@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tenantry::lexical::LexicalStore;
+use tenantry::domain::{ChunkFilter, StoredChunk};
+use tenantry::domain::{DocId, TenantCtx, TenantId};
 use tenantry::query::rrf;
-use tenantry::store::{ChunkFilter, StoredChunk};
-use tenantry::tenant::{DocId, TenantCtx, TenantId};
-use tenantry::vector::{EdgeVectorStore, VectorStore};
+use tenantry::storage::lexical::{LexicalStore, TantivyLexicalStore};
+use tenantry::storage::vector::{EdgeVectorStore, VectorStore};
 use tenantry_ingest::{
     parse, Chunker, ContentType, Embedder, EmbedderConfig, FastEmbedder, Lane, ModelSource,
 };
@@ -118,7 +118,8 @@ fn chunking(c: &mut Criterion) {
 
 fn bm25(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = LexicalStore::new(dir.path().to_path_buf(), Duration::from_secs(3600)).unwrap();
+    let store =
+        TantivyLexicalStore::new(dir.path().to_path_buf(), Duration::from_secs(3600)).unwrap();
     let ctx = TenantCtx::operator(TenantId::parse("bench").unwrap());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let chunks: Vec<StoredChunk> = (0..10_000)

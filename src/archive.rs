@@ -14,11 +14,13 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CommitOutcome, KeyUpdate, NewUpload, UploadOutcome};
+use crate::domain::{DocId, TenantCtx};
+use crate::domain::{Footprint, StoredChunk};
 use crate::engine::Engine;
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::store::{Footprint, StoredChunk};
-use crate::tenant::{DocId, TenantCtx};
+use crate::storage::catalog::{CommitOutcome, KeyUpdate, NewUpload, UploadOutcome};
+use crate::storage::lexical::LexicalStore;
+use crate::storage::vector::VectorStore;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -62,6 +64,16 @@ enum Line {
     },
 }
 
+/// What `migrate_legs` copied.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MigrationSummary {
+    pub tenants: u64,
+    /// Tenants a previous run had already copied.
+    pub skipped_tenants: u64,
+    pub documents: u64,
+    pub chunks: u64,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArchiveSummary {
     pub documents: usize,
@@ -82,6 +94,64 @@ fn bad(msg: impl Into<String>) -> EngineError {
 
 impl Engine {
     /// Write the tenant's archive to `out`. Blocking. A write error (client gone) stops it.
+    /// Copy every tenant's live versions from this engine's legs into other legs (a Qdrant
+    /// cluster), chunk by chunk as `export_tenant` reads them, keeping the catalog (tenants,
+    /// keys, documents, versions) as it is: `tenantry migrate --to qdrant`. Idempotent (point
+    /// ids are deterministic, so a rerun overwrites what an interrupted run wrote) and resumable:
+    /// a tenant is recorded in `progress` once all of it is copied, and skipped by later runs.
+    pub fn migrate_legs(
+        &self,
+        vectors: &dyn VectorStore,
+        lexical: &dyn LexicalStore,
+        progress: &std::path::Path,
+    ) -> Result<MigrationSummary> {
+        let done: std::collections::HashSet<String> = std::fs::read_to_string(progress)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut summary = MigrationSummary::default();
+        for (tenant, _, _) in self.catalog.list_tenants()? {
+            if done.contains(tenant.as_str()) {
+                summary.skipped_tenants += 1;
+                continue;
+            }
+            let ctx = TenantCtx::operator(tenant.clone());
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.catalog.documents(&tenant, 200, after.as_deref())?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.to_string());
+                for d in page {
+                    let Some(version) = d.live_version else {
+                        continue;
+                    };
+                    let mut points = self.vectors.chunks(&ctx, &d.id, version)?;
+                    for (c, _) in &mut points {
+                        // The legs keep per-document fields once, in the catalog; the target
+                        // needs them to build its filter terms and BM25 weights.
+                        c.title.clone_from(&d.title);
+                        c.metadata.clone_from(&d.metadata);
+                    }
+                    let chunks: Vec<StoredChunk> = points.iter().map(|(c, _)| c.clone()).collect();
+                    vectors.delete_versions(&ctx, &d.id, version..version + 1)?;
+                    vectors.upsert(&ctx, &points)?;
+                    lexical.add(&ctx, &chunks)?;
+                    summary.documents += 1;
+                    summary.chunks += chunks.len() as u64;
+                }
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(progress)?;
+            writeln!(f, "{tenant}")?;
+            f.sync_all()?;
+            summary.tenants += 1;
+        }
+        Ok(summary)
+    }
+
     pub fn export_tenant(&self, ctx: &TenantCtx, out: &mut dyn Write) -> Result<ArchiveSummary> {
         let tenant = ctx.tenant();
         if !self.catalog.tenant_exists(tenant)? {
@@ -94,7 +164,7 @@ impl Engine {
                 tenant: tenant.to_string(),
                 model: self.embedder.model_id().to_string(),
                 dim: self.embedder.dim(),
-                exported_at: crate::catalog::now(),
+                exported_at: crate::domain::now(),
             },
         )?;
         if let Some(c) = self.catalog.tenant_config(tenant)? {
@@ -165,7 +235,7 @@ impl Engine {
         if !self.catalog.tenant_exists(tenant)? {
             return Err(UserError::NotFound("tenant").into());
         }
-        let limits = self.load_limits(tenant)?;
+        let limits = self.governor.load_limits(tenant)?;
         let mut lines = input.lines().enumerate().map(|(i, l)| {
             let l = l.map_err(EngineError::from)?;
             serde_json::from_str::<Line>(&l).map_err(|e| bad(format!("line {}: {e}", i + 1)))

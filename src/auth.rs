@@ -1,6 +1,5 @@
 //! Who is calling: roles, principals, and the JWT verifier (HS256 with a shared secret, RS256 and
 //! ES256 with public keys from a JWKS file). API keys themselves live in `keys` and the catalog.
-use std::fmt;
 use std::path::Path;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -8,48 +7,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::config::JwtConfig;
-use crate::tenant::{TenantCtx, TenantId};
-
-/// A tenant-scoped role. Ordered: each role may do everything the roles below it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Query and answer.
-    Reader,
-    /// Also ingest and delete documents.
-    Writer,
-    /// Also the tenant's configuration, keys, usage and export.
-    TenantAdmin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Reader, Role::Writer, Role::TenantAdmin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reader => "reader",
-            Self::Writer => "writer",
-            Self::TenantAdmin => "tenant_admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Who a bearer credential belongs to. The deployment admin is not a tenant and has no
-/// `TenantCtx`: it manages tenants but never reads their documents.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Admin,
-    Tenant(TenantCtx, Role),
-}
+pub use crate::domain::Principal;
+use crate::domain::{Role, TenantId};
 
 /// Why a credential was refused; each maps to one 401 code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,7 +126,7 @@ impl JwtVerifier {
             .and_then(|v| v.as_i64())
             .ok_or(AuthError::InvalidToken("missing or invalid iat claim"))?;
         // A token from the future would outlive a tenant deleted before that time.
-        if issued_at > crate::catalog::now() + self.leeway_secs as i64 {
+        if issued_at > crate::domain::now() + self.leeway_secs as i64 {
             return Err(AuthError::InvalidToken("iat is in the future"));
         }
         let subject = claims

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tenantry_ingest::{ContentType, Lane};
 
-use crate::catalog::JobStatus;
 use crate::config::Config;
+use crate::domain::ChunkFilter;
+use crate::domain::Mode;
+use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::engine::{Engine, Upload};
 use crate::error::{InternalError, Result, UserError};
-use crate::query::Mode;
-use crate::store::ChunkFilter;
-use crate::tenant::{DocId, TenantCtx, TenantId};
+use crate::storage::catalog::JobStatus;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -453,7 +453,7 @@ async fn prepare_in_process(
         let tenant = tenant_name(i);
         let key = if engine.catalog.tenant_exists(&tenant)? {
             engine
-                .create_key(tenant.clone(), crate::auth::Role::Writer, "bench".into())
+                .create_key(tenant.clone(), crate::domain::Role::Writer, "bench".into())
                 .await?
         } else {
             engine.create_tenant(tenant.clone()).await?

@@ -22,6 +22,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub query: QueryConfig,
     pub storage: StorageConfig,
+    pub qdrant: QdrantConfig,
     pub answer: AnswerConfig,
     pub jwt: JwtConfig,
     pub limits: LimitsConfig,
@@ -144,7 +145,7 @@ pub struct SandboxSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryConfig {
-    pub fusion: crate::query::FusionMethod,
+    pub fusion: crate::domain::FusionMethod,
     pub candidates_per_leg: usize,
     pub rrf_k: f32,
     pub dense_weight: f32,
@@ -161,10 +162,50 @@ pub struct QueryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Where both retrieval legs live: in the data directory, or on a Qdrant cluster.
+    pub backend: StorageBackend,
     /// A tenant unused this long has its lexical index and vector shard closed.
     #[serde(alias = "lexical_idle_secs")]
     pub tenant_idle_secs: u64,
     pub optimize_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// qdrant-edge and tantivy in the data directory; nothing to install.
+    Embedded,
+    /// Both legs in one collection of a Qdrant cluster, through qdrant-client (gRPC).
+    Qdrant,
+}
+
+/// The Qdrant cluster `storage.backend = "qdrant"` uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// gRPC URLs of the nodes, comma-separated (`https://` for TLS). Requests go to the first
+    /// that answers; a node that fails is retried on the next.
+    pub url: String,
+    /// Sent as the `api-key` header; empty for none.
+    pub api_key: crate::secrets::Secret,
+    /// The deployment's collection is `<prefix>_chunks`: several deployments may share a cluster.
+    pub collection_prefix: String,
+    pub replication_factor: u32,
+    /// Replicas that must acknowledge a write.
+    pub write_consistency_factor: u32,
+    /// HNSW links of the per-tenant graphs (`payload_m`; the global graph is off, `m = 0`).
+    pub payload_m: u64,
+    /// Deadline of one request to a node.
+    pub timeout_secs: u64,
+    /// Attempts of one operation on transient errors (node restarting, leader election) before
+    /// the request gets 503 `unavailable`.
+    pub attempts: u32,
+    /// A tenant with more chunks than this gets its own shard key (promoted online by the
+    /// maintenance task); 0 = promote only by hand (`tenantry tenants promote`).
+    pub promote_chunks: u64,
+    /// Average chunk length (in analysed terms) of the BM25 length normalisation: fixed, so a
+    /// chunk's term weights never depend on other documents (see `storage::lexical`).
+    pub bm25_avg_len: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,7 +354,7 @@ impl Config {
             ));
         }
         let a = &self.answer;
-        if !(1..=crate::query::MAX_TOP_K).contains(&a.top_k)
+        if !(1..=crate::domain::MAX_TOP_K).contains(&a.top_k)
             || !(-1.0..=1.0).contains(&a.min_evidence)
             || !(-1.0..=1.0).contains(&a.min_evidence_with_terms)
             || a.context_tokens < 256
@@ -323,11 +364,35 @@ impl Config {
                 "answer: top_k in 1..=100, min_evidence in -1..=1, context_tokens >= 256, max_answer_tokens >= 1".into(),
             ));
         }
+        let qd = &self.qdrant;
+        if qd.attempts == 0
+            || qd.timeout_secs == 0
+            || qd.replication_factor == 0
+            || !(1..=qd.replication_factor).contains(&qd.write_consistency_factor)
+            || qd.payload_m == 0
+            || !qd.bm25_avg_len.is_finite()
+            || qd.bm25_avg_len <= 0.0
+            || qd.collection_prefix.is_empty()
+            || !qd
+                .collection_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError(
+                "qdrant: attempts, timeout_secs, replication_factor, payload_m >= 1; write_consistency_factor in 1..=replication_factor; bm25_avg_len > 0; collection_prefix of A-Z a-z 0-9 _ -".into(),
+            ));
+        }
+        if self.storage.backend == StorageBackend::Qdrant && qd.url.trim().is_empty() {
+            return Err(ConfigError(
+                "storage.backend = \"qdrant\" needs qdrant.url".into(),
+            ));
+        }
         let l = &self.limits;
         if !(l.query_per_sec >= 0.0 && l.ingest_per_sec >= 0.0) {
             return Err(ConfigError("limits: rates must be >= 0".into()));
         }
-        crate::auth::JwtVerifier::from_config(&self.jwt).map_err(ConfigError)?;
+        // The JWT key set is read and checked where it is used (`Engine::open`): the verifier
+        // lives above the config.
         crate::secrets::MasterKey::from_hex(&self.master_key)
             .map_err(|e| ConfigError(e.to_string()))?;
         Ok(())

@@ -51,6 +51,10 @@ pub enum InternalError {
     Lexical(#[from] tantivy::TantivyError),
     #[error("vector store: {0}")]
     Vector(String),
+    /// A storage backend (a Qdrant cluster) did not answer after bounded retries: the request
+    /// may succeed later (503 with `Retry-After`), nothing is half-done.
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
     #[error("embedding: {0}")]
     Embedding(String),
     #[error("io: {0}")]

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::JobStatus;
+use crate::domain::ChunkFilter;
+use crate::domain::{DocId, TenantCtx};
+use crate::domain::{FusionMethod, FusionOverrides, Mode, MAX_TOP_K};
 use crate::engine::{Engine, Upload};
 use crate::error::{InternalError, Result, UserError};
-use crate::query::{FusionMethod, FusionOverrides, Mode, Query, MAX_TOP_K};
-use crate::store::ChunkFilter;
-use crate::tenant::{DocId, TenantCtx};
+use crate::query::Query;
+use crate::storage::catalog::JobStatus;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CorpusDoc {

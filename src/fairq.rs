@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 
-use crate::tenant::TenantId;
+use crate::domain::TenantId;
 
 #[derive(Default)]
 struct State {

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Quota;
 use crate::config::LimitsConfig;
-use crate::tenant::TenantId;
+use crate::domain::TenantId;
+use crate::storage::catalog::Quota;
 
 /// A tenant's overrides as stored; absent fields take the configured default. 0 = unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use tenantry::auth::Role;
-use tenantry::catalog::JobStatus;
-use tenantry::config::{Config, ConfigFlags, LogFormat};
+use tenantry::config::{Config, ConfigFlags, LogFormat, StorageBackend};
+use tenantry::domain::ChunkFilter;
+use tenantry::domain::Role;
+use tenantry::domain::{DocId, TenantCtx, TenantId};
+use tenantry::domain::{FusionOverrides, Mode};
 use tenantry::engine::Upload;
-use tenantry::query::{FusionOverrides, Mode, Query};
-use tenantry::store::ChunkFilter;
-use tenantry::tenant::{DocId, TenantCtx, TenantId};
+use tenantry::query::Query;
+use tenantry::storage::catalog::JobStatus;
+use tenantry::storage::qdrant::QdrantStore;
 use tenantry::Engine;
 
 #[derive(Parser)]
@@ -165,15 +167,33 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Copy both retrieval legs of every tenant from the embedded stores of this data
+    /// directory into the Qdrant cluster of `[qdrant]`, keeping the catalog (tenants, keys,
+    /// documents). Resumable and idempotent; run with the server stopped, then set
+    /// storage.backend = "qdrant".
+    Migrate {
+        /// The target backend; only "qdrant".
+        #[arg(long)]
+        to: String,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
 
 #[derive(Subcommand)]
 enum TenantAction {
-    Create { id: String },
+    Create {
+        id: String,
+    },
     List,
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
+    /// Give a tenant its own shard key on the Qdrant cluster (storage.backend = "qdrant"),
+    /// moved online while it keeps answering. Works beside a running `tenantry serve`.
+    Promote {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +232,30 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// `tenantry tenants promote`: only the cluster is needed, not the data directory, so it works
+/// beside a running server.
+async fn promote_tenant(config: Config, id: String) -> anyhow::Result<()> {
+    if config.storage.backend != StorageBackend::Qdrant {
+        anyhow::bail!("promotion is for storage.backend = \"qdrant\" (this deployment is embedded: every tenant has its own shard already)");
+    }
+    let tenant = TenantId::parse(&id)?;
+    let qcfg = config.qdrant.clone();
+    let moved = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<u64>> {
+        let store = QdrantStore::connect_existing(&qcfg)?;
+        let points = store.count(&tenant)?;
+        if points == 0 {
+            anyhow::bail!("tenant {tenant} has no chunks on the cluster");
+        }
+        Ok(store.promote(&tenant)?.then_some(points))
+    })
+    .await??;
+    match moved {
+        Some(n) => println!("promoted tenant {id}: {n} chunks now in its own shard key"),
+        None => println!("tenant {id} already has its own shard key"),
+    }
+    Ok(())
 }
 
 fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
@@ -427,7 +471,7 @@ async fn run() -> anyhow::Result<()> {
             let req = tenantry::answer::AnswerRequest {
                 question,
                 top_k,
-                mode: tenantry::query::Mode::Hybrid,
+                mode: tenantry::domain::Mode::Hybrid,
                 filter: ChunkFilter::default(),
                 thread: None,
                 generator: None,
@@ -467,6 +511,35 @@ async fn run() -> anyhow::Result<()> {
             engine.flush();
             Ok(())
         }
+        Command::Migrate { to } => {
+            if to != "qdrant" {
+                anyhow::bail!("--to {to}: the only target is qdrant");
+            }
+            let mut source = config.clone();
+            source.storage.backend = StorageBackend::Embedded;
+            let progress = config.data_dir.join("migrate-qdrant.progress");
+            let engine = open(source)?;
+            let (qcfg, e2) = (config.qdrant.clone(), engine.clone());
+            let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let store = QdrantStore::open(&qcfg, e2.embedding_dim())
+                    .context("cannot reach the Qdrant cluster of [qdrant]")?;
+                Ok(e2.migrate_legs(&store, &store, &progress)?)
+            })
+            .await??;
+            println!(
+                "migrated {} tenants ({} documents, {} chunks) into collection {}_chunks; {} already done by an earlier run",
+                summary.tenants,
+                summary.documents,
+                summary.chunks,
+                config.qdrant.collection_prefix,
+                summary.skipped_tenants
+            );
+            println!("now set storage.backend = \"qdrant\" (or TENANTRY_STORAGE__BACKEND=qdrant) and start the server");
+            Ok(())
+        }
+        Command::Tenants {
+            action: TenantAction::Promote { id },
+        } => promote_tenant(config, id).await,
         Command::Tenants { action } => {
             let engine = open(config)?;
             match action {
@@ -486,6 +559,7 @@ async fn run() -> anyhow::Result<()> {
                     engine.delete_tenant(TenantId::parse(&id)?).await?;
                     println!("deleted tenant {id}");
                 }
+                TenantAction::Promote { .. } => bail!("promote runs without the data directory"),
             }
             engine.flush();
             Ok(())

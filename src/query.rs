@@ -1,57 +1,26 @@
 //! Tenant-scoped hybrid retrieval: both legs for the caller's tenant only, a visibility check
-//! against the catalog (only live versions), reciprocal rank fusion, snippets.
+//! against the catalog (only live versions), reciprocal rank fusion, snippets. A [`Retriever`]
+//! is built from the storage seams and the embedder; it knows nothing of the engine.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tenantry_ingest::embed::cosine;
-use tenantry_ingest::Lane;
+use tenantry_ingest::{Chunker, Embedder, Lane};
 
-use crate::engine::{blocking, Engine};
+use crate::config::QueryConfig;
+use crate::domain::{
+    ChunkFilter, ChunkKey, FusionMethod, FusionOverrides, LegHit, Mode, StoredChunk,
+    MAX_QUERY_CHARS, MAX_TOP_K,
+};
+use crate::domain::{DocId, TenantCtx};
 use crate::error::{InternalError, Result, UserError};
-use crate::store::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
-use crate::tenant::{DocId, TenantCtx};
-
-pub const MAX_TOP_K: usize = 100;
-pub const MAX_QUERY_CHARS: usize = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    #[default]
-    Hybrid,
-    Dense,
-    Bm25,
-}
-
-/// How hybrid mode combines the legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FusionMethod {
-    /// Weighted reciprocal rank fusion: `sum of w / (k + rank)`. Ignores how confident a leg is.
-    #[default]
-    Rrf,
-    /// Distribution-based score fusion (as in Qdrant): each leg's scores are normalised by
-    /// their own spread (mean ± 3 standard deviations over the candidates), then summed with
-    /// the weights.
-    Dbsf,
-    /// Convex combination of theoretically min-max normalised scores (Bruch et al., 2023,
-    /// "An Analysis of Fusion Functions for Hybrid Retrieval"): each leg is scaled from its
-    /// lowest possible score (cosine -1, BM25 0) to the best candidate's score, then combined
-    /// with the weights. A leg whose best match is weak contributes little.
-    Convex,
-}
-
-/// Fusion settings; `None` fields take the configured defaults.
-#[derive(Debug, Clone, Default)]
-pub struct FusionOverrides {
-    pub method: Option<FusionMethod>,
-    pub rrf_k: Option<f32>,
-    pub dense_weight: Option<f32>,
-    pub bm25_weight: Option<f32>,
-    pub candidates_per_leg: Option<usize>,
-    /// Weight of a chunk's document opening in its dense score (see [`in_document_context`]).
-    pub opening_weight: Option<f32>,
-}
+use crate::fairq::FairPermits;
+use crate::runtime::blocking;
+use crate::storage::catalog::Catalog;
+use crate::storage::lexical::LexicalStore;
+use crate::storage::vector::VectorStore;
+use crate::usage::{Meter, Metric};
 
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -283,10 +252,65 @@ fn opening(text: &str, max: usize) -> String {
     escape(&text[..end])
 }
 
-pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
+/// Runs tenant-scoped searches over the storage seams.
+pub struct Retriever {
+    catalog: Arc<dyn Catalog>,
+    vectors: Arc<dyn VectorStore>,
+    lexical: Arc<dyn LexicalStore>,
+    embedder: Arc<dyn Embedder>,
+    /// The model's tokenizer: query tokens are metered as embedding usage.
+    tokens: Arc<Chunker>,
+    meter: Arc<Meter>,
+    /// One per query model session, handed out round-robin between tenants.
+    permits: FairPermits,
+    config: QueryConfig,
+}
+
+impl Retriever {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        vectors: Arc<dyn VectorStore>,
+        lexical: Arc<dyn LexicalStore>,
+        embedder: Arc<dyn Embedder>,
+        tokens: Arc<Chunker>,
+        meter: Arc<Meter>,
+        config: QueryConfig,
+    ) -> Self {
+        let sessions = match config.embed_sessions {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Self {
+            catalog,
+            vectors,
+            lexical,
+            embedder,
+            tokens,
+            meter,
+            permits: FairPermits::new(sessions),
+            config,
+        }
+    }
+
+    /// Embed texts on the query lane, in the tenant's turn for a model session. Blocking.
+    pub fn embed_query(&self, ctx: &TenantCtx, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let _turn = self.permits.acquire(ctx.tenant());
+        Ok(self
+            .embedder
+            .embed(Lane::Query, texts)
+            .map_err(|e| InternalError::Embedding(e.to_string()))?)
+    }
+
+    pub async fn search(self: &Arc<Self>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
+        run(self, ctx, q).await
+    }
+}
+
+async fn run(retriever: &Arc<Retriever>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
     q.validate()?;
     let total = Instant::now();
-    let cfg = &engine.config.query;
+    let cfg = &retriever.config;
     let candidates = q
         .fusion
         .candidates_per_leg
@@ -299,24 +323,18 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
             return Ok((vec![], None, 0.0, 0.0));
         }
         let (e, c, text, filter) = (
-            engine.clone(),
+            retriever.clone(),
             ctx.clone(),
             q.text.clone(),
             q.filter.clone(),
         );
         blocking(move || {
             let t = Instant::now();
-            let turn = e.query_permits.acquire(c.tenant());
-            let v = e
-                .embedder
-                .embed(Lane::Query, &[text.as_str()])
-                .map_err(|e| InternalError::Embedding(e.to_string()))?;
-            drop(turn);
+            let v = e.embed_query(&c, &[text.as_str()])?;
             let embed_ms = ms(t);
             // Metered here, on the blocking pool, where the text is tokenised anyway.
-            let tokens = e.count_tokens(&text) as u64;
-            e.meter
-                .add(c.tenant(), crate::usage::Metric::EmbeddingTokens, tokens);
+            let tokens = e.tokens.count_tokens(&text) as u64;
+            e.meter.add(c.tenant(), Metric::EmbeddingTokens, tokens);
             let t = Instant::now();
             let hits = e.vectors.search(&c, &v[0], &filter, candidates)?;
             let vector = v.into_iter().next();
@@ -329,7 +347,7 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
             return Ok((vec![], 0.0));
         }
         let (e, c, text, filter) = (
-            engine.clone(),
+            retriever.clone(),
             ctx.clone(),
             q.text.clone(),
             q.filter.clone(),
@@ -348,12 +366,12 @@ pub(crate) async fn run(engine: &Arc<Engine>, ctx: &TenantCtx, q: Query) -> Resu
     timings.dense_ms = dense_ms;
     timings.bm25_ms = bm25_ms;
 
-    let (e, c) = (engine.clone(), ctx.clone());
+    let (e, c) = (retriever.clone(), ctx.clone());
     let (text, mode, top_k, fusion) = (q.text.clone(), q.mode, q.top_k, q.fusion.clone());
     let vector = query_vector.clone();
     let (hits, best_dense, fuse_ms) = blocking(move || {
         let t = Instant::now();
-        let cfg = &e.config.query;
+        let cfg = &e.config;
         // Only chunks of each document's live version are visible: a version being written,
         // replaced or deleted never shows, in either leg.
         let mut ids: Vec<&str> = dense_hits
@@ -485,7 +503,7 @@ mod tests {
     }
 
     fn hit(doc: &str, ordinal: u32, score: f32) -> LegHit {
-        let mut chunk = crate::store::test_chunk(doc, ordinal, "");
+        let mut chunk = crate::domain::test_chunk(doc, ordinal, "");
         chunk.version = 3;
         LegHit { chunk, score }
     }

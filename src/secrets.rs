@@ -7,7 +7,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::tenant::TenantId;
+use crate::domain::TenantId;
 
 /// A secret string whose `Debug` never shows the value.
 #[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]

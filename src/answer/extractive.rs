@@ -4,10 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tenantry_ingest::embed::cosine;
-use tenantry_ingest::Lane;
 
 use super::{BoxFuture, ContextChunk, Generated, GenerationError, GenerationInput, Generator};
-use crate::engine::Engine;
+use crate::query::Retriever;
 
 /// Sentences quoted at most.
 const MAX_SENTENCES: usize = 3;
@@ -104,7 +103,7 @@ pub fn content_terms(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.len() >= 2)
         .map(str::to_lowercase)
-        .filter(|w| !crate::lexical::is_stop_word(w))
+        .filter(|w| !crate::storage::lexical::is_stop_word(w))
         .collect()
 }
 
@@ -127,9 +126,9 @@ fn is_anchor(s: &str) -> bool {
 }
 
 pub struct Extractive {
-    pub engine: Arc<Engine>,
-    /// Whose turn the embedding waits for (`Engine::query_permits`).
-    pub tenant: crate::tenant::TenantId,
+    /// Embeds candidate sentences on the query lane, in the caller's turn.
+    pub retriever: Arc<Retriever>,
+    pub ctx: crate::domain::TenantCtx,
 }
 
 /// Text that is mostly not words (tables of contents with dot leaders, numbers, code) says
@@ -199,14 +198,10 @@ impl Generator for Extractive {
             let half = candidates.len().div_ceil(2);
             let parts = candidates.chunks(half).map(|part| {
                 let texts: Vec<String> = part.iter().map(|c| c.text.clone()).collect();
-                let (engine, tenant) = (self.engine.clone(), self.tenant.clone());
-                crate::engine::blocking(move || {
+                let (retriever, ctx) = (self.retriever.clone(), self.ctx.clone());
+                crate::runtime::blocking(move || {
                     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    let _turn = engine.query_permits.acquire(&tenant);
-                    engine
-                        .embedder
-                        .embed(Lane::Query, &refs)
-                        .map_err(|e| crate::error::InternalError::Embedding(e.to_string()).into())
+                    retriever.embed_query(&ctx, &refs)
                 })
             });
             let mut vectors = Vec::with_capacity(candidates.len());

@@ -1,7 +1,6 @@
 //! Grounded answers: retrieval, an evidence gate, context packing, a generator, and grounding
 //! checks on whatever the generator wrote. Knows nothing of HTTP; the API layer turns an
 //! [`Answer`] into JSON or a Server-Sent Events stream.
-pub mod egress;
 pub mod extractive;
 pub mod grounding;
 pub mod openai;
@@ -18,12 +17,15 @@ use serde::{Deserialize, Serialize};
 use self::extractive::{content_terms, overlap, sentences, Extractive};
 use self::grounding::MarkerFilter;
 use self::openai::OpenAi;
-use crate::catalog::TurnRecord;
-use crate::engine::{blocking, Engine};
+use crate::domain::ChunkFilter;
+use crate::domain::{FusionOverrides, Mode};
+use crate::domain::{TenantCtx, ThreadId};
+use crate::egress;
+use crate::engine::Engine;
 use crate::error::{InternalError, Result, UserError};
-use crate::query::{FusionOverrides, Hit, Mode, Query};
-use crate::store::ChunkFilter;
-use crate::tenant::{TenantCtx, ThreadId};
+use crate::query::{Hit, Query};
+use crate::runtime::blocking;
+use crate::storage::catalog::TurnRecord;
 use crate::usage::Metric;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -267,7 +269,7 @@ pub fn standalone_fallback(question: &str, previous: Option<&str>) -> String {
     if !refers && content_terms(question).len() > 2 {
         return question.to_string();
     }
-    let budget = crate::query::MAX_QUERY_CHARS.saturating_sub(question.chars().count() + 1);
+    let budget = crate::domain::MAX_QUERY_CHARS.saturating_sub(question.chars().count() + 1);
     let prev: String = {
         let chars: Vec<char> = prev.chars().collect();
         chars[chars.len().saturating_sub(budget)..].iter().collect()
@@ -309,7 +311,7 @@ impl Engine {
                     }
                     // Stored turns count towards the byte quota; a tenant at it gets answers
                     // without a thread, not a thread that grows past it.
-                    if let Some(max) = me.load_limits(c.tenant())?.quota().max_bytes {
+                    if let Some(max) = me.governor.load_limits(c.tenant())?.quota().max_bytes {
                         if me.catalog.at_byte_quota(c.tenant(), max)? {
                             return Err(UserError::QuotaExceeded {
                                 what: "bytes",
@@ -404,7 +406,7 @@ impl Engine {
             Mode::Bm25 => (
                 Mode::Hybrid,
                 FusionOverrides {
-                    method: Some(crate::query::FusionMethod::Rrf),
+                    method: Some(crate::domain::FusionMethod::Rrf),
                     dense_weight: Some(0.0),
                     bm25_weight: Some(1.0),
                     ..Default::default()
@@ -614,8 +616,8 @@ impl PreparedAnswer {
                 match &self.generator {
                     Resolved::Extractive => {
                         let g = Extractive {
-                            engine: self.engine.clone(),
-                            tenant: self.ctx.tenant().clone(),
+                            retriever: self.engine.retriever.clone(),
+                            ctx: self.ctx.clone(),
                         };
                         g.generate(&self.input, &mut sink).await
                     }
@@ -661,7 +663,7 @@ impl PreparedAnswer {
         };
         let generate_ms = ms(gen_started);
         let grounded = code.is_none();
-        let meter = &self.engine.meter;
+        let meter = &self.engine.governor.meter;
         meter.add(self.ctx.tenant(), Metric::Answers, 1);
         if matches!(self.generator, Resolved::OpenAi(_)) && !emitted.is_empty() {
             // The prompt was counted when it was packed; only the completion is new.

@@ -272,7 +272,7 @@ impl OpenAi {
         msgs.push(json!({"role": "user", "content": question}));
         let out = self.chat(msgs, 64, false, &mut |_| {}).await?;
         let out = out.trim().trim_matches('"').trim();
-        if out.is_empty() || out.len() > crate::query::MAX_QUERY_CHARS {
+        if out.is_empty() || out.len() > crate::domain::MAX_QUERY_CHARS {
             return Err(GenerationError::Upstream("empty rewrite".into()));
         }
         Ok(out.to_string())

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::GeneratorKind;
-use crate::catalog::KeyUpdate;
-use crate::engine::{blocking, Engine};
+use crate::domain::TenantId;
+use crate::engine::Engine;
 use crate::error::{InternalError, Result, UserError};
+use crate::runtime::blocking;
 use crate::secrets::{fingerprint, Secret, SecretError};
-use crate::tenant::TenantId;
+use crate::storage::catalog::KeyUpdate;
 
 /// What is stored (as JSON) besides the sealed key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,7 +84,7 @@ impl GeneratorSettings {
             return bad("default_generator \"openai\" needs an \"openai\" section");
         }
         let Some(o) = &self.openai else { return Ok(()) };
-        super::egress::validate_syntax(&o.base_url)?;
+        crate::egress::validate_syntax(&o.base_url)?;
         if o.allowed_models.is_empty() || o.allowed_models.len() > 64 {
             return bad("openai.allowed_models must list 1-64 models");
         }
@@ -165,7 +166,7 @@ impl Engine {
         if let Some(o) = settings.openai.as_mut() {
             o.set_by_admin = trusted;
             if !trusted {
-                super::egress::check_tenant_url(&o.base_url, &self.config.answer.allowed_base_urls)
+                crate::egress::check_tenant_url(&o.base_url, &self.config.answer.allowed_base_urls)
                     .await?;
             }
         }

@@ -13,11 +13,11 @@ use super::auth::{Admin, KeyManager, TenantAdmin, TenantManager};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
 use super::{decode_json, invalid, tenant_path, ApiJson, ApiQuery};
-use crate::auth::Role;
-use crate::catalog::KeyRecord;
+use crate::domain::Role;
+use crate::domain::TenantId;
 use crate::engine::{CreatedKey, Engine, UsageReport};
 use crate::limits::{Limits, TenantLimits};
-use crate::tenant::TenantId;
+use crate::storage::catalog::KeyRecord;
 
 pub(crate) fn role_from(r: RoleDto) -> Role {
     match r {

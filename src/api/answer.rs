@@ -15,9 +15,9 @@ use super::error::{ApiError, ErrorCode};
 use super::{filter_from, invalid, mode_from, ApiJson};
 use crate::answer::settings::{ApiKeyChange, GeneratorSettings, OpenAiSettings, TenantConfigView};
 use crate::answer::{Answer, AnswerCode, AnswerRequest, Citation, GeneratorKind, Thread};
+use crate::domain::{TenantId, ThreadId};
 use crate::engine::Engine;
 use crate::limits::Class;
-use crate::tenant::{TenantId, ThreadId};
 
 fn generator_dto(g: GeneratorKind) -> GeneratorDto {
     match g {

@@ -10,9 +10,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::error::{ApiError, ErrorCode};
-use crate::auth::{AuthError, Principal, Role};
+use crate::auth::AuthError;
+use crate::domain::{Principal, Role};
+use crate::domain::{TenantCtx, TenantId};
 use crate::engine::Engine;
-use crate::tenant::{TenantCtx, TenantId};
 
 /// Filled by the extractors with the caller's tenant, for the request's logs, metrics and
 /// usage (see `api::observe`).

@@ -8,7 +8,11 @@ use tenantry_ingest::IngestErrorCode;
 
 use crate::api::dto::{ErrorBody, ErrorResponse};
 use crate::auth::AuthError;
-use crate::error::{EngineError, UserError};
+use crate::error::{EngineError, InternalError, UserError};
+
+/// What a client waits before retrying when the storage cluster did not answer (a node
+/// restart or a leader election takes seconds).
+const STORAGE_RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -205,6 +209,16 @@ impl From<EngineError> for ApiError {
                     format!("temporarily unavailable: {reason}"),
                 )
             },
+            EngineError::Internal(InternalError::StorageUnavailable(detail)) => {
+                tracing::warn!(error = %detail, "storage backend unavailable");
+                Self {
+                    retry_after: Some(STORAGE_RETRY_AFTER_SECS),
+                    ..Self::new(
+                        ErrorCode::Unavailable,
+                        "temporarily unavailable: storage is not answering",
+                    )
+                }
+            }
             EngineError::Internal(i) => {
                 tracing::error!(error = %i, "internal error");
                 Self::new(ErrorCode::InternalError, "internal error")

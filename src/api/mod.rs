@@ -20,12 +20,12 @@ use utoipa::OpenApi;
 use self::auth::{Admin, Reader, Writer};
 use self::dto::*;
 use self::error::{ApiError, ErrorCode};
-use crate::catalog::{DocumentRecord, JobRecord};
+use crate::domain::{scalar, term, ChunkFilter};
+use crate::domain::{DocId, TenantId};
+use crate::domain::{FusionMethod, FusionOverrides, Mode};
 use crate::engine::{Engine, Upload};
 use crate::limits::Class;
-use crate::query::{FusionMethod, FusionOverrides, Mode};
-use crate::store::{scalar, term, ChunkFilter};
-use crate::tenant::{DocId, TenantId};
+use crate::storage::catalog::{DocumentRecord, JobRecord};
 
 /// JSON body whose rejections use the error catalogue.
 pub struct ApiJson<T>(pub T);
@@ -504,11 +504,11 @@ async fn submit_document(
         )
         .await?;
     match (job.status, job.error) {
-        (crate::catalog::JobStatus::Succeeded, _) => {
+        (crate::storage::catalog::JobStatus::Succeeded, _) => {
             let doc = engine.document(&ctx, &submitted.doc_id).await?;
             Ok(Json(doc_dto(doc)).into_response())
         }
-        (crate::catalog::JobStatus::Failed, Some((code, message))) => {
+        (crate::storage::catalog::JobStatus::Failed, Some((code, message))) => {
             Err(ApiError::new(ErrorCode::from_job_code(&code), message))
         }
         _ => {

@@ -110,8 +110,8 @@ async fn run_case(app: &TestApp, case: usize, ops: Vec<Op>) {
                 let done = app
                     .engine
                     .wait_job(
-                        &tenantry::tenant::TenantCtx::operator(
-                            tenantry::tenant::TenantId::parse(&format!("c{case}-t{tenant}"))
+                        &tenantry::domain::TenantCtx::operator(
+                            tenantry::domain::TenantId::parse(&format!("c{case}-t{tenant}"))
                                 .unwrap(),
                         ),
                         &job,
@@ -236,14 +236,14 @@ async fn run_case(app: &TestApp, case: usize, ops: Vec<Op>) {
     }
 }
 
-#[test]
-fn no_operation_sequence_crosses_tenants() {
+fn check_isolation(extra: Vec<String>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let app = rt.block_on(app());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let app = rt.block_on(app_with(&extra));
     let case = AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config {
         cases: 10,
@@ -257,4 +257,17 @@ fn no_operation_sequence_crosses_tenants() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn no_operation_sequence_crosses_tenants() {
+    check_isolation(vec![]);
+}
+
+#[test]
+fn no_operation_sequence_crosses_tenants_on_a_qdrant_cluster() {
+    let Some(cluster) = crate::cluster::cluster_or_skip("isolation on a qdrant cluster") else {
+        return;
+    };
+    check_isolation(cluster.overrides(2));
 }

@@ -1,8 +1,11 @@
 //! Integration tests of the `tenantry` crate: the real router (`oneshot`) and the real binary on
 //! loopback, with the real model, real tantivy and real qdrant-edge.
 mod answer;
+mod architecture;
 mod cli;
+mod cluster;
 mod common;
+mod conformance;
 mod crash;
 mod fuzz;
 mod hostile;

@@ -1,6 +1,5 @@
-//! BM25 leg: one tantivy index per tenant, so term statistics are the tenant's own (a shared
-//! index would let one tenant's text skew, and reveal itself through, another's scores).
-//! Indexes open lazily and close after an idle period.
+//! The lexical leg on tantivy (the embedded default): one index per tenant, so term statistics
+//! are the tenant's own. Indexes open lazily and close after an idle period.
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -16,196 +15,14 @@ use tantivy::schema::{
     STRING,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use super::LexicalStore;
+use crate::domain::{ChunkFilter, LegHit, StoredChunk};
+use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::error::{InternalError, Result};
-use crate::store::{ChunkFilter, LegHit, StoredChunk};
-use crate::tenant::{DocId, TenantCtx, TenantId};
 
-/// English BM25 analysis: words, lower-cased, stop words dropped (they carry no evidence and
-/// clutter highlighted snippets), Porter-stemmed.
-const ANALYZER: &str = "tenantry_en";
-
-/// The general-purpose English stop list of NLTK (179 words), not Lucene's 33: users ask
-/// questions, and question and pronoun words ("how", "do", "I", "my", "can") match many chunks
-/// without saying what the question is about. Whole-entry BM25 on two FAQ sets (debian-faq and
-/// the Python FAQ) gained 0.09 and 0.06 nDCG@10 from it. Indexes written with the shorter list
-/// stay valid: the extra indexed words are simply never queried.
-const STOP_WORDS: &[&str] = &[
-    "i",
-    "me",
-    "my",
-    "myself",
-    "we",
-    "our",
-    "ours",
-    "ourselves",
-    "you",
-    "your",
-    "yours",
-    "yourself",
-    "yourselves",
-    "he",
-    "him",
-    "his",
-    "himself",
-    "she",
-    "her",
-    "hers",
-    "herself",
-    "it",
-    "its",
-    "itself",
-    "they",
-    "them",
-    "their",
-    "theirs",
-    "themselves",
-    "what",
-    "which",
-    "who",
-    "whom",
-    "this",
-    "that",
-    "these",
-    "those",
-    "am",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "been",
-    "being",
-    "have",
-    "has",
-    "had",
-    "having",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "a",
-    "an",
-    "the",
-    "and",
-    "but",
-    "if",
-    "or",
-    "because",
-    "as",
-    "until",
-    "while",
-    "of",
-    "at",
-    "by",
-    "for",
-    "with",
-    "about",
-    "against",
-    "between",
-    "into",
-    "through",
-    "during",
-    "before",
-    "after",
-    "above",
-    "below",
-    "to",
-    "from",
-    "up",
-    "down",
-    "in",
-    "out",
-    "on",
-    "off",
-    "over",
-    "under",
-    "again",
-    "further",
-    "then",
-    "once",
-    "here",
-    "there",
-    "when",
-    "where",
-    "why",
-    "how",
-    "all",
-    "any",
-    "both",
-    "each",
-    "few",
-    "more",
-    "most",
-    "other",
-    "some",
-    "such",
-    "no",
-    "nor",
-    "not",
-    "only",
-    "own",
-    "same",
-    "so",
-    "than",
-    "too",
-    "very",
-    "s",
-    "t",
-    "can",
-    "will",
-    "just",
-    "don",
-    "should",
-    "now",
-    "d",
-    "ll",
-    "m",
-    "o",
-    "re",
-    "ve",
-    "y",
-    "ain",
-    "aren",
-    "couldn",
-    "didn",
-    "doesn",
-    "hadn",
-    "hasn",
-    "haven",
-    "isn",
-    "ma",
-    "mightn",
-    "mustn",
-    "needn",
-    "shan",
-    "shouldn",
-    "wasn",
-    "weren",
-    "won",
-    "wouldn",
-];
-
-/// Whether a lower-cased word is on the BM25 stop list (answers use the same notion of
-/// "carries no evidence").
-pub(crate) fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.contains(&word)
-}
-
-fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::remove(
-            STOP_WORDS.iter().map(|w| w.to_string()),
-        ))
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
+use super::analysis::{analyzer, ANALYZER};
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -298,13 +115,13 @@ impl TenantIndex {
     }
 }
 
-pub struct LexicalStore {
+pub struct TantivyLexicalStore {
     root: PathBuf,
     open: Mutex<HashMap<TenantId, Arc<TenantIndex>>>,
     idle: Duration,
 }
 
-impl LexicalStore {
+impl TantivyLexicalStore {
     pub fn new(root: PathBuf, idle: Duration) -> Result<Self> {
         std::fs::create_dir_all(&root)?;
         Ok(Self {
@@ -333,99 +150,6 @@ impl LexicalStore {
         let ix = Arc::new(TenantIndex::open(&dir)?);
         open.insert(tenant.clone(), ix.clone());
         Ok(Some(ix))
-    }
-
-    pub fn add(&self, ctx: &TenantCtx, chunks: &[StoredChunk]) -> Result<()> {
-        let ix = self.get(ctx.tenant(), true)?.expect("created");
-        ix.write(|w, f| {
-            for c in chunks {
-                let mut d = doc!(
-                    f.doc_id => c.doc_id.as_str(),
-                    f.version => c.version,
-                    f.ordinal => c.ordinal as u64,
-                    f.title => c.title.as_str(),
-                    f.text => c.text.as_str(),
-                    f.content_type => c.content_type.as_str(),
-                    f.heading => serde_json::to_string(&c.heading_path).unwrap_or_default(),
-                    f.start => c.start,
-                    f.end => c.end,
-                );
-                if let Some(p) = c.page {
-                    d.add_u64(f.page, p as u64);
-                }
-                for t in c.metadata_terms() {
-                    d.add_text(f.meta, t);
-                }
-                w.add_document(d)?;
-            }
-            Ok(())
-        })
-    }
-
-    pub fn delete_versions(
-        &self,
-        ctx: &TenantCtx,
-        doc: &DocId,
-        versions: Range<u64>,
-    ) -> Result<()> {
-        let Some(ix) = self.get(ctx.tenant(), false)? else {
-            return Ok(());
-        };
-        ix.write(|w, f| {
-            let q = BooleanQuery::new(vec![
-                (
-                    Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(f.doc_id, doc.as_str()),
-                        IndexRecordOption::Basic,
-                    )) as Box<dyn Query>,
-                ),
-                (
-                    Occur::Must,
-                    Box::new(RangeQuery::new(
-                        std::ops::Bound::Included(Term::from_field_u64(f.version, versions.start)),
-                        std::ops::Bound::Excluded(Term::from_field_u64(f.version, versions.end)),
-                    )),
-                ),
-            ]);
-            w.delete_query(Box::new(q))?;
-            Ok(())
-        })
-    }
-
-    /// Remove the tenant's index from memory and disk.
-    pub fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
-        // The directory goes while the map is locked: a query that raced the delete either
-        // opened the index before (and holds a handle to files about to vanish) or finds no
-        // directory after, never recreates one for a deleted tenant.
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        drop(open.remove(tenant));
-        let dir = self.dir(tenant);
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        Ok(())
-    }
-
-    /// Close indexes idle for longer than the configured period; returns how many.
-    pub fn close_idle(&self) -> usize {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let before = open.len();
-        let idle = self.idle;
-        // An index in use elsewhere (Arc held) stays open.
-        open.retain(|_, ix| {
-            Arc::strong_count(ix) > 1
-                || ix
-                    .last_used
-                    .lock()
-                    .map(|t| t.elapsed() < idle)
-                    .unwrap_or(true)
-        });
-        before - open.len()
-    }
-
-    pub fn open_count(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn filter_query(f: &Fields, filter: &ChunkFilter) -> Vec<(Occur, Box<dyn Query>)> {
@@ -476,9 +200,96 @@ impl LexicalStore {
         // Lenient: user text is words, not query syntax; never a 400 for a stray quote.
         parser.parse_query_lenient(query).0
     }
+}
 
-    /// Top `limit` chunks of the caller's tenant by BM25.
-    pub fn search(
+impl LexicalStore for TantivyLexicalStore {
+    fn add(&self, ctx: &TenantCtx, chunks: &[StoredChunk]) -> Result<()> {
+        let ix = self.get(ctx.tenant(), true)?.expect("created");
+        ix.write(|w, f| {
+            for c in chunks {
+                let mut d = doc!(
+                    f.doc_id => c.doc_id.as_str(),
+                    f.version => c.version,
+                    f.ordinal => c.ordinal as u64,
+                    f.title => c.title.as_str(),
+                    f.text => c.text.as_str(),
+                    f.content_type => c.content_type.as_str(),
+                    f.heading => serde_json::to_string(&c.heading_path).unwrap_or_default(),
+                    f.start => c.start,
+                    f.end => c.end,
+                );
+                if let Some(p) = c.page {
+                    d.add_u64(f.page, p as u64);
+                }
+                for t in c.metadata_terms() {
+                    d.add_text(f.meta, t);
+                }
+                w.add_document(d)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_versions(&self, ctx: &TenantCtx, doc: &DocId, versions: Range<u64>) -> Result<()> {
+        let Some(ix) = self.get(ctx.tenant(), false)? else {
+            return Ok(());
+        };
+        ix.write(|w, f| {
+            let q = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.doc_id, doc.as_str()),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        std::ops::Bound::Included(Term::from_field_u64(f.version, versions.start)),
+                        std::ops::Bound::Excluded(Term::from_field_u64(f.version, versions.end)),
+                    )),
+                ),
+            ]);
+            w.delete_query(Box::new(q))?;
+            Ok(())
+        })
+    }
+
+    fn drop_tenant(&self, tenant: &TenantId) -> Result<()> {
+        // The directory goes while the map is locked: a query that raced the delete either
+        // opened the index before (and holds a handle to files about to vanish) or finds no
+        // directory after, never recreates one for a deleted tenant.
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        drop(open.remove(tenant));
+        let dir = self.dir(tenant);
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    fn close_idle(&self) -> usize {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let before = open.len();
+        let idle = self.idle;
+        // An index in use elsewhere (Arc held) stays open.
+        open.retain(|_, ix| {
+            Arc::strong_count(ix) > 1
+                || ix
+                    .last_used
+                    .lock()
+                    .map(|t| t.elapsed() < idle)
+                    .unwrap_or(true)
+        });
+        before - open.len()
+    }
+
+    fn open_count(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn search(
         &self,
         ctx: &TenantCtx,
         query: &str,
@@ -505,8 +316,7 @@ impl LexicalStore {
         Ok(out)
     }
 
-    /// HTML snippets of `texts` with the query's terms in `<b>`; `None` where nothing matches.
-    pub fn snippets(
+    fn snippets(
         &self,
         ctx: &TenantCtx,
         query: &str,

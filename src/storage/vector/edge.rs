@@ -1,5 +1,4 @@
-//! Dense leg. [`VectorStore`] is the seam between the embedded store (qdrant-edge, default) and
-//! a Qdrant cluster (qdrant-client) for deployments that outgrow one machine.
+//! The dense leg on qdrant-edge (the embedded default): Qdrant's own engine in-process.
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -18,53 +17,11 @@ use qdrant_edge::{
     VectorStructPersisted, WalOptions, WithPayloadInterface, WithVector,
 };
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use super::{VResult, VectorStore};
+use crate::domain::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
+use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::error::InternalError;
-use crate::store::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
-use crate::tenant::{DocId, TenantCtx, TenantId};
-
-type VResult<T> = Result<T, InternalError>;
-
-/// Stores chunk vectors with their payload and searches them, always within one tenant.
-///
-/// Contract: every tenant-scoped call takes the caller's [`TenantCtx`] first and must only read
-/// or change that tenant's points, whatever the filter says. Writes are on disk (fsynced) when
-/// the call returns. `search` returns at most `limit` hits, best first, with
-/// cosine similarity as score. Implementations are `Send + Sync` and called from blocking
-/// threads; they may block.
-pub trait VectorStore: Send + Sync {
-    fn upsert(&self, ctx: &TenantCtx, points: &[(StoredChunk, Vec<f32>)]) -> VResult<()>;
-    fn delete_versions(&self, ctx: &TenantCtx, doc: &DocId, versions: Range<u64>) -> VResult<()>;
-    fn search(
-        &self,
-        ctx: &TenantCtx,
-        vector: &[f32],
-        filter: &ChunkFilter,
-        limit: usize,
-    ) -> VResult<Vec<LegHit>>;
-    /// The stored vectors of these chunks, in the order asked; `None` where no such chunk is
-    /// stored.
-    fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>>;
-    /// Every chunk of one version of a document, with its vector, in ordinal order (export).
-    fn chunks(
-        &self,
-        ctx: &TenantCtx,
-        doc: &DocId,
-        version: u64,
-    ) -> VResult<Vec<(StoredChunk, Vec<f32>)>>;
-    /// Operator action: remove every point of a tenant and the storage that held them, so no
-    /// byte of the tenant's payloads or vectors stays behind.
-    fn drop_tenant(&self, tenant: &TenantId) -> VResult<()>;
-    /// Background maintenance (index building); never called on the request path.
-    fn maintain(&self) -> VResult<bool>;
-    /// Release what tenants idle for the configured period hold in memory; they reopen on
-    /// their next call. Returns how many were released.
-    fn close_idle(&self) -> usize;
-    /// Tenants whose vectors are held open now.
-    fn open_count(&self) -> usize;
-    fn flush(&self);
-}
 
 const VECTOR: &str = "dense";
 /// Shards of the per-tenant layout live here, one directory per tenant.
@@ -180,17 +137,9 @@ fn point_id(tenant: &TenantId, c: &StoredChunk) -> PointId {
 }
 
 fn key_point_id(tenant: &TenantId, doc: &DocId, version: u64, ordinal: u32) -> PointId {
-    let mut h = Sha256::new();
-    for part in [tenant.as_str().as_bytes(), doc.as_str().as_bytes()] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
-    }
-    h.update(version.to_le_bytes());
-    h.update(ordinal.to_le_bytes());
-    let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    PointId::Uuid(Uuid::from_bytes(bytes))
+    PointId::Uuid(Uuid::from_bytes(super::point_uuid(
+        tenant, doc, version, ordinal,
+    )))
 }
 
 fn update(shard: &EdgeShard, op: UpdateOperation) -> VResult<()> {
@@ -735,7 +684,7 @@ impl VectorStore for EdgeVectorStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_chunk;
+    use crate::domain::test_chunk;
 
     fn ctx(t: &str) -> TenantCtx {
         TenantCtx::operator(TenantId::parse(t).unwrap())

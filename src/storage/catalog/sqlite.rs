@@ -1,19 +1,14 @@
-//! The transactional catalog (SQLite): tenants, hashed API keys, documents, jobs, pending
-//! garbage collection and the per-tenant embedding cache.
-//!
-//! A document's chunks carry a version. Readers only see chunks of a document's `live_version`,
-//! which changes in one transaction when a job commits: that is what makes a document atomic
-//! across both retrieval legs and across crashes.
+//! The catalog on SQLite (the embedded default): one file in the data directory, WAL mode, a
+//! writer connection for transactions and a read-only one for the request path.
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::*;
+use crate::domain::{now, DocId, Footprint, TenantId};
 use crate::error::{Result, UserError};
-use crate::store::Footprint;
-use crate::tenant::{DocId, TenantId};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants (
@@ -130,37 +125,12 @@ CREATE TABLE IF NOT EXISTS tenant_config (
 );
 "#;
 
-/// One question and answer of a conversation thread, as stored.
-#[derive(Debug, Clone)]
-pub struct TurnRecord {
-    pub seq: u32,
-    pub question: String,
-    /// The self-contained question retrieval actually ran.
-    pub standalone: String,
-    pub answer: String,
-    /// The citations as JSON (see `answer::Citation`).
-    pub citations: String,
-    pub grounded: bool,
-    pub code: Option<String>,
-    pub created_at: i64,
-}
-
-/// An API key as listed: never its secret or hash.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub id: String,
-    pub tenant: TenantId,
-    pub role: crate::auth::Role,
-    pub name: String,
-    pub created_at: i64,
-}
-
 const KEY_COLS: &str = "id, tenant, role, name, created_at";
 
 /// A key row; `None` for a row whose tenant or role this build does not know.
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
     let tenant = TenantId::parse(&r.get::<_, String>(1)?).ok();
-    let role = crate::auth::Role::parse(&r.get::<_, String>(2)?);
+    let role = crate::domain::Role::parse(&r.get::<_, String>(2)?);
     Ok(tenant.zip(role).map(|(tenant, role)| KeyRecord {
         id: r.get(0).unwrap_or_default(),
         tenant,
@@ -168,15 +138,6 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
         name: r.get(3).unwrap_or_default(),
         created_at: r.get(4).unwrap_or_default(),
     }))
-}
-
-/// Storage quotas of one tenant; `None` = unlimited.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Quota {
-    pub max_documents: Option<u64>,
-    /// Bytes the tenant occupies: see [`OCCUPIED_BYTES`].
-    pub max_bytes: Option<u64>,
-    pub max_chunks: Option<u64>,
 }
 
 /// Everything a tenant occupies, in bytes, except the document `?2` (pass '' for none): each
@@ -213,179 +174,11 @@ fn occupied_bytes(c: &Connection, tenant: &TenantId, except: &str) -> rusqlite::
     .map(|n| n.max(0) as u64)
 }
 
-/// A tenant's stored generator configuration.
-#[derive(Debug, Clone)]
-pub struct StoredTenantConfig {
-    pub settings: String,
-    pub sealed_key: Option<crate::secrets::Sealed>,
-    pub key_fingerprint: Option<String>,
-    pub updated_at: i64,
-}
-
-/// What a config update does to the stored API key.
-pub enum KeyUpdate {
-    Keep,
-    Clear,
-    Set {
-        sealed: crate::secrets::Sealed,
-        fingerprint: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocStatus {
-    /// No version is live yet; a job is queued or running.
-    Pending,
-    Ready,
-    /// No version is live and the last job failed.
-    Failed,
-    Deleted,
-}
-
-impl DocStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-            Self::Deleted => "deleted",
-        }
-    }
-    fn parse(s: &str) -> Self {
-        match s {
-            "ready" => Self::Ready,
-            "failed" => Self::Failed,
-            "deleted" => Self::Deleted,
-            _ => Self::Pending,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-    fn parse(s: &str) -> Self {
-        match s {
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            _ => Self::Queued,
-        }
-    }
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
-    }
-}
-
-/// A document's live version and the fields every result of it carries.
-#[derive(Debug, Clone)]
-pub struct LiveDocument {
-    pub version: u64,
-    pub title: String,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DocumentRecord {
-    pub id: DocId,
-    pub title: String,
-    pub content_type: String,
-    pub content_hash: String,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub byte_size: u64,
-    pub chunk_count: u64,
-    pub live_version: Option<u64>,
-    pub status: DocStatus,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct JobRecord {
-    pub id: String,
-    pub tenant: TenantId,
-    pub doc_id: DocId,
-    pub version: u64,
-    pub status: JobStatus,
-    pub title: String,
-    pub content_type: String,
-    pub content_hash: String,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub byte_size: u64,
-    pub attempts: u32,
-    pub error: Option<(String, String)>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// Chunks of `doc` whose version is in `versions` must be removed from both legs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GcTask {
-    pub tenant: TenantId,
-    pub doc: DocId,
-    pub versions: std::ops::Range<u64>,
-}
-
-/// What an upload asks for.
-#[derive(Debug, Clone)]
-pub struct NewUpload {
-    pub job_id: String,
-    pub doc_id: DocId,
-    pub title: String,
-    pub content_type: String,
-    pub content_hash: String,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub byte_size: u64,
-}
-
-#[derive(Debug)]
-pub enum UploadOutcome {
-    /// A job was queued for this version.
-    Queued { version: u64 },
-    /// Same content, title and metadata as the live version: nothing to do (job already succeeded).
-    Unchanged,
-}
-
-/// How a job ended, as committed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CommitOutcome {
-    Committed,
-    /// The tenant's chunk or byte quota would be exceeded; the job failed and its version is
-    /// garbage.
-    QuotaExceeded {
-        what: &'static str,
-        limit: u64,
-    },
-    /// A newer upload or a delete of the same document came first; this version never shows.
-    Superseded,
-}
-
-pub struct Catalog {
+pub struct SqliteCatalog {
     conn: Mutex<Connection>,
     /// A second, read-only connection for the request path (key lookups, visibility checks):
     /// in WAL mode it reads the last commit without waiting for a writer's fsync.
     reader: Mutex<Connection>,
-}
-
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -439,7 +232,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
-impl Catalog {
+impl SqliteCatalog {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         // FULL: an acknowledged commit survives a crash of the process and of the machine.
@@ -498,10 +291,10 @@ impl Catalog {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         Ok(f(&mut conn)?)
     }
+}
 
-    // ---- tenants and keys ----
-
-    pub fn create_tenant(&self, tenant: &TenantId) -> Result<()> {
+impl Catalog for SqliteCatalog {
+    fn create_tenant(&self, tenant: &TenantId) -> Result<()> {
         let inserted = self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
@@ -514,13 +307,11 @@ impl Catalog {
         Ok(())
     }
 
-    /// A trivial read: the catalog file is open and readable.
-    pub fn ping(&self) -> Result<()> {
+    fn ping(&self) -> Result<()> {
         self.read(|c| c.query_row("SELECT COUNT(*) FROM tenants", [], |_| Ok(())))
     }
 
-    /// When the tenant was created (seconds), if it exists.
-    pub fn tenant_created_at(&self, tenant: &TenantId) -> Result<Option<i64>> {
+    fn tenant_created_at(&self, tenant: &TenantId) -> Result<Option<i64>> {
         self.read(|c| {
             c.query_row(
                 "SELECT created_at FROM tenants WHERE id = ?1",
@@ -531,12 +322,11 @@ impl Catalog {
         })
     }
 
-    pub fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
+    fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
         Ok(self.tenant_created_at(tenant)?.is_some())
     }
 
-    /// (id, created_at, live documents) for every tenant.
-    pub fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>> {
+    fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT t.id, t.created_at, (SELECT COUNT(*) FROM documents d WHERE d.tenant = t.id AND d.status = 'ready')
@@ -553,8 +343,7 @@ impl Catalog {
         })
     }
 
-    /// Removes every catalog row of the tenant in one transaction.
-    pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool> {
+    fn delete_tenant(&self, tenant: &TenantId) -> Result<bool> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [tenant.as_str()])?;
@@ -582,7 +371,7 @@ impl Catalog {
         })
     }
 
-    pub fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
+    fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO api_keys (id, tenant, hash, created_at, role, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -592,8 +381,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// The key and its secret's hash.
-    pub fn key(&self, key_id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>> {
+    fn key(&self, key_id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>> {
         let row = self.read(|c| {
             c.query_row(
                 &format!("SELECT {KEY_COLS}, hash FROM api_keys WHERE id = ?1"),
@@ -605,7 +393,7 @@ impl Catalog {
         Ok(row.and_then(|(k, h)| k.map(|k| (k, h))))
     }
 
-    pub fn keys_of(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
+    fn keys_of(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE tenant = ?1 ORDER BY created_at, id"
@@ -615,8 +403,7 @@ impl Catalog {
         })
     }
 
-    /// Delete a key; with `tenant`, only if it belongs to that tenant.
-    pub fn revoke_key(&self, key_id: &str, tenant: Option<&TenantId>) -> Result<bool> {
+    fn revoke_key(&self, key_id: &str, tenant: Option<&TenantId>) -> Result<bool> {
         let n = self.with(|c| match tenant {
             Some(t) => c.execute(
                 "DELETE FROM api_keys WHERE id = ?1 AND tenant = ?2",
@@ -627,9 +414,7 @@ impl Catalog {
         Ok(n > 0)
     }
 
-    /// Replace a key by a new one with the same tenant, role and name, in one transaction: the
-    /// old secret stops working when the new one starts.
-    pub fn rotate_key(
+    fn rotate_key(
         &self,
         old_id: &str,
         tenant: Option<&TenantId>,
@@ -663,9 +448,7 @@ impl Catalog {
         })
     }
 
-    // ---- limits and usage ----
-
-    pub fn tenant_limits(&self, tenant: &TenantId) -> Result<Option<String>> {
+    fn tenant_limits(&self, tenant: &TenantId) -> Result<Option<String>> {
         self.with(|c| {
             c.query_row(
                 "SELECT limits FROM tenant_limits WHERE tenant = ?1",
@@ -676,7 +459,7 @@ impl Catalog {
         })
     }
 
-    pub fn put_tenant_limits(&self, tenant: &TenantId, json: &str) -> Result<()> {
+    fn put_tenant_limits(&self, tenant: &TenantId, json: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO tenant_limits (tenant, limits) VALUES (?1, ?2)
@@ -687,9 +470,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// What the tenant stores now: (live documents, occupied bytes, chunks). The bytes are what
-    /// `max_bytes` is checked against ([`OCCUPIED_BYTES`]).
-    pub fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)> {
+    fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)> {
         self.with(|c| {
             let (docs, chunks) = c.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(chunk_count), 0)
@@ -701,13 +482,11 @@ impl Catalog {
         })
     }
 
-    /// Whether the tenant already occupies `max_bytes` or more (a conversation turn is refused).
-    pub fn at_byte_quota(&self, tenant: &TenantId, max_bytes: u64) -> Result<bool> {
+    fn at_byte_quota(&self, tenant: &TenantId, max_bytes: u64) -> Result<bool> {
         self.with(|c| Ok(occupied_bytes(c, tenant, "")? >= max_bytes))
     }
 
-    /// Add counters (tenant, day, metric, delta) in one transaction.
-    pub fn add_usage(&self, rows: &[(TenantId, String, String, u64)]) -> Result<()> {
+    fn add_usage(&self, rows: &[(TenantId, String, String, u64)]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -727,13 +506,7 @@ impl Catalog {
         })
     }
 
-    /// (day, metric, value) rows of the tenant with `from <= day <= to` (YYYY-MM-DD).
-    pub fn usage(
-        &self,
-        tenant: &TenantId,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<(String, String, u64)>> {
+    fn usage(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<(String, String, u64)>> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT day, metric, value FROM usage WHERE tenant = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, metric",
@@ -745,10 +518,7 @@ impl Catalog {
         })
     }
 
-    // ---- threads ----
-
-    /// Who owns the tenant's thread, if it exists.
-    pub fn thread_owner(&self, tenant: &TenantId, thread: &str) -> Result<Option<String>> {
+    fn thread_owner(&self, tenant: &TenantId, thread: &str) -> Result<Option<String>> {
         self.with(|c| {
             c.query_row(
                 "SELECT owner FROM threads WHERE tenant = ?1 AND id = ?2",
@@ -759,9 +529,7 @@ impl Catalog {
         })
     }
 
-    /// The thread's turns, oldest first (at most the `last` most recent ones); `None` if the
-    /// tenant has no such thread of `owner`'s.
-    pub fn thread(
+    fn thread(
         &self,
         tenant: &TenantId,
         owner: &str,
@@ -803,9 +571,7 @@ impl Catalog {
         })
     }
 
-    /// Append a turn, creating the thread (owned by `owner`) on first use; `None` when the
-    /// thread belongs to someone else.
-    pub fn append_turn(
+    fn append_turn(
         &self,
         tenant: &TenantId,
         owner: &str,
@@ -851,7 +617,7 @@ impl Catalog {
         })
     }
 
-    pub fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool> {
+    fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute(
@@ -870,9 +636,7 @@ impl Catalog {
         })
     }
 
-    // ---- tenant configuration ----
-
-    pub fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>> {
+    fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>> {
         self.with(|c| {
             c.query_row(
                 "SELECT settings, key_nonce, key_ciphertext, key_fingerprint, updated_at
@@ -895,12 +659,7 @@ impl Catalog {
         })
     }
 
-    pub fn put_tenant_config(
-        &self,
-        tenant: &TenantId,
-        settings: &str,
-        key: KeyUpdate,
-    ) -> Result<()> {
+    fn put_tenant_config(&self, tenant: &TenantId, settings: &str, key: KeyUpdate) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -938,11 +697,7 @@ impl Catalog {
         })
     }
 
-    // ---- documents and jobs ----
-
-    /// Record an upload: allocate the next version of the document and queue its job, in one
-    /// transaction, unless the live version already has this exact content, title and metadata.
-    pub fn accept_upload(
+    fn accept_upload(
         &self,
         tenant: &TenantId,
         up: &NewUpload,
@@ -999,7 +754,7 @@ impl Catalog {
         .and_then(|o| o)
     }
 
-    pub fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
+    fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1 AND tenant = ?2"),
@@ -1010,7 +765,7 @@ impl Catalog {
         })
     }
 
-    pub fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {
+    fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
@@ -1021,8 +776,7 @@ impl Catalog {
         })
     }
 
-    /// Jobs left queued or running by a previous process.
-    pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
+    fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"
@@ -1032,7 +786,7 @@ impl Catalog {
         })
     }
 
-    pub fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
+    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status IN ('queued', 'running')",
@@ -1043,7 +797,7 @@ impl Catalog {
         })
     }
 
-    pub fn mark_running(&self, job_id: &str) -> Result<()> {
+    fn mark_running(&self, job_id: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
@@ -1053,9 +807,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Make `job`'s version the live one, atomically, if it is still the newest upload of its
-    /// document. Queues garbage collection of older versions in the same transaction.
-    pub fn commit_job(
+    fn commit_job(
         &self,
         job: &JobRecord,
         footprint: Footprint,
@@ -1119,7 +871,7 @@ impl Catalog {
         })
     }
 
-    pub fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
             fail_job_tx(&tx, job, code, message, now())?;
@@ -1128,7 +880,7 @@ impl Catalog {
         })
     }
 
-    pub fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>> {
+    fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {DOC_COLS} FROM documents WHERE tenant = ?1 AND id = ?2 AND status != 'deleted'"),
@@ -1139,7 +891,7 @@ impl Catalog {
         })
     }
 
-    pub fn documents(
+    fn documents(
         &self,
         tenant: &TenantId,
         limit: usize,
@@ -1154,8 +906,7 @@ impl Catalog {
         })
     }
 
-    /// Hide a document at once and queue removal of all its chunks. Pending jobs become stale.
-    pub fn delete_document(&self, tenant: &TenantId, id: &DocId) -> Result<bool> {
+    fn delete_document(&self, tenant: &TenantId, id: &DocId) -> Result<bool> {
         self.with(|c| {
             let tx = c.transaction()?;
             let next: Option<i64> = tx
@@ -1177,10 +928,7 @@ impl Catalog {
         })
     }
 
-    /// Live version of each given document that has one.
-    /// The live version of each of `ids` that has one, with the fields results show (kept
-    /// once per document here, never per chunk in the legs).
-    pub fn live_documents(
+    fn live_documents(
         &self,
         tenant: &TenantId,
         ids: &[&str],
@@ -1210,7 +958,7 @@ impl Catalog {
         })
     }
 
-    pub fn pending_gc(&self) -> Result<Vec<GcTask>> {
+    fn pending_gc(&self) -> Result<Vec<GcTask>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT tenant, doc_id, lo, hi FROM gc")?;
             let rows = st.query_map([], |r| {
@@ -1236,9 +984,7 @@ impl Catalog {
         })
     }
 
-    /// The task's chunks are gone from both legs: forget it, and the cached embeddings that
-    /// belonged to those versions (a live version that shared one claimed it when it was built).
-    pub fn gc_done(&self, task: &GcTask) -> Result<()> {
+    fn gc_done(&self, task: &GcTask) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
             let args = params![
@@ -1260,9 +1006,7 @@ impl Catalog {
         Ok(())
     }
 
-    // ---- embedding cache (per tenant: a shared cache would leak, through timing, what others stored) ----
-
-    pub fn cached_vectors(
+    fn cached_vectors(
         &self,
         tenant: &TenantId,
         hashes: &[[u8; 32]],
@@ -1283,8 +1027,7 @@ impl Catalog {
         })
     }
 
-    /// Store new embeddings, owned by the version `owner` that computed them.
-    pub fn cache_vectors(
+    fn cache_vectors(
         &self,
         tenant: &TenantId,
         owner: (&DocId, u64),
@@ -1305,10 +1048,7 @@ impl Catalog {
         })
     }
 
-    /// The tenant's cached embeddings of `hashes`, handed over to `owner` as they are read, so
-    /// that collecting the version that first computed them does not drop them while `owner`
-    /// uses them.
-    pub fn claim_cached(
+    fn claim_cached(
         &self,
         tenant: &TenantId,
         owner: (&DocId, u64),

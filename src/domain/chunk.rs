@@ -1,5 +1,5 @@
 //! Types shared by the two retrieval legs.
-use crate::tenant::DocId;
+use super::DocId;
 
 /// A chunk as both legs store it. Everything a result needs is here, so no leg has to ask the
 /// other one (or the catalog) for text.

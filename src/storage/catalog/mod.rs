@@ -1,0 +1,381 @@
+//! The catalog seam: tenants, hashed API keys, documents and their versions, jobs, pending
+//! garbage collection, usage, threads, tenant configuration and the per-tenant embedding cache.
+//!
+//! A document's chunks carry a version. Readers only see chunks of a document's `live_version`,
+//! which changes in one transaction when a job commits: that is what makes a document atomic
+//! across both retrieval legs and across crashes.
+mod sqlite;
+
+pub use sqlite::{SqliteCatalog, OCCUPIED_BYTES};
+
+use std::collections::HashMap;
+
+use crate::domain::{DocId, Footprint, TenantId};
+use crate::error::Result;
+
+/// One question and answer of a conversation thread, as stored.
+#[derive(Debug, Clone)]
+pub struct TurnRecord {
+    pub seq: u32,
+    pub question: String,
+    /// The self-contained question retrieval actually ran.
+    pub standalone: String,
+    pub answer: String,
+    /// The citations as JSON (see `answer::Citation`).
+    pub citations: String,
+    pub grounded: bool,
+    pub code: Option<String>,
+    pub created_at: i64,
+}
+
+/// An API key as listed: never its secret or hash.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub role: crate::domain::Role,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Storage quotas of one tenant; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quota {
+    pub max_documents: Option<u64>,
+    /// Bytes the tenant occupies: see [`OCCUPIED_BYTES`].
+    pub max_bytes: Option<u64>,
+    pub max_chunks: Option<u64>,
+}
+
+/// A tenant's stored generator configuration.
+#[derive(Debug, Clone)]
+pub struct StoredTenantConfig {
+    pub settings: String,
+    pub sealed_key: Option<crate::secrets::Sealed>,
+    pub key_fingerprint: Option<String>,
+    pub updated_at: i64,
+}
+
+/// What a config update does to the stored API key.
+pub enum KeyUpdate {
+    Keep,
+    Clear,
+    Set {
+        sealed: crate::secrets::Sealed,
+        fingerprint: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocStatus {
+    /// No version is live yet; a job is queued or running.
+    Pending,
+    Ready,
+    /// No version is live and the last job failed.
+    Failed,
+    Deleted,
+}
+
+impl DocStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            "deleted" => Self::Deleted,
+            _ => Self::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// A document's live version and the fields every result of it carries.
+#[derive(Debug, Clone)]
+pub struct LiveDocument {
+    pub version: u64,
+    pub title: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentRecord {
+    pub id: DocId,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+    pub chunk_count: u64,
+    pub live_version: Option<u64>,
+    pub status: DocStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub doc_id: DocId,
+    pub version: u64,
+    pub status: JobStatus,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+    pub attempts: u32,
+    pub error: Option<(String, String)>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Chunks of `doc` whose version is in `versions` must be removed from both legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcTask {
+    pub tenant: TenantId,
+    pub doc: DocId,
+    pub versions: std::ops::Range<u64>,
+}
+
+/// What an upload asks for.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub job_id: String,
+    pub doc_id: DocId,
+    pub title: String,
+    pub content_type: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub byte_size: u64,
+}
+
+#[derive(Debug)]
+pub enum UploadOutcome {
+    /// A job was queued for this version.
+    Queued { version: u64 },
+    /// Same content, title and metadata as the live version: nothing to do (job already succeeded).
+    Unchanged,
+}
+
+/// How a job ended, as committed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The tenant's chunk or byte quota would be exceeded; the job failed and its version is
+    /// garbage.
+    QuotaExceeded {
+        what: &'static str,
+        limit: u64,
+    },
+    /// A newer upload or a delete of the same document came first; this version never shows.
+    Superseded,
+}
+
+/// The transactional store every node of a deployment shares.
+///
+/// Contract: each method is one transaction (all or nothing) and durable when it returns `Ok`;
+/// tenant-scoped methods read and change only rows of the tenant they are given. Methods block
+/// (call them from blocking threads). Quotas are checked inside the transaction that would
+/// exceed them (`accept_upload`, `commit_job`), so concurrent writers cannot both pass a check.
+pub trait Catalog: Send + Sync {
+    fn create_tenant(&self, tenant: &TenantId) -> Result<()>;
+
+    /// A trivial read: the catalog file is open and readable.
+    fn ping(&self) -> Result<()>;
+
+    /// When the tenant was created (seconds), if it exists.
+    fn tenant_created_at(&self, tenant: &TenantId) -> Result<Option<i64>>;
+
+    fn tenant_exists(&self, tenant: &TenantId) -> Result<bool>;
+
+    /// (id, created_at, live documents) for every tenant.
+    fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>>;
+
+    /// Removes every catalog row of the tenant in one transaction.
+    fn delete_tenant(&self, tenant: &TenantId) -> Result<bool>;
+
+    fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()>;
+
+    /// The key and its secret's hash.
+    fn key(&self, key_id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>>;
+
+    fn keys_of(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>>;
+
+    /// Delete a key; with `tenant`, only if it belongs to that tenant.
+    fn revoke_key(&self, key_id: &str, tenant: Option<&TenantId>) -> Result<bool>;
+
+    /// Replace a key by a new one with the same tenant, role and name, in one transaction: the
+    /// old secret stops working when the new one starts.
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        tenant: Option<&TenantId>,
+        new_id: &str,
+        hash: &[u8],
+    ) -> Result<Option<KeyRecord>>;
+
+    fn tenant_limits(&self, tenant: &TenantId) -> Result<Option<String>>;
+
+    fn put_tenant_limits(&self, tenant: &TenantId, json: &str) -> Result<()>;
+
+    /// What the tenant stores now: (live documents, occupied bytes, chunks). The bytes are what
+    /// `max_bytes` is checked against ([`OCCUPIED_BYTES`]).
+    fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)>;
+
+    /// Whether the tenant already occupies `max_bytes` or more (a conversation turn is refused).
+    fn at_byte_quota(&self, tenant: &TenantId, max_bytes: u64) -> Result<bool>;
+
+    /// Add counters (tenant, day, metric, delta) in one transaction.
+    fn add_usage(&self, rows: &[(TenantId, String, String, u64)]) -> Result<()>;
+
+    /// (day, metric, value) rows of the tenant with `from <= day <= to` (YYYY-MM-DD).
+    fn usage(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<(String, String, u64)>>;
+
+    /// Who owns the tenant's thread, if it exists.
+    fn thread_owner(&self, tenant: &TenantId, thread: &str) -> Result<Option<String>>;
+
+    /// The thread's turns, oldest first (at most the `last` most recent ones); `None` if the
+    /// tenant has no such thread of `owner`'s.
+    fn thread(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        thread: &str,
+        last: Option<usize>,
+    ) -> Result<Option<(i64, Vec<TurnRecord>)>>;
+
+    /// Append a turn, creating the thread (owned by `owner`) on first use; `None` when the
+    /// thread belongs to someone else.
+    fn append_turn(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        thread: &str,
+        turn: &TurnRecord,
+    ) -> Result<Option<u32>>;
+
+    fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool>;
+
+    fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>>;
+
+    fn put_tenant_config(&self, tenant: &TenantId, settings: &str, key: KeyUpdate) -> Result<()>;
+
+    /// Record an upload: allocate the next version of the document and queue its job, in one
+    /// transaction, unless the live version already has this exact content, title and metadata.
+    fn accept_upload(
+        &self,
+        tenant: &TenantId,
+        up: &NewUpload,
+        quota: &Quota,
+    ) -> Result<UploadOutcome>;
+
+    fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>>;
+
+    fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>>;
+
+    /// Jobs left queued or running by a previous process.
+    fn unfinished_jobs(&self) -> Result<Vec<JobRecord>>;
+
+    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize>;
+
+    fn mark_running(&self, job_id: &str) -> Result<()>;
+
+    /// Make `job`'s version the live one, atomically, if it is still the newest upload of its
+    /// document. Queues garbage collection of older versions in the same transaction.
+    fn commit_job(
+        &self,
+        job: &JobRecord,
+        footprint: Footprint,
+        quota: &Quota,
+    ) -> Result<CommitOutcome>;
+
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()>;
+
+    fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>>;
+
+    fn documents(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<DocumentRecord>>;
+
+    /// Hide a document at once and queue removal of all its chunks. Pending jobs become stale.
+    fn delete_document(&self, tenant: &TenantId, id: &DocId) -> Result<bool>;
+
+    /// Live version of each given document that has one.
+    /// The live version of each of `ids` that has one, with the fields results show (kept
+    /// once per document here, never per chunk in the legs).
+    fn live_documents(
+        &self,
+        tenant: &TenantId,
+        ids: &[&str],
+    ) -> Result<HashMap<String, LiveDocument>>;
+
+    fn pending_gc(&self) -> Result<Vec<GcTask>>;
+
+    /// The task's chunks are gone from both legs: forget it, and the cached embeddings that
+    /// belonged to those versions (a live version that shared one claimed it when it was built).
+    fn gc_done(&self, task: &GcTask) -> Result<()>;
+
+    fn cached_vectors(
+        &self,
+        tenant: &TenantId,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>>;
+
+    /// Store new embeddings, owned by the version `owner` that computed them.
+    fn cache_vectors(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        items: &[([u8; 32], &[f32])],
+    ) -> Result<()>;
+
+    /// The tenant's cached embeddings of `hashes`, handed over to `owner` as they are read, so
+    /// that collecting the version that first computed them does not drop them while `owner`
+    /// uses them.
+    fn claim_cached(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>>;
+}

@@ -1,0 +1,69 @@
+//! The dense (vector) leg seam. [`EdgeVectorStore`] is the embedded default (qdrant-edge);
+//! a Qdrant cluster (qdrant-client) is the implementation for deployments that outgrow one
+//! machine.
+mod edge;
+
+use std::ops::Range;
+
+use crate::domain::{ChunkFilter, ChunkKey, DocId, LegHit, StoredChunk, TenantCtx, TenantId};
+use crate::error::InternalError;
+pub use edge::EdgeVectorStore;
+
+pub(crate) type VResult<T> = Result<T, InternalError>;
+
+/// A chunk's point id in every vector backend: a hash of its identity, not a counter, so ids say
+/// nothing about other tenants and a retried write lands on the same point.
+pub(crate) fn point_uuid(tenant: &TenantId, doc: &DocId, version: u64, ordinal: u32) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [tenant.as_str().as_bytes(), doc.as_str().as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(version.to_le_bytes());
+    h.update(ordinal.to_le_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes
+}
+
+/// Stores chunk vectors with their payload and searches them, always within one tenant.
+///
+/// Contract: every tenant-scoped call takes the caller's [`TenantCtx`] first and must only read
+/// or change that tenant's points, whatever the filter says. Writes are on disk (fsynced) when
+/// the call returns. `search` returns at most `limit` hits, best first, with
+/// cosine similarity as score. Implementations are `Send + Sync` and called from blocking
+/// threads; they may block.
+pub trait VectorStore: Send + Sync {
+    fn upsert(&self, ctx: &TenantCtx, points: &[(StoredChunk, Vec<f32>)]) -> VResult<()>;
+    fn delete_versions(&self, ctx: &TenantCtx, doc: &DocId, versions: Range<u64>) -> VResult<()>;
+    fn search(
+        &self,
+        ctx: &TenantCtx,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: usize,
+    ) -> VResult<Vec<LegHit>>;
+    /// The stored vectors of these chunks, in the order asked; `None` where no such chunk is
+    /// stored.
+    fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>>;
+    /// Every chunk of one version of a document, with its vector, in ordinal order (export).
+    fn chunks(
+        &self,
+        ctx: &TenantCtx,
+        doc: &DocId,
+        version: u64,
+    ) -> VResult<Vec<(StoredChunk, Vec<f32>)>>;
+    /// Operator action: remove every point of a tenant and the storage that held them, so no
+    /// byte of the tenant's payloads or vectors stays behind.
+    fn drop_tenant(&self, tenant: &TenantId) -> VResult<()>;
+    /// Background maintenance (index building); never called on the request path.
+    fn maintain(&self) -> VResult<bool>;
+    /// Release what tenants idle for the configured period hold in memory; they reopen on
+    /// their next call. Returns how many were released.
+    fn close_idle(&self) -> usize;
+    /// Tenants whose vectors are held open now.
+    fn open_count(&self) -> usize;
+    fn flush(&self);
+}

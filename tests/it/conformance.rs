@@ -1,0 +1,313 @@
+//! One conformance suite, every storage backend: the same requests against the real router on
+//! the embedded backend (qdrant-edge + tantivy) and on a real 3-node Qdrant cluster. What the
+//! suite checks is what a tenant can observe: modes and fusion, filters, re-ingest, delete,
+//! export/import, answers, BM25 scores that depend on the tenant's own documents only, and
+//! (in `isolation.rs`, run on both backends too) the isolation property.
+use std::io::BufReader;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use tenantry::domain::{TenantCtx, TenantId};
+
+use crate::cluster::cluster_or_skip;
+use crate::common::*;
+
+const DOCS: &[(&str, &str, &str)] = &[
+    (
+        "ferry",
+        "Ferry timetable",
+        "The morning ferry to the island leaves the harbour at seven. Tickets are sold on board.",
+    ),
+    (
+        "glacier",
+        "Glacier walks",
+        "Guided glacier walks start at the visitor centre. Crampons and helmets are provided.",
+    ),
+    (
+        "bakery",
+        "Bakery hours",
+        "The village bakery opens at six and sells rye bread, cinnamon buns and coffee.",
+    ),
+    (
+        "museum",
+        "Maritime museum",
+        "The maritime museum shows old fishing boats, ship models and a lighthouse lens.",
+    ),
+];
+
+fn hits(r: &Resp) -> Vec<String> {
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    doc_ids(r)
+}
+
+async fn search(app: &TestApp, key: &str, body: Value) -> Resp {
+    app.call("POST", "/v1/query", key, Some(body)).await
+}
+
+async fn put(app: &TestApp, key: &str, id: &str, title: &str, text: &str, meta: Value) {
+    let r = app
+        .call(
+            "POST",
+            "/v1/documents?wait=true",
+            key,
+            Some(json!({"id": id, "title": title, "text": text, "metadata": meta})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{id}: {:?}", r.body);
+    assert_eq!(r.body["status"], "ready", "{id}: {:?}", r.body);
+}
+
+/// Every check of the suite on one app (a fresh data directory, and for the cluster a fresh
+/// collection).
+async fn suite(app: &TestApp) {
+    let a = app.tenant("acme").await;
+    let b = app.tenant("bravo").await;
+    for (i, (id, title, text)) in DOCS.iter().enumerate() {
+        let lang = if i % 2 == 0 { "en" } else { "de" };
+        put(app, &a, id, title, text, json!({"lang": lang, "n": i})).await;
+    }
+
+    // Modes and fusion: the document a question is about comes first in each.
+    for mode in ["hybrid", "dense", "bm25"] {
+        let r = app.query(&a, "when does the ferry leave", mode, 3).await;
+        assert_eq!(hits(&r)[0], "ferry", "{mode}: {:?}", r.body);
+        let hit = &r.body["results"][0];
+        assert!(hit["score"].as_f64().unwrap() > 0.0, "{mode}: {hit}");
+    }
+    let r = app.query(&a, "crampons helmets", "bm25", 3).await;
+    assert_eq!(
+        hits(&r),
+        vec!["glacier"],
+        "BM25 matches only documents with the terms"
+    );
+    let snippet = r.body["results"][0]["snippet"].as_str().unwrap();
+    assert!(snippet.contains("<b>Crampons</b>"), "{snippet}");
+    for method in ["rrf", "dbsf", "convex"] {
+        let r = search(
+            app,
+            &a,
+            json!({"query": "rye bread and cinnamon buns", "fusion": {"method": method}}),
+        )
+        .await;
+        assert_eq!(hits(&r)[0], "bakery", "{method}: {:?}", r.body);
+        let top = &r.body["results"][0];
+        assert_eq!(top["dense_rank"], 1, "{method}: {top}");
+        assert_eq!(top["bm25_rank"], 1, "{method}: {top}");
+    }
+
+    // Filters, in every mode.
+    for mode in ["hybrid", "dense", "bm25"] {
+        let q = "island harbour museum boats glacier";
+        let by_doc = search(
+            app,
+            &a,
+            json!({"query": q, "mode": mode, "filter": {"document_ids": ["museum"]}}),
+        )
+        .await;
+        assert_eq!(hits(&by_doc), vec!["museum"], "{mode}");
+        let by_meta = search(
+            app,
+            &a,
+            json!({"query": q, "mode": mode, "filter": {"metadata": {"lang": "de"}}}),
+        )
+        .await;
+        let got = hits(&by_meta);
+        assert!(!got.is_empty(), "{mode}");
+        assert!(
+            got.iter().all(|d| d == "glacier" || d == "museum"),
+            "{mode}: {got:?}"
+        );
+    }
+
+    // Export, then import into a new tenant on the same backend: the same results (before A
+    // replaces or deletes anything, so both have the same statistics).
+    let r = app.call("GET", "/v1/export", &a, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let archive = match &r.body {
+        Value::String(s) => s.clone(),
+        other => panic!("export body: {other}"),
+    };
+    let c = app.tenant("charlie").await;
+    let engine = app.engine.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let ctx = TenantCtx::operator(TenantId::parse("charlie").unwrap());
+        engine.import_tenant(&ctx, &mut BufReader::new(archive.as_bytes()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(summary.documents, 4);
+    // Queries whose BM25 scores have no ties (tied chunks may come in either order).
+    for (mode, q) in ["bm25", "dense", "hybrid"].into_iter().flat_map(|m| {
+        [
+            (m, "guided glacier walks with crampons"),
+            (m, "island ferry tickets"),
+        ]
+    }) {
+        let (ra, rc) = (
+            app.query(&a, q, mode, 10).await,
+            app.query(&c, q, mode, 10).await,
+        );
+        // Chunk ids carry the version, which the import numbers afresh: compare the rest.
+        let strip = |r: &Resp| -> Vec<(String, String, i64)> {
+            r.body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h["document_id"].as_str().unwrap().to_string(),
+                        h["text"].as_str().unwrap().to_string(),
+                        (h["score"].as_f64().unwrap() * 1e4).round() as i64,
+                    )
+                })
+                .collect()
+        };
+        assert!(!strip(&ra).is_empty(), "{mode} {q}");
+        assert_eq!(strip(&ra), strip(&rc), "{mode} {q}");
+    }
+
+    // Re-ingest: the new version replaces the old one in both legs at once.
+    put(
+        app,
+        &a,
+        "bakery",
+        "Bakery hours",
+        "The village bakery now opens at five and sells sourdough pretzels.",
+        json!({}),
+    )
+    .await;
+    for mode in ["dense", "bm25"] {
+        let r = app.query(&a, "sourdough pretzels", mode, 5).await;
+        assert_eq!(hits(&r)[0], "bakery", "{mode}");
+        let text = r.body["results"][0]["text"].as_str().unwrap();
+        assert!(text.contains("pretzels"), "{mode}: {text}");
+        let old = app.query(&a, "cinnamon buns rye", mode, 10).await;
+        assert!(
+            old.body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| !h["text"].as_str().unwrap().contains("cinnamon")),
+            "{mode}: the replaced version is still visible"
+        );
+    }
+
+    // Tenant B, with the same document ids and similar text, sees only its own.
+    put(
+        app,
+        &b,
+        "ferry",
+        "Ferry",
+        "The evening ferry leaves at nine.",
+        json!({}),
+    )
+    .await;
+    let r = app
+        .query(&b, "when does the ferry leave", "hybrid", 10)
+        .await;
+    assert_eq!(hits(&r), vec!["ferry"]);
+    assert!(r.body["results"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("nine"));
+
+    // BM25 statistics are the tenant's own: another tenant's documents with the query's terms
+    // leave A's scores exactly as they were.
+    let scores = |r: &Resp| -> Vec<(String, f64)> {
+        r.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["chunk_id"].as_str().unwrap().to_string(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let q = json!({"query": "glacier museum lighthouse walks", "mode": "bm25", "top_k": 10});
+    let before = scores(&search(app, &a, q.clone()).await);
+    assert!(before.len() >= 2, "{before:?}");
+    for i in 0..30 {
+        let text = format!(
+            "Lighthouse number {i} stands on a cliff; glacier walks and museum visits nearby."
+        );
+        put(app, &b, &format!("b{i}"), "", &text, json!({})).await;
+    }
+    let after = scores(&search(app, &a, q).await);
+    assert_eq!(before.len(), after.len());
+    for ((c1, s1), (c2, s2)) in before.iter().zip(&after) {
+        assert_eq!(c1, c2);
+        assert!(
+            (s1 - s2).abs() <= 1e-6 * s1.abs().max(1.0),
+            "tenant A's BM25 score of {c1} moved from {s1} to {s2} when tenant B added documents"
+        );
+    }
+
+    // Delete: gone from both legs and the catalog.
+    let r = app.call("DELETE", "/v1/documents/museum", &a, None).await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    for mode in ["hybrid", "dense", "bm25"] {
+        let r = app
+            .query(&a, "maritime museum fishing boats", mode, 10)
+            .await;
+        assert!(!hits(&r).contains(&"museum".to_string()), "{mode}");
+    }
+    let r = app.call("GET", "/v1/documents/museum", &a, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Answers: grounded with citations, or an honest refusal.
+    let r = app
+        .call(
+            "POST",
+            "/v1/answer",
+            &a,
+            Some(json!({"question": "What is provided on the guided glacier walks?"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["grounded"], true, "{:?}", r.body);
+    assert_eq!(
+        r.body["citations"][0]["document_id"], "glacier",
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/answer",
+            &a,
+            Some(json!({"question": "How do I configure a Kubernetes ingress controller?"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["grounded"], false, "{:?}", r.body);
+}
+
+fn run(extra: Vec<String>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let app = app_with(&extra).await;
+        suite(&app).await;
+    });
+}
+
+#[test]
+fn conformance_embedded() {
+    run(vec![]);
+}
+
+#[test]
+fn conformance_qdrant_cluster() {
+    let Some(cluster) = cluster_or_skip("conformance_qdrant_cluster") else {
+        return;
+    };
+    run(cluster.overrides(2));
+}
