@@ -383,10 +383,18 @@ impl Engine {
             return Err("draining");
         }
         let me = self.clone();
-        match blocking(move || me.catalog.ping()).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
+        match blocking(move || Ok((me.catalog.ping(), me.vectors.health()))).await {
+            Ok((Ok(()), Ok(()))) => Ok(()),
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "readiness: catalog unavailable");
+                Err("storage unavailable")
+            }
+            Ok((_, Err(e))) => {
+                tracing::warn!(error = %e, "readiness: vector store unavailable");
+                Err("storage unavailable")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "readiness check failed");
                 Err("storage unavailable")
             }
         }

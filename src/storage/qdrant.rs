@@ -999,6 +999,17 @@ impl VectorStore for QdrantStore {
 
     /// Writes wait for the cluster's acknowledgement; there is nothing to flush.
     fn flush(&self) {}
+
+    /// Some node answers a health check (one try per node, no backoff: `/readyz` is polled).
+    fn health(&self) -> VResult<()> {
+        let deadline = Duration::from_secs(self.cfg.timeout_secs.clamp(1, 3));
+        self.call_with(
+            "health_check",
+            self.clients.len() as u32,
+            deadline,
+            |c| async move { c.health_check().await.map(|_| ()) },
+        )
+    }
 }
 
 impl LexicalStore for QdrantStore {

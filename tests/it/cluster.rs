@@ -242,6 +242,18 @@ impl Cluster {
         }
     }
 
+    /// Start every node again at once (one node alone has no quorum to become ready).
+    pub fn restart_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+            self.spawn(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_ready(i);
+        }
+        self.wait_peers(self.nodes.len());
+    }
+
     /// Start node `i` again on its ports and storage; it rejoins the cluster.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
@@ -357,6 +369,51 @@ fn a_killed_node_costs_no_answer_and_no_acknowledged_document() {
             "dense: {:?}",
             r.body
         );
+    }
+
+    // The whole cluster down: a clear 503 with Retry-After within the retry budget, never a
+    // hang or a 500; /readyz says so; and it answers again when the cluster is back.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for mode in ["dense", "bm25"] {
+        let started = Instant::now();
+        let r = rt.block_on(app.query(&key, "ledger shipment", mode, 3));
+        assert_eq!(
+            r.status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["code"], "unavailable", "{:?}", r.body);
+        assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let r = rt.block_on(app.call("GET", "/readyz", "", None));
+    assert_eq!(
+        r.status,
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        r.body
+    );
+    cluster.restart_all();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = rt.block_on(app.query(&key, &marker(3), "bm25", 3));
+        if r.status == axum::http::StatusCode::OK {
+            assert_eq!(crate::common::doc_ids(&r), vec!["d3".to_string()]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer after the cluster came back: {:?}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

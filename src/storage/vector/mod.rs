@@ -66,4 +66,8 @@ pub trait VectorStore: Send + Sync {
     /// Tenants whose vectors are held open now.
     fn open_count(&self) -> usize;
     fn flush(&self);
+    /// Whether the store can serve requests now (`/readyz`). Embedded stores always can.
+    fn health(&self) -> VResult<()> {
+        Ok(())
+    }
 }
