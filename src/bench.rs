@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tenantry_ingest::{ContentType, Lane};
 
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::domain::ChunkFilter;
 use crate::domain::Mode;
 use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::engine::{Engine, Upload};
 use crate::error::{InternalError, Result, UserError};
 use crate::storage::catalog::JobStatus;
+use crate::storage::qdrant::QdrantStore;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -133,6 +134,10 @@ pub struct Baselines {
     /// Raw index searches for one warm tenant, in-process, p50.
     pub dense_search_ms: Option<f64>,
     pub bm25_search_ms: Option<f64>,
+    /// On a Qdrant cluster: one warm tenant's dense search as this client sees it, and as the
+    /// server reports spending on it (p50); the rest is network, gRPC and (de)serialisation.
+    pub cluster_dense_client_ms: Option<f64>,
+    pub cluster_dense_server_ms: Option<f64>,
     /// The raw embedder on the ingestion documents' chunk texts.
     pub raw_embed_passages_per_s: f64,
     /// The same documents through the ingestion pipeline (parse, chunk, embed, index, commit).
@@ -510,6 +515,30 @@ async fn prepare_in_process(
     b.embed_query_ms = embed_ms;
     b.dense_search_ms = Some(Latency::of(dense).p50_ms);
     b.bm25_search_ms = Some(Latency::of(bm25).p50_ms);
+    if engine.config.storage.backend == StorageBackend::Qdrant {
+        let (qcfg, e2, qs) = (
+            engine.config.qdrant.clone(),
+            engine.clone(),
+            queries.to_vec(),
+        );
+        let candidates = engine.config.query.candidates_per_leg;
+        let (client, server) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let store = QdrantStore::connect_existing(&qcfg)?;
+            let ctx = TenantCtx::operator(tenant_name(0));
+            let (_, vectors) = query_embedding_p50(&*e2.embedder, &qs)?;
+            let (mut client, mut server) = (vec![], vec![]);
+            for v in &vectors {
+                let (c, s) = store.timed_dense_search(&ctx, v, candidates)?;
+                client.push(c);
+                server.push(s);
+            }
+            Ok((client, server))
+        })
+        .await
+        .map_err(|e| bench_err(e.to_string()))??;
+        b.cluster_dense_client_ms = Some(Latency::of(client).p50_ms);
+        b.cluster_dense_server_ms = Some(Latency::of(server).p50_ms);
+    }
     engine.begin_drain();
     engine.flush();
     // The server child needs the directory's locks: wait for background tasks (a long index
@@ -1503,5 +1532,85 @@ mod tests {
         assert_eq!(baseline_of(Target::Query(Mode::Hybrid), &b), Some(6.0));
         assert_eq!(baseline_of(Target::Query(Mode::Bm25), &b), Some(2.0));
         assert_eq!(baseline_of(Target::Answer, &b), None);
+    }
+}
+
+/// `tenantry bench --backend qdrant`: the same bench on the embedded backend and on the
+/// cluster, in one run, per client count.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendComparison {
+    /// (backend, clients, report)
+    pub runs: Vec<(String, usize, BenchReport)>,
+}
+
+impl BackendComparison {
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let hybrid = |r: &BenchReport| r.runs.iter().find(|l| l.mode == "hybrid").cloned();
+        let _ = writeln!(
+            out,
+            "\nbackend comparison (same corpus, tenants and queries; ratio = qdrant / embedded)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| clients | backend | hybrid QPS | p50 ms | p99 ms | cold first query p50 ms | ingestion chunks/s | load s |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        let mut clients: Vec<usize> = self.runs.iter().map(|(_, c, _)| *c).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        for c in clients {
+            let of = |b: &str| {
+                self.runs
+                    .iter()
+                    .find(|(name, cc, _)| name == b && *cc == c)
+                    .map(|(_, _, r)| r)
+            };
+            for b in ["embedded", "qdrant"] {
+                let Some(r) = of(b) else { continue };
+                let h = hybrid(r);
+                let _ = writeln!(
+                    out,
+                    "| {c} | {b} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                    h.as_ref().map_or(0.0, |h| h.qps),
+                    h.as_ref().map_or(0.0, |h| h.latency.p50_ms),
+                    h.as_ref().map_or(0.0, |h| h.latency.p99_ms),
+                    r.cold_first_query.p50_ms,
+                    r.baselines.ingest_chunks_per_s,
+                    r.load_seconds,
+                );
+            }
+            if let (Some(e), Some(q)) = (of("embedded"), of("qdrant")) {
+                if let (Some(he), Some(hq)) = (hybrid(e), hybrid(q)) {
+                    let _ = writeln!(
+                        out,
+                        "| {c} | ratio | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x | |",
+                        hq.qps / he.qps.max(1e-9),
+                        hq.latency.p50_ms / he.latency.p50_ms.max(1e-9),
+                        hq.latency.p99_ms / he.latency.p99_ms.max(1e-9),
+                        q.cold_first_query.p50_ms / e.cold_first_query.p50_ms.max(1e-9),
+                        q.baselines.ingest_chunks_per_s / e.baselines.ingest_chunks_per_s.max(1e-9),
+                    );
+                }
+            }
+        }
+        if let Some((_, _, q)) = self.runs.iter().find(|(b, _, _)| b == "qdrant") {
+            let (e, b) = (
+                &q.baselines,
+                self.runs.iter().find(|(b, _, _)| b == "embedded"),
+            );
+            let _ = writeln!(
+                out,
+                "\nwhere a cluster dense search goes (one warm tenant, p50): {:.2} ms at the client, of which {:.2} ms searching in the server; {:.2} ms network, gRPC and (de)serialisation. Embedded, in-process: {:.2} ms. BM25 leg: {:.2} ms cluster, {:.2} ms embedded.",
+                e.cluster_dense_client_ms.unwrap_or(0.0),
+                e.cluster_dense_server_ms.unwrap_or(0.0),
+                e.cluster_dense_client_ms.unwrap_or(0.0) - e.cluster_dense_server_ms.unwrap_or(0.0),
+                b.and_then(|(_, _, r)| r.baselines.dense_search_ms).unwrap_or(0.0),
+                e.bm25_search_ms.unwrap_or(0.0),
+                b.and_then(|(_, _, r)| r.baselines.bm25_search_ms).unwrap_or(0.0),
+            );
+        }
+        out
     }
 }

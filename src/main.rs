@@ -132,6 +132,14 @@ enum Command {
         noisy_seconds: f64,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// `qdrant`: run the bench on the embedded backend and then on the Qdrant cluster of
+        /// `[qdrant]` (its own bench directory `<data-dir>-qdrant` and collection
+        /// `<prefix>_bench_chunks`), at each of --clients, and print both with their ratio.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Client counts for --backend, comma-separated.
+        #[arg(long, default_value = "1,8")]
+        clients: String,
     },
     /// Write a tenant's archive (documents, chunks with vectors, metadata, configuration; no
     /// secrets) as NDJSON. Operator command on the data directory; over HTTP: GET /v1/export.
@@ -619,6 +627,8 @@ async fn run() -> anyhow::Result<()> {
             ingest_docs,
             noisy_seconds,
             json,
+            backend,
+            clients,
         } => {
             let mut config = config;
             if cli.flags.data_dir.is_none() {
@@ -648,6 +658,57 @@ async fn run() -> anyhow::Result<()> {
                 server_args: server_args(&cli.flags),
                 noisy_seconds,
             };
+            if let Some(backend) = backend {
+                if backend != "qdrant" {
+                    bail!("--backend {backend}: the comparison is with qdrant");
+                }
+                let levels: Vec<usize> = clients
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--clients: comma-separated numbers")?;
+                let mut runs = vec![];
+                for (name, kind) in [
+                    ("embedded", StorageBackend::Embedded),
+                    ("qdrant", StorageBackend::Qdrant),
+                ] {
+                    let mut cfg = config.clone();
+                    let mut o = opts.clone();
+                    cfg.storage.backend = kind;
+                    if kind == StorageBackend::Qdrant {
+                        let mut dir = cfg.data_dir.clone().into_os_string();
+                        dir.push("-qdrant");
+                        cfg.data_dir = dir.into();
+                        cfg.qdrant.collection_prefix =
+                            format!("{}_bench", cfg.qdrant.collection_prefix);
+                        for kv in [
+                            "storage.backend=qdrant".to_string(),
+                            format!("qdrant.collection_prefix={}", cfg.qdrant.collection_prefix),
+                        ] {
+                            o.server_args.push("--set".into());
+                            o.server_args.push(kv.into());
+                        }
+                    }
+                    for &c in &levels {
+                        o.concurrency = c;
+                        eprintln!("bench: {name} backend, {c} clients");
+                        runs.push((
+                            name.to_string(),
+                            c,
+                            tenantry::bench::run(cfg.clone(), o.clone()).await?,
+                        ));
+                    }
+                }
+                let cmp = tenantry::bench::BackendComparison { runs };
+                for (name, c, r) in &cmp.runs {
+                    println!("\n## {name}, {c} clients\n{}", r.table());
+                }
+                print!("{}", cmp.table());
+                if let Some(path) = json {
+                    std::fs::write(path, serde_json::to_string_pretty(&cmp)? + "\n")?;
+                }
+                return Ok(());
+            }
             let report = tenantry::bench::run(config, opts).await?;
             print!("{}", report.table());
             if let Some(path) = json {

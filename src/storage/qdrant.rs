@@ -702,7 +702,7 @@ impl QdrantStore {
         filter: &ChunkFilter,
         limit: usize,
         tenant_idf: bool,
-    ) -> VResult<Vec<LegHit>> {
+    ) -> VResult<(Vec<LegHit>, f64)> {
         let tenant = ctx.tenant();
         let f = Self::tenant_filter(tenant, Self::chunk_conditions(filter));
         let (name, sel) = (self.collection.clone(), Self::selector(tenant));
@@ -741,7 +741,28 @@ impl QdrantStore {
                 score: p.score,
             });
         }
-        Ok(out)
+        Ok((out, res.time * 1000.0))
+    }
+
+    /// One dense search, timed: (milliseconds seen by this client, milliseconds the server
+    /// reports spending on it). The difference is the network, gRPC and (de)serialisation; the
+    /// bench reports both.
+    pub fn timed_dense_search(
+        &self,
+        ctx: &TenantCtx,
+        vector: &[f32],
+        limit: usize,
+    ) -> VResult<(f64, f64)> {
+        let t = std::time::Instant::now();
+        let (_, server_ms) = self.query_leg(
+            ctx,
+            DENSE,
+            VectorInput::new_dense(vector.to_vec()),
+            &ChunkFilter::default(),
+            limit,
+            false,
+        )?;
+        Ok((t.elapsed().as_secs_f64() * 1000.0, server_ms))
     }
 }
 
@@ -855,14 +876,16 @@ impl VectorStore for QdrantStore {
         filter: &ChunkFilter,
         limit: usize,
     ) -> VResult<Vec<LegHit>> {
-        self.query_leg(
-            ctx,
-            DENSE,
-            VectorInput::new_dense(vector.to_vec()),
-            filter,
-            limit,
-            false,
-        )
+        Ok(self
+            .query_leg(
+                ctx,
+                DENSE,
+                VectorInput::new_dense(vector.to_vec()),
+                filter,
+                limit,
+                false,
+            )?
+            .0)
     }
 
     fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>> {
@@ -1076,14 +1099,16 @@ impl LexicalStore for QdrantStore {
         if q.indices.is_empty() {
             return Ok(vec![]);
         }
-        Ok(self.query_leg(
-            ctx,
-            SPARSE,
-            VectorInput::new_sparse(q.indices, q.values),
-            filter,
-            limit,
-            true,
-        )?)
+        Ok(self
+            .query_leg(
+                ctx,
+                SPARSE,
+                VectorInput::new_sparse(q.indices, q.values),
+                filter,
+                limit,
+                true,
+            )?
+            .0)
     }
 
     fn snippets(
