@@ -217,6 +217,22 @@ impl Cluster {
             .collect()
     }
 
+    /// The shard keys holding replicas of the collection, seen from node `i`.
+    pub fn shard_keys(&self, i: usize, collection: &str) -> Vec<String> {
+        let Some(c) = self.get(i, &format!("/collections/{collection}/cluster")) else {
+            return vec![];
+        };
+        let r = &c["result"];
+        let mut keys: Vec<String> = ["local_shards", "remote_shards"]
+            .iter()
+            .flat_map(|k| r[k].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s["shard_key"].as_str().map(str::to_string))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Wait until every replica of the collection is Active again (after a node came back).
     pub fn wait_all_active(&self, collection: &str, expect: usize) {
         let deadline = Instant::now() + Duration::from_secs(180);
@@ -576,4 +592,67 @@ fn migrate_then_promote_while_answering() {
     // Its own shard key, the same answers and the same BM25 statistics (the tenant's own).
     assert_eq!(scores(&app), scores_before);
     assert_eq!(top(&app, &key_a, "dense"), dense_before);
+}
+
+/// The maintenance task promotes a tenant past `qdrant.promote_chunks` by itself; a small
+/// tenant stays in the shared key; the promoted tenant's answers and BM25 scores do not change.
+#[test]
+fn a_growing_tenant_is_promoted_by_the_maintenance_task() {
+    let Some(cluster) = cluster_or_skip("automatic promotion") else {
+        return;
+    };
+    let (mut overrides, collection) = cluster.backend(1);
+    overrides.push("qdrant.promote_chunks=3".into());
+    overrides.push("storage.optimize_interval_secs=1".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let extra: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let app = rt.block_on(crate::common::app_with(&extra));
+    let (big, small) = (
+        rt.block_on(app.tenant("big")),
+        rt.block_on(app.tenant("small")),
+    );
+    let scores = || -> Vec<String> {
+        let r = rt.block_on(app.query(&big, "harbour ferry timetable", "bm25", 5));
+        r.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| format!("{} {:.5}", h["chunk_id"], h["score"].as_f64().unwrap()))
+            .collect()
+    };
+    rt.block_on(app.put_text(&small, "s0", "A small tenant's only ferry note."));
+    for i in 0..5 {
+        let text = format!("Harbour note {i}: the ferry timetable changes in week {i}.");
+        let r = rt.block_on(app.put_text(&big, &format!("d{i}"), &text));
+        assert_eq!(r.body["status"], "ready", "{:?}", r.body);
+    }
+    let before = scores();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = Instant::now();
+    while !cluster
+        .shard_keys(0, &collection)
+        .contains(&"tenant.big".to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not promoted: {:?}",
+            cluster.shard_keys(0, &collection)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("promoted after {:?}", started.elapsed());
+    // The shared key keeps the small tenant, and the copies of the big one go from it.
+    let keys = cluster.shard_keys(0, &collection);
+    assert!(!keys.contains(&"tenant.small".to_string()), "{keys:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scores() != before {
+        assert!(Instant::now() < deadline, "{:?} != {before:?}", scores());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = rt.block_on(app.query(&small, "ferry note", "hybrid", 5));
+    assert_eq!(crate::common::doc_ids(&r), vec!["s0".to_string()]);
 }
