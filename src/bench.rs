@@ -47,6 +47,23 @@ pub struct BenchOptions {
     pub server_args: Vec<std::ffi::OsString>,
     /// Seconds per phase of the noisy-neighbour run (0: skip it).
     pub noisy_seconds: f64,
+    /// On a Qdrant cluster: promote the first bench tenant to its own shard key while it is
+    /// queried, and time it.
+    pub promote: bool,
+}
+
+/// A tenant moved to its own shard key while it was queried.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PromotionResult {
+    pub tenant: String,
+    pub points: u64,
+    /// False when the tenant had been promoted by an earlier run (nothing moved).
+    pub moved: bool,
+    pub seconds: f64,
+    /// The tenant's hybrid queries during the promotion.
+    pub queries: usize,
+    pub errors: usize,
+    pub latency: Latency,
 }
 
 /// A quiet tenant's latency alone and while another tenant floods the server with queries and
@@ -164,6 +181,7 @@ pub struct BenchReport {
     pub warm_query: Latency,
     pub runs: Vec<LoadResult>,
     pub noisy: Option<NoisyResult>,
+    pub promotion: Option<PromotionResult>,
     pub server_peak_rss_mib: Option<f64>,
 }
 
@@ -930,6 +948,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         return Err(UserError::Invalid("--tenants must be between 1 and 10000".into()).into());
     }
     let data_dir = config.data_dir.clone();
+    let cluster = (config.storage.backend == StorageBackend::Qdrant).then(|| config.qdrant.clone());
     let (prepared, server) = match (&opts.url, &opts.admin_key) {
         (Some(url), Some(admin)) => {
             let host = url
@@ -1021,6 +1040,12 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
     } else {
         None
     };
+    let promotion = match (&cluster, prepared.keys.first()) {
+        (Some(q), Some(key)) if opts.promote => {
+            Some(promote_while_querying(q, &url, key, &queries).await?)
+        }
+        _ => None,
+    };
     let server_peak_rss_mib = pid.and_then(|p| rss_mib(p, "VmHWM:"));
     drop(server);
     Ok(BenchReport {
@@ -1035,7 +1060,74 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         warm_query: Latency::of(warm),
         runs,
         noisy,
+        promotion,
         server_peak_rss_mib,
+    })
+}
+
+/// Promote the first bench tenant on the cluster while one client queries it (hybrid, closed
+/// loop): what a promotion costs in time, and what its tenant sees meanwhile.
+async fn promote_while_querying(
+    qcfg: &crate::config::QdrantConfig,
+    url: &str,
+    key: &str,
+    queries: &[String],
+) -> Result<PromotionResult> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tenant = tenant_name(0);
+    let q = qcfg.clone();
+    let t2 = tenant.clone();
+    let (store, points) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let store = QdrantStore::connect_existing(&q)?;
+        let points = store.count(&t2)?;
+        Ok((Arc::new(store), points))
+    })
+    .await
+    .map_err(|e| bench_err(e.to_string()))??;
+    let stop = Arc::new(AtomicBool::new(false));
+    let querier = {
+        let (stop, url, key, qs) = (
+            stop.clone(),
+            url.to_string(),
+            key.to_string(),
+            queries.to_vec(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut lat, mut errors, mut i) = (vec![], 0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                match query_once(
+                    &client,
+                    &url,
+                    &key,
+                    &qs[i % qs.len()],
+                    Target::Query(Mode::Hybrid),
+                )
+                .await
+                {
+                    Ok(ms) => lat.push(ms),
+                    Err(_) => errors += 1,
+                }
+                i += 1;
+            }
+            (lat, errors)
+        })
+    };
+    let t = Instant::now();
+    let (s2, t2) = (store.clone(), tenant.clone());
+    let moved = tokio::task::spawn_blocking(move || s2.promote(&t2)).await;
+    let seconds = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let (lat, errors) = querier.await.map_err(|e| bench_err(e.to_string()))?;
+    let moved = moved.map_err(|e| bench_err(e.to_string()))??;
+    Ok(PromotionResult {
+        tenant: tenant.to_string(),
+        points,
+        moved,
+        seconds,
+        queries: lat.len() + errors,
+        errors,
+        latency: Latency::of(lat),
     })
 }
 
@@ -1593,6 +1685,22 @@ impl BackendComparison {
                         q.baselines.ingest_chunks_per_s / e.baselines.ingest_chunks_per_s.max(1e-9),
                     );
                 }
+            }
+        }
+        for (_, _, r) in self.runs.iter().filter(|(b, _, _)| b == "qdrant") {
+            if let Some(p) = &r.promotion {
+                let _ = writeln!(
+                    out,
+                    "\npromotion of {} ({} points{}): {:.2} s; its hybrid queries meanwhile: {} ({} errors), p50 {:.2} ms, p99 {:.2} ms",
+                    p.tenant,
+                    p.points,
+                    if p.moved { "" } else { ", already promoted by an earlier run" },
+                    p.seconds,
+                    p.queries,
+                    p.errors,
+                    p.latency.p50_ms,
+                    p.latency.p99_ms,
+                );
             }
         }
         if let Some((_, _, q)) = self.runs.iter().find(|(b, _, _)| b == "qdrant") {

@@ -657,6 +657,7 @@ async fn run() -> anyhow::Result<()> {
                 server_exe: std::env::current_exe()?,
                 server_args: server_args(&cli.flags),
                 noisy_seconds,
+                promote: false,
             };
             if let Some(backend) = backend {
                 if backend != "qdrant" {
@@ -689,8 +690,10 @@ async fn run() -> anyhow::Result<()> {
                             o.server_args.push(kv.into());
                         }
                     }
-                    for &c in &levels {
+                    for (i, &c) in levels.iter().enumerate() {
                         o.concurrency = c;
+                        // Once, after the last load run: the promotion is not undone.
+                        o.promote = kind == StorageBackend::Qdrant && i + 1 == levels.len();
                         eprintln!("bench: {name} backend, {c} clients");
                         runs.push((
                             name.to_string(),
