@@ -445,6 +445,17 @@ impl Server {
     }
 }
 
+/// A server a test did not stop (it failed, or it only needed the server for a while) does not
+/// outlive the test.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// xorshift64: small and seedable, so a randomised test is the same test every run.
 pub struct Rng(pub u64);
 

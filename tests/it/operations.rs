@@ -580,6 +580,15 @@ fn start(data: &Path, log: &Path) -> Child {
     );
 }
 
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Child {
     fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, String) {
         let client = reqwest::blocking::Client::new();
@@ -654,12 +663,12 @@ fn no_content_in_logs_metrics_or_usage_and_sigterm_exits_cleanly() {
     assert_eq!(st, 200);
 
     // Graceful shutdown: SIGTERM, exit 0.
-    let mut child = s.child;
+    let mut s = s;
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &s.child.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = s.child.wait().unwrap();
     assert!(status.success(), "SIGTERM exit: {status}");
     let mut logs = String::new();
     std::fs::File::open(&log)
