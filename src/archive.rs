@@ -18,7 +18,7 @@ use crate::domain::{DocId, TenantCtx};
 use crate::domain::{Footprint, StoredChunk};
 use crate::engine::Engine;
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::storage::catalog::{CommitOutcome, KeyUpdate, NewUpload, UploadOutcome};
+use crate::storage::catalog::{CommitOutcome, DocumentRecord, KeyUpdate, NewUpload, UploadOutcome};
 use crate::storage::lexical::LexicalStore;
 use crate::storage::vector::VectorStore;
 
@@ -117,30 +117,21 @@ impl Engine {
                 continue;
             }
             let ctx = TenantCtx::operator(tenant.clone());
-            let mut after: Option<String> = None;
-            loop {
-                let page = self.catalog.documents(&tenant, 200, after.as_deref())?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id.to_string());
-                for d in page {
-                    let Some(version) = d.live_version else {
-                        continue;
-                    };
-                    let mut points = self.vectors.chunks(&ctx, &d.id, version)?;
-                    for (c, _) in &mut points {
-                        // The legs keep per-document fields once, in the catalog; the target
-                        // needs them to build its filter terms and BM25 weights.
-                        c.title.clone_from(&d.title);
-                        c.metadata.clone_from(&d.metadata);
-                    }
-                    let chunks: Vec<StoredChunk> = points.iter().map(|(c, _)| c.clone()).collect();
-                    vectors.delete_versions(&ctx, &d.id, version..version + 1)?;
-                    vectors.upsert(&ctx, &points)?;
-                    lexical.add(&ctx, &chunks)?;
-                    summary.documents += 1;
-                    summary.chunks += chunks.len() as u64;
+            self.each_live_version(&ctx, |d, version, mut points| {
+                for (c, _) in &mut points {
+                    // The legs keep per-document fields once, in the catalog; the target needs
+                    // them to build its filter terms and BM25 weights.
+                    c.title.clone_from(&d.title);
+                    c.metadata.clone_from(&d.metadata);
                 }
-            }
+                let chunks: Vec<StoredChunk> = points.iter().map(|(c, _)| c.clone()).collect();
+                vectors.delete_versions(&ctx, &d.id, version..version + 1)?;
+                vectors.upsert(&ctx, &points)?;
+                lexical.add(&ctx, &chunks)?;
+                summary.documents += 1;
+                summary.chunks += chunks.len() as u64;
+                Ok(())
+            })?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -150,6 +141,33 @@ impl Engine {
             summary.tenants += 1;
         }
         Ok(summary)
+    }
+
+    /// Every document of the tenant with a live version, in id order, with that version's
+    /// chunks and vectors as the dense leg holds them: what an export writes and a migration
+    /// copies.
+    fn each_live_version(
+        &self,
+        ctx: &TenantCtx,
+        mut f: impl FnMut(DocumentRecord, u64, Vec<(StoredChunk, Vec<f32>)>) -> Result<()>,
+    ) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .catalog
+                .documents(ctx.tenant(), 200, after.as_deref())?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.id.to_string());
+            for d in page {
+                let Some(version) = d.live_version else {
+                    continue;
+                };
+                let chunks = self.vectors.chunks(ctx, &d.id, version)?;
+                f(d, version, chunks)?;
+            }
+        }
     }
 
     pub fn export_tenant(&self, ctx: &TenantCtx, out: &mut dyn Write) -> Result<ArchiveSummary> {
@@ -173,46 +191,37 @@ impl Engine {
             write_line(out, &Line::Config { settings })?;
         }
         let mut summary = ArchiveSummary::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.catalog.documents(tenant, 200, after.as_deref())?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.to_string());
-            for d in page {
-                let Some(version) = d.live_version else {
-                    continue;
-                };
-                let chunks = self.vectors.chunks(ctx, &d.id, version)?;
+        self.each_live_version(ctx, |d, _, chunks| {
+            write_line(
+                out,
+                &Line::Document {
+                    id: d.id.to_string(),
+                    title: d.title,
+                    content_type: d.content_type,
+                    content_hash: d.content_hash,
+                    metadata: d.metadata,
+                    byte_size: d.byte_size,
+                    chunks: chunks.len(),
+                },
+            )?;
+            for (c, vector) in chunks {
                 write_line(
                     out,
-                    &Line::Document {
-                        id: d.id.to_string(),
-                        title: d.title,
-                        content_type: d.content_type,
-                        content_hash: d.content_hash,
-                        metadata: d.metadata,
-                        byte_size: d.byte_size,
-                        chunks: chunks.len(),
+                    &Line::Chunk {
+                        ordinal: c.ordinal,
+                        text: c.text,
+                        page: c.page,
+                        heading_path: c.heading_path,
+                        start: c.start,
+                        end: c.end,
+                        vector,
                     },
                 )?;
-                for (c, vector) in chunks {
-                    write_line(
-                        out,
-                        &Line::Chunk {
-                            ordinal: c.ordinal,
-                            text: c.text,
-                            page: c.page,
-                            heading_path: c.heading_path,
-                            start: c.start,
-                            end: c.end,
-                            vector,
-                        },
-                    )?;
-                    summary.chunks += 1;
-                }
-                summary.documents += 1;
+                summary.chunks += 1;
             }
-        }
+            summary.documents += 1;
+            Ok(())
+        })?;
         write_line(
             out,
             &Line::End {

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use qdrant_client::qdrant::update_collection_cluster_setup_request::Operation;
 use qdrant_client::qdrant::{
-    point_id::PointIdOptions, shard_key, value::Kind, vector_output, Condition, CountPointsBuilder,
+    point_id::PointIdOptions, shard_key, vector_output, Condition, CountPointsBuilder,
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, CreateShardKeyBuilder,
     CreateShardKeyRequestBuilder, DeletePointsBuilder, DeleteShardKeyRequestBuilder, Distance,
     FieldType, Filter, GetPointsBuilder, HnswConfigDiffBuilder, IdfParamsBuilder,
@@ -45,10 +45,12 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::qdrant::{PayloadIncludeSelector, VectorsSelector};
 use qdrant_client::{Qdrant, QdrantError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::lexical::{analysis, LexicalStore};
-use super::vector::{point_uuid, VResult, VectorStore};
+use super::vector::{
+    chunk_from_payload, chunk_payload, owned_by, point_uuid, VResult, VectorStore,
+};
 use crate::config::QdrantConfig;
 use crate::domain::{ChunkFilter, ChunkKey, DocId, LegHit, StoredChunk, TenantCtx, TenantId};
 use crate::error::{InternalError, Result};
@@ -682,18 +684,6 @@ impl QdrantStore {
         Ok(())
     }
 
-    fn owned(tenant: &TenantId, payload: &HashMap<String, QValue>) -> VResult<()> {
-        match payload.get("tenant_id").and_then(|v| match &v.kind {
-            Some(Kind::StringValue(s)) => Some(s.as_str()),
-            _ => None,
-        }) {
-            Some(t) if t == tenant.as_str() => Ok(()),
-            _ => Err(err(
-                "a point returned for a tenant belongs to another tenant",
-            )),
-        }
-    }
-
     fn query_leg(
         &self,
         ctx: &TenantCtx,
@@ -735,9 +725,9 @@ impl QdrantStore {
         })?;
         let mut out = Vec::with_capacity(res.result.len());
         for p in res.result {
-            Self::owned(tenant, &p.payload)?;
+            let json = owned_json(tenant, &p.payload)?;
             out.push(LegHit {
-                chunk: from_payload(&p.payload).ok_or_else(unreadable)?,
+                chunk: chunk_from_payload(&json).ok_or_else(unreadable)?,
                 score: p.score,
             });
         }
@@ -792,51 +782,22 @@ fn point_id(tenant: &TenantId, doc: &DocId, version: u64, ordinal: u32) -> Point
 }
 
 fn payload(tenant: &TenantId, c: &StoredChunk) -> qdrant_client::Payload {
-    let v = json!({
-        "tenant_id": tenant.as_str(),
-        "doc_id": c.doc_id.as_str(),
-        "version": c.version,
-        "ordinal": c.ordinal,
-        "text": c.text,
-        "content_type": c.content_type,
-        "page": c.page,
-        "heading_path": c.heading_path,
-        "meta": c.metadata_terms(),
-        "start": c.start,
-        "end": c.end,
-    });
     // A JSON object always converts; an empty payload would be a point no filter finds.
-    qdrant_client::Payload::try_from(v).expect("a JSON object is a payload")
+    qdrant_client::Payload::try_from(Value::Object(chunk_payload(tenant, c)))
+        .expect("a JSON object is a payload")
 }
 
-fn from_payload(p: &HashMap<String, QValue>) -> Option<StoredChunk> {
-    let json: serde_json::Map<String, Value> = p
+/// A returned point's payload as JSON, checked to be the tenant's.
+fn owned_json(
+    tenant: &TenantId,
+    p: &HashMap<String, QValue>,
+) -> VResult<serde_json::Map<String, Value>> {
+    let json = p
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(v.clone())))
         .collect();
-    let s = |k: &str| {
-        json.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let u = |k: &str| json.get(k).and_then(Value::as_u64);
-    Some(StoredChunk {
-        doc_id: DocId::parse(json.get("doc_id")?.as_str()?).ok()?,
-        version: u("version")?,
-        ordinal: u("ordinal")? as u32,
-        title: String::new(),
-        text: s("text"),
-        content_type: s("content_type"),
-        page: u("page").map(|p| p as u32),
-        heading_path: serde_json::from_value(
-            json.get("heading_path").cloned().unwrap_or(Value::Null),
-        )
-        .unwrap_or_default(),
-        metadata: Default::default(),
-        start: u("start").unwrap_or(0),
-        end: u("end").unwrap_or(0),
-    })
+    owned_by(&json, tenant)?;
+    Ok(json)
 }
 
 fn unreadable() -> InternalError {
@@ -917,7 +878,7 @@ impl VectorStore for QdrantStore {
         })?;
         let mut by_id: HashMap<String, Vec<f32>> = HashMap::new();
         for p in res.result {
-            Self::owned(tenant, &p.payload)?;
+            owned_json(tenant, &p.payload)?;
             if let (Some(id), Some(v)) = (id_string(&p.id), dense_of(p.vectors)) {
                 by_id.insert(id, v);
             }
@@ -959,8 +920,8 @@ impl VectorStore for QdrantStore {
                 }
             })?;
             for p in res.result {
-                Self::owned(tenant, &p.payload)?;
-                let chunk = from_payload(&p.payload).ok_or_else(unreadable)?;
+                let json = owned_json(tenant, &p.payload)?;
+                let chunk = chunk_from_payload(&json).ok_or_else(unreadable)?;
                 out.push((chunk, dense_of(p.vectors).ok_or_else(unreadable)?));
             }
             match res.next_page_offset {

@@ -16,9 +16,9 @@ use qdrant_edge::{
     ScrollRequest, UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal,
     VectorStructPersisted, WalOptions, WithPayloadInterface, WithVector,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{VResult, VectorStore};
+use super::{chunk_from_payload, chunk_payload, VResult, VectorStore};
 use crate::domain::{ChunkFilter, ChunkKey, LegHit, StoredChunk};
 use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::error::InternalError;
@@ -119,15 +119,6 @@ fn versions_filter(doc: &DocId, versions: Range<u64>) -> Filter {
             Condition::Field(FieldCondition::new_range(key_path("version"), range)),
         ]),
         ..Default::default()
-    }
-}
-
-/// Defence in depth on what leaves the store: every point carries its tenant, and a point of
-/// another tenant in a tenant's shard is an internal error, never a result.
-fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
-    match payload.0.get("tenant_id").and_then(Value::as_str) {
-        Some(t) if t == tenant.as_str() => Ok(()),
-        _ => Err(err("a point in a tenant's shard belongs to another tenant")),
     }
 }
 
@@ -391,50 +382,15 @@ fn upsert_points(shard: &EdgeShard, points: Vec<PointStructPersisted>) -> VResul
 }
 
 fn payload(tenant: &TenantId, c: &StoredChunk) -> Payload {
-    let v = json!({
-        "tenant_id": tenant.as_str(),
-        "doc_id": c.doc_id.as_str(),
-        "version": c.version,
-        "ordinal": c.ordinal,
-        "text": c.text,
-        "content_type": c.content_type,
-        "page": c.page,
-        "heading_path": c.heading_path,
-        // The filterable terms only: the title and metadata are the document's, kept once in
-        // the catalog (points written before this carry them too; they are ignored).
-        "meta": c.metadata_terms(),
-        "start": c.start,
-        "end": c.end,
-    });
-    match v {
-        Value::Object(m) => Payload(m),
-        _ => unreachable!("json! object"),
-    }
+    Payload(chunk_payload(tenant, c))
 }
 
 fn from_payload(p: &Payload) -> Option<StoredChunk> {
-    let m = &p.0;
-    let s = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let u = |k: &str| m.get(k).and_then(Value::as_u64);
-    Some(StoredChunk {
-        doc_id: DocId::parse(m.get("doc_id")?.as_str()?).ok()?,
-        version: u("version")?,
-        ordinal: u("ordinal")? as u32,
-        title: String::new(),
-        text: s("text"),
-        content_type: s("content_type"),
-        page: u("page").map(|p| p as u32),
-        heading_path: serde_json::from_value(m.get("heading_path").cloned().unwrap_or(Value::Null))
-            .unwrap_or_default(),
-        metadata: Default::default(),
-        start: u("start").unwrap_or(0),
-        end: u("end").unwrap_or(0),
-    })
+    chunk_from_payload(&p.0)
+}
+
+fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
+    super::owned_by(&payload.0, tenant)
 }
 
 impl VectorStore for EdgeVectorStore {

@@ -11,6 +11,74 @@ pub use edge::EdgeVectorStore;
 
 pub(crate) type VResult<T> = Result<T, InternalError>;
 
+/// The payload every vector backend stores with a chunk's point. The filterable terms only: the
+/// title and metadata are the document's, kept once in the catalog (points written before this
+/// carry them too; they are ignored).
+pub(crate) fn chunk_payload(
+    tenant: &TenantId,
+    c: &StoredChunk,
+) -> serde_json::Map<String, serde_json::Value> {
+    let v = serde_json::json!({
+        "tenant_id": tenant.as_str(),
+        "doc_id": c.doc_id.as_str(),
+        "version": c.version,
+        "ordinal": c.ordinal,
+        "text": c.text,
+        "content_type": c.content_type,
+        "page": c.page,
+        "heading_path": c.heading_path,
+        "meta": c.metadata_terms(),
+        "start": c.start,
+        "end": c.end,
+    });
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("json! object"),
+    }
+}
+
+/// The chunk a payload written by [`chunk_payload`] describes; `None` if it is not one.
+pub(crate) fn chunk_from_payload(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Option<StoredChunk> {
+    use serde_json::Value;
+    let s = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let u = |k: &str| m.get(k).and_then(Value::as_u64);
+    Some(StoredChunk {
+        doc_id: DocId::parse(m.get("doc_id")?.as_str()?).ok()?,
+        version: u("version")?,
+        ordinal: u("ordinal")? as u32,
+        title: String::new(),
+        text: s("text"),
+        content_type: s("content_type"),
+        page: u("page").map(|p| p as u32),
+        heading_path: serde_json::from_value(m.get("heading_path").cloned().unwrap_or(Value::Null))
+            .unwrap_or_default(),
+        metadata: Default::default(),
+        start: u("start").unwrap_or(0),
+        end: u("end").unwrap_or(0),
+    })
+}
+
+/// Defence in depth on what leaves a store: every point carries its tenant, and a point of
+/// another tenant among a tenant's results is an internal error, never a result.
+pub(crate) fn owned_by(
+    m: &serde_json::Map<String, serde_json::Value>,
+    tenant: &TenantId,
+) -> VResult<()> {
+    match m.get("tenant_id").and_then(serde_json::Value::as_str) {
+        Some(t) if t == tenant.as_str() => Ok(()),
+        _ => Err(InternalError::Vector(
+            "a point returned for a tenant belongs to another tenant".into(),
+        )),
+    }
+}
+
 /// A chunk's point id in every vector backend: a hash of its identity, not a counter, so ids say
 /// nothing about other tenants and a retried write lands on the same point.
 pub(crate) fn point_uuid(tenant: &TenantId, doc: &DocId, version: u64, ordinal: u32) -> [u8; 16] {
