@@ -262,6 +262,33 @@ pub struct ConfigFlags {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// `TENANTRY_*` variables that are not configuration keys: read by the CLI, the logger, the
+/// scripts or the tests. Any other `TENANTRY_*` variable must name a key, so that a typo or a
+/// key from another version fails at start instead of changing nothing.
+pub const NON_CONFIG_VARIABLES: &[&str] = &[
+    "TENANTRY_CONFIG",
+    "TENANTRY_LOG",
+    "TENANTRY_URL",
+    "TENANTRY_API_KEY",
+    "TENANTRY_BENCH_ADMIN_KEY",
+    "TENANTRY_LLM_CACHE",
+    "TENANTRY_LLM_PORT",
+    "TENANTRY_FUZZ_CASES",
+    "TENANTRY_FUZZ_SEED",
+    "TENANTRY_CRASH_ROUNDS",
+    "TENANTRY_TEST_*",
+];
+
+fn is_non_config_variable(name: &str) -> bool {
+    NON_CONFIG_VARIABLES.iter().any(|v| {
+        let v = &v["TENANTRY_".len()..];
+        match v.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == v,
+        }
+    })
+}
+
 impl Config {
     /// Embedded defaults only (what `tenantry serve` uses with no file, env or flags).
     pub fn defaults() -> Self {
@@ -286,15 +313,30 @@ impl Config {
                 .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             merge(&mut table, file);
         }
+        let mut unknown = Vec::new();
         for (key, value) in env {
             let Some(name) = key.strip_prefix("TENANTRY_") else {
                 continue;
             };
-            let path = name.to_ascii_lowercase().replace("__", ".");
-            // Other TENANTRY_* variables (test switches, CONFIG itself) are not config keys.
-            if lookup(&table, &path).is_some() {
-                set(&mut table, &path, &value)?;
+            if is_non_config_variable(name) {
+                continue;
             }
+            let path = name.to_ascii_lowercase().replace("__", ".");
+            match lookup(&table, &path) {
+                // A section is not a value: TENANTRY_QUERY=1 is as wrong as a typo.
+                Some(v) if !v.is_table() => set(&mut table, &path, &value)
+                    .map_err(|e| ConfigError(format!("{key}: {}", e.0)))?,
+                _ => unknown.push(key),
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort();
+            return Err(ConfigError(format!(
+                "unknown environment variable{} {}: not a configuration key (TENANTRY_SECTION__KEY, as in config/default.toml) nor one of {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", "),
+                NON_CONFIG_VARIABLES.join(", ")
+            )));
         }
         let mut sets: Vec<(String, String)> = Vec::new();
         if let Some(v) = listen {
@@ -503,6 +545,7 @@ mod tests {
                 "40".to_string(),
             ),
             ("TENANTRY_TEST_SOMETHING".to_string(), "ignored".to_string()),
+            ("TENANTRY_LOG".to_string(), "ignored".to_string()),
         ];
         let c = Config::load(&flags, env, None).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/from-env"));
@@ -526,5 +569,43 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(&flags, std::iter::empty(), None).is_err());
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_named() {
+        let flags = ConfigFlags::default();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let err = Config::load(
+            &flags,
+            env(&[
+                ("TENANTRY_QUERY__RRF_KK", "3"),
+                ("TENANTRY_QUERY__RRF_K", "3"),
+                ("TENANTRY_QUERY", "1"),
+            ]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("TENANTRY_QUERY__RRF_KK"), "{err}");
+        assert!(err.contains("TENANTRY_QUERY,"), "{err}");
+        assert!(!err.contains("TENANTRY_QUERY__RRF_K,"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let err = Config::load(&flags, env(&[("TENANTRY_QUERY__RRF_K", "x")]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TENANTRY_QUERY__RRF_K"), "{err}");
+        // Non-config variables of the CLI, logger, scripts and tests pass.
+        let ok = env(&[
+            ("TENANTRY_URL", "http://127.0.0.1:8080"),
+            ("TENANTRY_TEST_LLM_URL", "x"),
+            ("TENANTRY_FUZZ_SEED", "1"),
+            ("OTHER_THING", "x"),
+        ]);
+        Config::load(&flags, ok, None).unwrap();
     }
 }

@@ -305,7 +305,7 @@ fn parse_mode(s: &str) -> anyhow::Result<Mode> {
     })
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // The parse worker (see tenantry_ingest::sandbox) starts before anything else: no runtime,
     // no config, no logging; one document in, one reply out.
     if std::env::args_os()
@@ -314,10 +314,23 @@ fn main() -> anyhow::Result<()> {
     {
         std::process::exit(tenantry_ingest::sandbox::worker_main());
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // One line, whatever RUST_BACKTRACE says: the cause chain is the message.
+        Err(e) => {
+            eprintln!("tenantry: {e:#}");
+            if e.is::<tenantry::config::ConfigError>() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -277,3 +277,32 @@ fn key_limit_and_usage_commands() {
     assert!(ok && out.contains("documents_ingested\t1"), "{out}");
     assert!(out.contains("stored now: 1 documents"), "{out}");
 }
+
+/// Configuration mistakes fail at start, in one line, naming what is wrong; a typo in a
+/// `TENANTRY_*` variable is one of them (it used to change nothing and say nothing).
+#[test]
+fn configuration_mistakes_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["--data-dir", dir.path().join("d").to_str().unwrap()])
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[("TENANTRY_QUERY__RRF_KK", "3")], &["tenants", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("TENANTRY_QUERY__RRF_KK"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let (code, err) = run(&[], &["--set", "query.nope=1", "tenants", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("query.nope"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("backtrace"), "{err}");
+}
