@@ -68,7 +68,8 @@ fi
 D=$ROOT/docs
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_apt=()
-for p in debian-faq python3.11-doc r-doc-html; do
+# postgresql: the shared catalog's tests start a scratch server (scripts/pg-scratch.sh).
+for p in debian-faq python3.11-doc r-doc-html postgresql; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

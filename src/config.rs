@@ -23,6 +23,8 @@ pub struct Config {
     pub query: QueryConfig,
     pub storage: StorageConfig,
     pub qdrant: QdrantConfig,
+    pub catalog: CatalogConfig,
+    pub postgres: PostgresConfig,
     pub answer: AnswerConfig,
     pub jwt: JwtConfig,
     pub limits: LimitsConfig,
@@ -177,6 +179,37 @@ pub enum StorageBackend {
     Embedded,
     /// Both legs in one collection of a Qdrant cluster, through qdrant-client (gRPC).
     Qdrant,
+}
+
+/// Where the catalog (tenants, keys, documents and versions, jobs, usage) lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub backend: CatalogBackend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogBackend {
+    /// One SQLite file in the data directory; nothing to install.
+    Sqlite,
+    /// A PostgreSQL database every node of the deployment shares (see [`PostgresConfig`]).
+    Postgres,
+}
+
+/// The PostgreSQL server `catalog.backend = "postgres"` uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq connection string or URL (`postgresql://user:password@host:5432/db`); it may
+    /// hold a password, so it is a secret: never logged. Prefer `TENANTRY_POSTGRES__URL`.
+    pub url: crate::secrets::Secret,
+    /// Connections this node keeps at most (requests and ingestion workers share them).
+    pub pool_size: u32,
+    /// Deadline of connecting, and of waiting for a free connection of the pool.
+    pub connect_timeout_secs: u64,
+    /// Server-side deadline of one statement.
+    pub statement_timeout_secs: u64,
 }
 
 /// The Qdrant cluster `storage.backend = "qdrant"` uses.
@@ -427,6 +460,18 @@ impl Config {
         if self.storage.backend == StorageBackend::Qdrant && qd.url.trim().is_empty() {
             return Err(ConfigError(
                 "storage.backend = \"qdrant\" needs qdrant.url".into(),
+            ));
+        }
+        let pg = &self.postgres;
+        if pg.pool_size < 2 || pg.connect_timeout_secs == 0 || pg.statement_timeout_secs == 0 {
+            return Err(ConfigError(
+                "postgres: pool_size >= 2, connect_timeout_secs and statement_timeout_secs >= 1"
+                    .into(),
+            ));
+        }
+        if self.catalog.backend == CatalogBackend::Postgres && pg.url.expose().trim().is_empty() {
+            return Err(ConfigError(
+                "catalog.backend = \"postgres\" needs postgres.url (TENANTRY_POSTGRES__URL)".into(),
             ));
         }
         let l = &self.limits;

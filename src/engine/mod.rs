@@ -15,7 +15,7 @@ use tenantry_ingest::{
 use tokio::sync::oneshot;
 
 use crate::auth::{AuthError, JwtVerifier};
-use crate::config::{Config, StorageBackend};
+use crate::config::{CatalogBackend, Config, StorageBackend};
 pub use crate::domain::Principal;
 use crate::domain::Role;
 use crate::domain::{DocId, TenantCtx, TenantId};
@@ -28,8 +28,8 @@ use crate::metrics::{Gauges, Metrics};
 use crate::query::{Query, QueryOutput, Retriever};
 use crate::runtime::blocking;
 use crate::storage::catalog::{
-    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, SqliteCatalog,
-    UploadOutcome,
+    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, PostgresCatalog,
+    SqliteCatalog, UploadOutcome,
 };
 use crate::storage::lexical::{LexicalStore, TantivyLexicalStore};
 use crate::storage::qdrant::QdrantStore;
@@ -177,8 +177,10 @@ impl Engine {
         .map_err(InternalError::Embedding)?;
         let sandbox = Sandbox::new(sandbox_config(&config)?);
         sandbox.probe().map_err(InternalError::Other)?;
-        let catalog: Arc<dyn Catalog> =
-            Arc::new(SqliteCatalog::open(&data.join("catalog.sqlite3"))?);
+        let catalog: Arc<dyn Catalog> = match config.catalog.backend {
+            CatalogBackend::Sqlite => Arc::new(SqliteCatalog::open(&data.join("catalog.sqlite3"))?),
+            CatalogBackend::Postgres => Arc::new(PostgresCatalog::connect(&config.postgres)?),
+        };
         let (vectors, lexical) = open_legs(&config, &data, embedder.dim())?;
         let embedder: Arc<dyn Embedder> = Arc::new(embedder);
         let chunker = Arc::new(chunker);

@@ -311,3 +311,21 @@ fn conformance_qdrant_cluster() {
     };
     run(cluster.overrides(2));
 }
+
+#[test]
+fn conformance_postgres_catalog() {
+    let pg = crate::pg::Postgres::start();
+    run(pg.overrides());
+}
+
+/// The deployment of the cluster issues: catalog on PostgreSQL, both legs on the Qdrant cluster.
+#[test]
+fn conformance_postgres_and_qdrant_cluster() {
+    let Some(cluster) = cluster_or_skip("conformance_postgres_and_qdrant_cluster") else {
+        return;
+    };
+    let pg = crate::pg::Postgres::start();
+    let mut extra = cluster.overrides(2);
+    extra.extend(pg.overrides());
+    run(extra);
+}

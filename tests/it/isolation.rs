@@ -271,3 +271,9 @@ fn no_operation_sequence_crosses_tenants_on_a_qdrant_cluster() {
     };
     check_isolation(cluster.overrides(2));
 }
+
+#[test]
+fn no_operation_sequence_crosses_tenants_with_a_postgres_catalog() {
+    let pg = crate::pg::Postgres::start();
+    check_isolation(pg.overrides());
+}

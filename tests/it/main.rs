@@ -15,4 +15,5 @@ mod isolation;
 mod lifecycle;
 mod openapi;
 mod operations;
+mod pg;
 mod roles;

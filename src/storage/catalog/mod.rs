@@ -4,8 +4,10 @@
 //! A document's chunks carry a version. Readers only see chunks of a document's `live_version`,
 //! which changes in one transaction when a job commits: that is what makes a document atomic
 //! across both retrieval legs and across crashes.
+mod pg;
 mod sqlite;
 
+pub use pg::PostgresCatalog;
 pub use sqlite::{SqliteCatalog, OCCUPIED_BYTES};
 
 use std::collections::HashMap;
@@ -217,7 +219,7 @@ pub enum CommitOutcome {
 pub trait Catalog: Send + Sync {
     fn create_tenant(&self, tenant: &TenantId) -> Result<()>;
 
-    /// A trivial read: the catalog file is open and readable.
+    /// A trivial read: the catalog is reachable and readable.
     fn ping(&self) -> Result<()>;
 
     /// When the tenant was created (seconds), if it exists.

@@ -1,0 +1,1348 @@
+//! The catalog on PostgreSQL: one database every node of a deployment shares.
+//!
+//! Isolation: READ COMMITTED (PostgreSQL's default) everywhere. The transactions that check a
+//! quota and then write (`accept_upload`, `commit_job`) first take the tenant's row with
+//! `FOR NO KEY UPDATE`, so two nodes checking the same tenant's quota run one after the other
+//! and cannot both pass; they also conflict with `delete_tenant`, which deletes that row. A
+//! document's version counter is read and bumped under the same lock. Everything else is one
+//! statement, or a transaction whose rows are keyed by what it writes (a thread's turns are
+//! serialised by the upsert of the thread's row).
+//!
+//! Schema changes are numbered migrations, applied at start inside one transaction under an
+//! advisory lock, so nodes starting together apply each exactly once; a node refuses a database
+//! whose schema is newer than it knows.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{GenericClient, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::*;
+use crate::config::PostgresConfig;
+use crate::domain::{now, DocId, Footprint, TenantId};
+use crate::error::{EngineError, InternalError, Result, UserError};
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// Ids are compared and paginated byte-wise (`COLLATE "C"`), as in SQLite, whatever the
+/// database's locale.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE tenants (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    tenant TEXT COLLATE "C" NOT NULL,
+    hash BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX api_keys_tenant ON api_keys(tenant);
+CREATE TABLE documents (
+    tenant TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    byte_size BIGINT NOT NULL,
+    chunk_count BIGINT NOT NULL DEFAULT 0,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    live_version BIGINT,
+    next_version BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE jobs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    seq BIGSERIAL NOT NULL,
+    tenant TEXT COLLATE "C" NOT NULL,
+    doc_id TEXT COLLATE "C" NOT NULL,
+    version BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    byte_size BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_message TEXT,
+    chunk_count BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX jobs_unfinished ON jobs(status, seq) WHERE status IN ('queued', 'running');
+CREATE INDEX jobs_tenant ON jobs(tenant);
+CREATE TABLE gc (
+    tenant TEXT COLLATE "C" NOT NULL,
+    doc_id TEXT COLLATE "C" NOT NULL,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    PRIMARY KEY (tenant, doc_id, lo, hi)
+);
+CREATE TABLE embed_cache (
+    tenant TEXT COLLATE "C" NOT NULL,
+    hash BYTEA NOT NULL,
+    vector BYTEA NOT NULL,
+    doc_id TEXT COLLATE "C" NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (tenant, hash)
+);
+CREATE INDEX embed_cache_owner ON embed_cache(tenant, doc_id, version);
+CREATE TABLE threads (
+    tenant TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE thread_turns (
+    tenant TEXT COLLATE "C" NOT NULL,
+    thread TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    question TEXT NOT NULL,
+    standalone TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    grounded BOOLEAN NOT NULL,
+    code TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, thread, seq)
+);
+CREATE TABLE tenant_limits (
+    tenant TEXT COLLATE "C" PRIMARY KEY,
+    limits TEXT NOT NULL
+);
+CREATE TABLE usage (
+    tenant TEXT COLLATE "C" NOT NULL,
+    day TEXT COLLATE "C" NOT NULL,
+    metric TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (tenant, day, metric)
+);
+CREATE TABLE tenant_config (
+    tenant TEXT COLLATE "C" PRIMARY KEY,
+    settings TEXT NOT NULL,
+    key_nonce BYTEA,
+    key_ciphertext BYTEA,
+    key_fingerprint TEXT,
+    updated_at BIGINT NOT NULL
+);
+"#,
+)];
+
+/// `pg_advisory_xact_lock` key of the migration transaction ("tenantry" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7465_6e61_6e74_7279;
+
+/// The same sum as the SQLite catalog's [`super::OCCUPIED_BYTES`], in bytes ($1 tenant, $2 the
+/// document to leave out, '' for none).
+const OCCUPIED_BYTES_PG: &str = "SELECT (
+    (SELECT COALESCE(SUM(CASE WHEN status = 'ready' THEN GREATEST(stored_bytes, byte_size) ELSE byte_size END), 0)
+       FROM documents WHERE tenant = $1 AND id <> $2 AND status IN ('ready', 'pending'))
+  + (SELECT COALESCE(SUM(octet_length(vector) + octet_length(hash) + octet_length(doc_id) + 16), 0)
+       FROM embed_cache WHERE tenant = $1)
+  + (SELECT COALESCE(SUM(octet_length(question) + octet_length(standalone) + octet_length(answer) + octet_length(citations) + 64), 0)
+       FROM thread_turns WHERE tenant = $1)
+  + (SELECT COALESCE(SUM(octet_length(title) + octet_length(metadata) + COALESCE(octet_length(error_message), 0) + 128), 0)
+       FROM jobs WHERE tenant = $1))::BIGINT";
+
+/// Connection-level trouble (the server restarting, a network cut, a failover) is the
+/// deployment's temporary state, not a bug: 503 with `Retry-After`, like a Qdrant outage.
+fn pg_err(e: postgres::Error) -> EngineError {
+    let transient = match e.as_db_error() {
+        // Not from the server: a closed connection or an I/O error is the network's; anything
+        // else (a type mismatch) is a bug.
+        None => {
+            e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+        Some(db) => {
+            let code = db.code().code();
+            // 08: connection exception; 57P0x: shutdown, cannot connect now; 40001/40P01:
+            // serialisation failure, deadlock; 53300: too many connections.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
+                || code == "53300"
+        }
+    };
+    // The cause holds the useful part ("error serializing parameter 2": of which type).
+    let detail = match std::error::Error::source(&e) {
+        Some(cause) => format!("catalog (postgres): {e}: {cause}"),
+        None => format!("catalog (postgres): {e}"),
+    };
+    if transient {
+        InternalError::StorageUnavailable(detail).into()
+    } else {
+        InternalError::Other(detail).into()
+    }
+}
+
+fn corrupt(what: &str) -> EngineError {
+    InternalError::Other(format!("catalog (postgres): unreadable {what}")).into()
+}
+
+/// r2d2 logs a failed connection attempt at error level through `log`; here it is a warning
+/// of ours (the server being down is the deployment's state, and requests say 503).
+#[derive(Debug)]
+struct LogConnectError;
+
+impl r2d2::HandleError<postgres::Error> for LogConnectError {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::warn!(error = %error, "catalog (postgres): connecting failed");
+    }
+}
+
+pub struct PostgresCatalog {
+    /// `None` only while dropping.
+    pool: Option<Pool>,
+}
+
+impl Drop for PostgresCatalog {
+    fn drop(&mut self) {
+        // A postgres::Client closes its connection with a `block_on` of its own, which panics
+        // on a thread that drives async tasks (an engine dropped inside a runtime): close the
+        // connections on a plain thread.
+        if let Some(pool) = self.pool.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(pool)).join();
+            }
+        }
+    }
+}
+
+impl PostgresCatalog {
+    /// Connect, and bring the schema up to date. Fails (with the reason, never the URL) when
+    /// the server cannot be reached within `connect_timeout_secs`.
+    pub fn connect(cfg: &PostgresConfig) -> Result<Self> {
+        let mut pg: postgres::Config = cfg
+            .url
+            .expose()
+            .parse()
+            .map_err(|e| InternalError::Other(format!("postgres.url: {e}")))?;
+        pg.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("tenantry")
+            .options(&format!(
+                "-c statement_timeout={}s -c lock_timeout={}s -c idle_in_transaction_session_timeout={}s",
+                cfg.statement_timeout_secs,
+                cfg.statement_timeout_secs,
+                cfg.statement_timeout_secs * 2
+            ));
+        let manager = PostgresConnectionManager::new(pg, NoTls);
+        let pool = r2d2::Pool::builder()
+            .error_handler(Box::new(LogConnectError))
+            .max_size(cfg.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+            .build(manager)
+            .map_err(|e| {
+                InternalError::StorageUnavailable(format!("catalog (postgres): connect: {e}"))
+            })?;
+        let me = Self { pool: Some(pool) };
+        me.migrate()?;
+        Ok(me)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS tenantry_schema (
+                    version INTEGER PRIMARY KEY,
+                    applied_at BIGINT NOT NULL
+                )",
+            )?;
+            let current: i32 = tx
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM tenantry_schema", &[])?
+                .get(0);
+            if current > latest {
+                return Ok(Err(InternalError::Other(format!(
+                    "the catalog's schema is version {current}, newer than this build knows ({latest}): upgrade tenantry"
+                ))
+                .into()));
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO tenantry_schema (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now()],
+                )?;
+                tracing::info!(version, "catalog: schema migration applied");
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        })?
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let pool = self.pool.as_ref().ok_or_else(|| {
+            EngineError::from(InternalError::StorageUnavailable(
+                "catalog (postgres): closed".into(),
+            ))
+        })?;
+        let mut conn = pool.get().map_err(|e| {
+            EngineError::from(InternalError::StorageUnavailable(format!(
+                "catalog (postgres): no connection: {e}"
+            )))
+        })?;
+        f(&mut conn).map_err(pg_err)
+    }
+
+    /// Remove every row of every table (tests: a fresh catalog on a shared server).
+    pub fn truncate_all(&self) -> Result<()> {
+        self.with(|c| {
+            c.batch_execute(
+                "TRUNCATE tenants, api_keys, documents, jobs, gc, embed_cache, threads, thread_turns,
+                 tenant_limits, usage, tenant_config",
+            )
+        })
+    }
+}
+
+fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+fn meta_parse(s: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+const KEY_COLS: &str = "id, tenant, role, name, created_at";
+
+/// A key row; `None` for a row whose tenant or role this build does not know.
+fn key_row(r: &Row) -> Option<KeyRecord> {
+    let tenant = TenantId::parse(r.get::<_, &str>(1)).ok()?;
+    let role = crate::domain::Role::parse(r.get::<_, &str>(2))?;
+    Some(KeyRecord {
+        id: r.get(0),
+        tenant,
+        role,
+        name: r.get(3),
+        created_at: r.get(4),
+    })
+}
+
+const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
+
+fn doc_row(r: &Row) -> Result<DocumentRecord> {
+    Ok(DocumentRecord {
+        id: DocId::parse(r.get::<_, &str>(0)).map_err(|_| corrupt("document id"))?,
+        title: r.get(1),
+        content_type: r.get(2),
+        content_hash: r.get(3),
+        metadata: meta_parse(r.get(4)),
+        byte_size: r.get::<_, i64>(5) as u64,
+        chunk_count: r.get::<_, i64>(6) as u64,
+        live_version: r.get::<_, Option<i64>>(7).map(|v| v as u64),
+        status: DocStatus::parse(r.get(8)),
+        created_at: r.get(9),
+        updated_at: r.get(10),
+    })
+}
+
+const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
+
+fn job_row(r: &Row) -> Result<JobRecord> {
+    let code: Option<String> = r.get(11);
+    let msg: Option<String> = r.get(12);
+    Ok(JobRecord {
+        id: r.get(0),
+        tenant: TenantId::parse(r.get::<_, &str>(1)).map_err(|_| corrupt("job tenant"))?,
+        doc_id: DocId::parse(r.get::<_, &str>(2)).map_err(|_| corrupt("job document id"))?,
+        version: r.get::<_, i64>(3) as u64,
+        status: JobStatus::parse(r.get(4)),
+        title: r.get(5),
+        content_type: r.get(6),
+        content_hash: r.get(7),
+        metadata: meta_parse(r.get(8)),
+        byte_size: r.get::<_, i64>(9) as u64,
+        attempts: r.get::<_, i32>(10) as u32,
+        error: code.map(|c| (c, msg.unwrap_or_default())),
+        created_at: r.get(13),
+        updated_at: r.get(14),
+    })
+}
+
+fn occupied_bytes(
+    c: &mut impl GenericClient,
+    tenant: &TenantId,
+    except: &str,
+) -> std::result::Result<u64, postgres::Error> {
+    let n: i64 = c
+        .query_one(OCCUPIED_BYTES_PG, &[&tenant.as_str(), &except])?
+        .get(0);
+    Ok(n.max(0) as u64)
+}
+
+/// Serialises the quota-checking transactions of one tenant (see the module comment); false
+/// when the tenant does not exist (any more).
+fn lock_tenant(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+) -> std::result::Result<bool, postgres::Error> {
+    Ok(tx
+        .query_opt(
+            "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+            &[&tenant.as_str()],
+        )?
+        .is_some())
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn hash_of(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.try_into().ok()
+}
+
+impl Catalog for PostgresCatalog {
+    fn create_tenant(&self, tenant: &TenantId) -> Result<()> {
+        let inserted = self.with(|c| {
+            c.execute(
+                "INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&tenant.as_str(), &now()],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(UserError::Conflict(format!("tenant {tenant} already exists")).into());
+        }
+        Ok(())
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.with(|c| {
+            c.query_one("SELECT COUNT(*) FROM tenantry_schema", &[])
+                .map(|_| ())
+        })
+    }
+
+    fn tenant_created_at(&self, tenant: &TenantId) -> Result<Option<i64>> {
+        self.with(|c| {
+            c.query_opt(
+                "SELECT created_at FROM tenants WHERE id = $1",
+                &[&tenant.as_str()],
+            )
+            .map(|r| r.map(|r| r.get(0)))
+        })
+    }
+
+    fn tenant_exists(&self, tenant: &TenantId) -> Result<bool> {
+        Ok(self.tenant_created_at(tenant)?.is_some())
+    }
+
+    fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT t.id, t.created_at,
+                        (SELECT COUNT(*) FROM documents d WHERE d.tenant = t.id AND d.status = 'ready')
+                 FROM tenants t ORDER BY t.id",
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                TenantId::parse(r.get::<_, &str>(0))
+                    .ok()
+                    .map(|t| (t, r.get::<_, i64>(1), r.get::<_, i64>(2) as u64))
+            })
+            .collect())
+    }
+
+    fn delete_tenant(&self, tenant: &TenantId) -> Result<bool> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM tenants WHERE id = $1", &[&tenant.as_str()])?;
+            for table in [
+                "api_keys",
+                "documents",
+                "jobs",
+                "gc",
+                "embed_cache",
+                "threads",
+                "thread_turns",
+                "tenant_config",
+                "tenant_limits",
+                "usage",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE tenant = $1"),
+                    &[&tenant.as_str()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, tenant, hash, created_at, role, name) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&key.id, &key.tenant.as_str(), &hash, &key.created_at, &key.role.as_str(), &key.name],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn key(&self, key_id: &str) -> Result<Option<(KeyRecord, Vec<u8>)>> {
+        let row = self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {KEY_COLS}, hash FROM api_keys WHERE id = $1"),
+                &[&key_id],
+            )
+        })?;
+        Ok(row.and_then(|r| key_row(&r).map(|k| (k, r.get::<_, Vec<u8>>(5)))))
+    }
+
+    fn keys_of(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
+        let rows = self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {KEY_COLS} FROM api_keys WHERE tenant = $1 ORDER BY created_at, id"
+                ),
+                &[&tenant.as_str()],
+            )
+        })?;
+        Ok(rows.iter().filter_map(key_row).collect())
+    }
+
+    fn revoke_key(&self, key_id: &str, tenant: Option<&TenantId>) -> Result<bool> {
+        let n = self.with(|c| match tenant {
+            Some(t) => c.execute(
+                "DELETE FROM api_keys WHERE id = $1 AND tenant = $2",
+                &[&key_id, &t.as_str()],
+            ),
+            None => c.execute("DELETE FROM api_keys WHERE id = $1", &[&key_id]),
+        })?;
+        Ok(n > 0)
+    }
+
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        tenant: Option<&TenantId>,
+        new_id: &str,
+        hash: &[u8],
+    ) -> Result<Option<KeyRecord>> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            // DELETE .. RETURNING: of two nodes rotating the same key, one gets the row.
+            let old = tx
+                .query_opt(
+                    &format!("DELETE FROM api_keys WHERE id = $1 RETURNING {KEY_COLS}"),
+                    &[&old_id],
+                )?
+                .and_then(|r| key_row(&r))
+                .filter(|k| tenant.is_none_or(|t| *t == k.tenant));
+            let Some(old) = old else {
+                // Not ours (or gone): the delete is undone.
+                return Ok(None);
+            };
+            let new = KeyRecord {
+                id: new_id.to_string(),
+                created_at: now(),
+                ..old
+            };
+            tx.execute(
+                "INSERT INTO api_keys (id, tenant, hash, created_at, role, name) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&new.id, &new.tenant.as_str(), &hash, &new.created_at, &new.role.as_str(), &new.name],
+            )?;
+            tx.commit()?;
+            Ok(Some(new))
+        })
+    }
+
+    fn tenant_limits(&self, tenant: &TenantId) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_opt(
+                "SELECT limits FROM tenant_limits WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )
+            .map(|r| r.map(|r| r.get(0)))
+        })
+    }
+
+    fn put_tenant_limits(&self, tenant: &TenantId, json: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tenant_limits (tenant, limits) VALUES ($1, $2)
+                 ON CONFLICT (tenant) DO UPDATE SET limits = excluded.limits",
+                &[&tenant.as_str(), &json],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn stored_totals(&self, tenant: &TenantId) -> Result<(u64, u64, u64)> {
+        self.with(|c| {
+            let r = c.query_one(
+                "SELECT COUNT(*), COALESCE(SUM(chunk_count), 0)::BIGINT
+                 FROM documents WHERE tenant = $1 AND status = 'ready'",
+                &[&tenant.as_str()],
+            )?;
+            let bytes = occupied_bytes(c, tenant, "")?;
+            Ok((r.get::<_, i64>(0) as u64, bytes, r.get::<_, i64>(1) as u64))
+        })
+    }
+
+    fn at_byte_quota(&self, tenant: &TenantId, max_bytes: u64) -> Result<bool> {
+        self.with(|c| Ok(occupied_bytes(c, tenant, "")? >= max_bytes))
+    }
+
+    fn add_usage(&self, rows: &[(TenantId, String, String, u64)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let st = tx.prepare(
+                "INSERT INTO usage (tenant, day, metric, value)
+                 SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BIGINT WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1::TEXT)
+                 ON CONFLICT (tenant, day, metric) DO UPDATE SET value = usage.value + excluded.value",
+            )?;
+            for (t, day, metric, v) in rows {
+                tx.execute(&st, &[&t.as_str(), day, metric, &(*v as i64)])?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn usage(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<(String, String, u64)>> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT day, metric, value FROM usage WHERE tenant = $1 AND day >= $2 AND day <= $3
+                 ORDER BY day, metric",
+                &[&tenant.as_str(), &from, &to],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+            .collect())
+    }
+
+    fn thread_owner(&self, tenant: &TenantId, thread: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_opt(
+                "SELECT owner FROM threads WHERE tenant = $1 AND id = $2",
+                &[&tenant.as_str(), &thread],
+            )
+            .map(|r| r.map(|r| r.get(0)))
+        })
+    }
+
+    fn thread(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        thread: &str,
+        last: Option<usize>,
+    ) -> Result<Option<(i64, Vec<TurnRecord>)>> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let Some(created) = tx.query_opt(
+                "SELECT created_at FROM threads WHERE tenant = $1 AND id = $2 AND owner = $3",
+                &[&tenant.as_str(), &thread, &owner],
+            )?
+            else {
+                return Ok(None);
+            };
+            let limit = last.map(|n| n as i64);
+            let mut turns: Vec<TurnRecord> = tx
+                .query(
+                    "SELECT seq, question, standalone, answer, citations, grounded, code, created_at
+                     FROM thread_turns WHERE tenant = $1 AND thread = $2 ORDER BY seq DESC LIMIT $3",
+                    &[&tenant.as_str(), &thread, &limit],
+                )?
+                .iter()
+                .map(|r| TurnRecord {
+                    seq: r.get::<_, i64>(0) as u32,
+                    question: r.get(1),
+                    standalone: r.get(2),
+                    answer: r.get(3),
+                    citations: r.get(4),
+                    grounded: r.get(5),
+                    code: r.get(6),
+                    created_at: r.get(7),
+                })
+                .collect();
+            tx.commit()?;
+            turns.reverse();
+            Ok(Some((created.get(0), turns)))
+        })
+    }
+
+    fn append_turn(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        thread: &str,
+        turn: &TurnRecord,
+    ) -> Result<Option<u32>> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let t = now();
+            // The upsert locks the thread's row: appends to one thread run one at a time.
+            let mine = tx.execute(
+                "INSERT INTO threads (tenant, id, created_at, updated_at, owner) VALUES ($1, $2, $3, $3, $4)
+                 ON CONFLICT (tenant, id) DO UPDATE SET updated_at = excluded.updated_at
+                 WHERE threads.owner = excluded.owner",
+                &[&tenant.as_str(), &thread, &t, &owner],
+            )?;
+            if mine == 0 {
+                return Ok(None);
+            }
+            let seq: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM thread_turns WHERE tenant = $1 AND thread = $2",
+                    &[&tenant.as_str(), &thread],
+                )?
+                .get(0);
+            tx.execute(
+                "INSERT INTO thread_turns
+                 (tenant, thread, seq, question, standalone, answer, citations, grounded, code, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &tenant.as_str(),
+                    &thread,
+                    &seq,
+                    &turn.question,
+                    &turn.standalone,
+                    &turn.answer,
+                    &turn.citations,
+                    &turn.grounded,
+                    &turn.code,
+                    &t,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Some(seq as u32))
+        })
+    }
+
+    fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM threads WHERE tenant = $1 AND id = $2 AND owner = $3",
+                &[&tenant.as_str(), &thread, &owner],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM thread_turns WHERE tenant = $1 AND thread = $2",
+                &[&tenant.as_str(), &thread],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>> {
+        let row = self.with(|c| {
+            c.query_opt(
+                "SELECT settings, key_nonce, key_ciphertext, key_fingerprint, updated_at
+                 FROM tenant_config WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )
+        })?;
+        Ok(row.map(|r| {
+            let nonce: Option<Vec<u8>> = r.get(1);
+            let ct: Option<Vec<u8>> = r.get(2);
+            StoredTenantConfig {
+                settings: r.get(0),
+                sealed_key: nonce
+                    .zip(ct)
+                    .map(|(nonce, ciphertext)| crate::secrets::Sealed { nonce, ciphertext }),
+                key_fingerprint: r.get(3),
+                updated_at: r.get(4),
+            }
+        }))
+    }
+
+    fn put_tenant_config(&self, tenant: &TenantId, settings: &str, key: KeyUpdate) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO tenant_config (tenant, settings, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant) DO UPDATE SET settings = excluded.settings,
+                 updated_at = excluded.updated_at",
+                &[&tenant.as_str(), &settings, &now()],
+            )?;
+            match key {
+                KeyUpdate::Keep => {}
+                KeyUpdate::Clear => {
+                    tx.execute(
+                        "UPDATE tenant_config SET key_nonce = NULL, key_ciphertext = NULL,
+                         key_fingerprint = NULL WHERE tenant = $1",
+                        &[&tenant.as_str()],
+                    )?;
+                }
+                KeyUpdate::Set {
+                    sealed,
+                    fingerprint,
+                } => {
+                    tx.execute(
+                        "UPDATE tenant_config SET key_nonce = $2, key_ciphertext = $3,
+                         key_fingerprint = $4 WHERE tenant = $1",
+                        &[
+                            &tenant.as_str(),
+                            &sealed.nonce,
+                            &sealed.ciphertext,
+                            &fingerprint,
+                        ],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn accept_upload(
+        &self,
+        tenant: &TenantId,
+        up: &NewUpload,
+        quota: &Quota,
+    ) -> Result<UploadOutcome> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            if !lock_tenant(&mut tx, tenant)? {
+                return Ok(Err(UserError::NotFound("tenant").into()));
+            }
+            let t = now();
+            let existing = tx.query_opt(
+                "SELECT live_version, next_version, status, content_hash, title, metadata
+                 FROM documents WHERE tenant = $1 AND id = $2",
+                &[&tenant.as_str(), &up.doc_id.as_str()],
+            )?;
+            let version = match existing {
+                Some(r) => {
+                    let live: Option<i64> = r.get(0);
+                    let next: i64 = r.get(1);
+                    let status: &str = r.get(2);
+                    let unchanged = status == "ready"
+                        && live == Some(next - 1)
+                        && r.get::<_, &str>(3) == up.content_hash
+                        && r.get::<_, &str>(4) == up.title
+                        && meta_parse(r.get(5)) == up.metadata;
+                    if unchanged {
+                        insert_job(&mut tx, tenant, up, live.unwrap_or(0) as u64, JobStatus::Succeeded, t)?;
+                        tx.commit()?;
+                        return Ok(Ok(UploadOutcome::Unchanged));
+                    }
+                    let counts_as_new = !matches!(status, "ready" | "pending");
+                    if let Err(e) = check_quota(&mut tx, tenant, up, quota, counts_as_new)? {
+                        return Ok(Err(e));
+                    }
+                    let status = if status == "ready" { "ready" } else { "pending" };
+                    tx.execute(
+                        "UPDATE documents SET next_version = next_version + 1, status = $3, updated_at = $4
+                         WHERE tenant = $1 AND id = $2",
+                        &[&tenant.as_str(), &up.doc_id.as_str(), &status, &t],
+                    )?;
+                    next as u64
+                }
+                None => {
+                    if let Err(e) = check_quota(&mut tx, tenant, up, quota, true)? {
+                        return Ok(Err(e));
+                    }
+                    tx.execute(
+                        "INSERT INTO documents (tenant, id, title, content_type, content_hash, metadata, byte_size,
+                                                next_version, status, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 2, 'pending', $8, $8)",
+                        &[
+                            &tenant.as_str(),
+                            &up.doc_id.as_str(),
+                            &up.title,
+                            &up.content_type,
+                            &up.content_hash,
+                            &meta_json(&up.metadata),
+                            &(up.byte_size as i64),
+                            &t,
+                        ],
+                    )?;
+                    1
+                }
+            };
+            insert_job(&mut tx, tenant, up, version, JobStatus::Queued, t)?;
+            tx.commit()?;
+            Ok(Ok(UploadOutcome::Queued { version }))
+        })?
+    }
+
+    fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>> {
+        let row = self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1 AND tenant = $2"),
+                &[&job_id, &tenant.as_str()],
+            )
+        })?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {
+        let row = self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
+                &[&job_id],
+            )
+        })?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
+        let rows = self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq"
+                ),
+                &[],
+            )
+        })?;
+        rows.iter().map(job_row).collect()
+    }
+
+    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
+        self.with(|c| {
+            c.query_one(
+                "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status IN ('queued', 'running')",
+                &[&tenant.as_str()],
+            )
+            .map(|r| r.get::<_, i64>(0) as usize)
+        })
+    }
+
+    fn mark_running(&self, job_id: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $2 WHERE id = $1",
+                &[&job_id, &now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn commit_job(
+        &self,
+        job: &JobRecord,
+        footprint: Footprint,
+        quota: &Quota,
+    ) -> Result<CommitOutcome> {
+        let chunk_count = footprint.chunks;
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let t = now();
+            if !lock_tenant(&mut tx, &job.tenant)? {
+                // The tenant was deleted while the job ran: nothing of it may be recorded.
+                return Ok(CommitOutcome::Superseded);
+            }
+            let mut refused: Option<(&'static str, u64, String)> = None;
+            if let Some(max) = quota.max_chunks {
+                let others: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(SUM(chunk_count), 0)::BIGINT FROM documents
+                         WHERE tenant = $1 AND id <> $2 AND status = 'ready'",
+                        &[&job.tenant.as_str(), &job.doc_id.as_str()],
+                    )?
+                    .get(0);
+                if others as u64 + chunk_count > max {
+                    refused = Some(("chunks", max, format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks")));
+                }
+            }
+            if let (None, Some(max)) = (&refused, quota.max_bytes) {
+                let others = occupied_bytes(&mut tx, &job.tenant, job.doc_id.as_str())?;
+                if others + footprint.bytes > max {
+                    refused = Some(("bytes", max, format!(
+                        "this document occupies {} bytes once indexed, which would take the tenant past its quota of {max} bytes",
+                        footprint.bytes
+                    )));
+                }
+            }
+            if let Some((what, limit, msg)) = refused {
+                fail_job_tx(&mut tx, job, "quota_exceeded", &msg, t)?;
+                queue_gc(&mut tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+                tx.commit()?;
+                return Ok(CommitOutcome::QuotaExceeded { what, limit });
+            }
+            let n = tx.execute(
+                "UPDATE documents SET live_version = $3, status = 'ready', title = $4, content_type = $5,
+                        content_hash = $6, metadata = $7, byte_size = $8, chunk_count = $9, updated_at = $10,
+                        stored_bytes = $11
+                 WHERE tenant = $1 AND id = $2 AND status <> 'deleted' AND next_version = $3::BIGINT + 1",
+                &[
+                    &job.tenant.as_str(),
+                    &job.doc_id.as_str(),
+                    &(job.version as i64),
+                    &job.title,
+                    &job.content_type,
+                    &job.content_hash,
+                    &meta_json(&job.metadata),
+                    &(job.byte_size as i64),
+                    &(chunk_count as i64),
+                    &t,
+                    &(footprint.bytes as i64),
+                ],
+            )?;
+            let outcome = if n == 1 {
+                tx.execute(
+                    "UPDATE jobs SET status = 'succeeded', chunk_count = $2, updated_at = $3 WHERE id = $1",
+                    &[&job.id, &(chunk_count as i64), &t],
+                )?;
+                queue_gc(&mut tx, &job.tenant, &job.doc_id, 0, job.version)?;
+                CommitOutcome::Committed
+            } else {
+                fail_job_tx(
+                    &mut tx,
+                    job,
+                    "superseded",
+                    "a newer upload or a delete of this document replaced this version",
+                    t,
+                )?;
+                queue_gc(&mut tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
+                CommitOutcome::Superseded
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            fail_job_tx(&mut tx, job, code, message, now())?;
+            queue_gc(
+                &mut tx,
+                &job.tenant,
+                &job.doc_id,
+                job.version,
+                job.version + 1,
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>> {
+        let row = self.with(|c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {DOC_COLS} FROM documents WHERE tenant = $1 AND id = $2 AND status <> 'deleted'"
+                ),
+                &[&tenant.as_str(), &id.as_str()],
+            )
+        })?;
+        row.map(|r| doc_row(&r)).transpose()
+    }
+
+    fn documents(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<DocumentRecord>> {
+        let rows = self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {DOC_COLS} FROM documents WHERE tenant = $1 AND status <> 'deleted' AND id > $2
+                     ORDER BY id LIMIT $3"
+                ),
+                &[&tenant.as_str(), &after.unwrap_or(""), &(limit as i64)],
+            )
+        })?;
+        rows.iter().map(doc_row).collect()
+    }
+
+    fn delete_document(&self, tenant: &TenantId, id: &DocId) -> Result<bool> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let Some(r) = tx.query_opt(
+                "SELECT next_version FROM documents WHERE tenant = $1 AND id = $2 AND status <> 'deleted'
+                 FOR UPDATE",
+                &[&tenant.as_str(), &id.as_str()],
+            )?
+            else {
+                return Ok(false);
+            };
+            let next: i64 = r.get(0);
+            tx.execute(
+                "UPDATE documents SET status = 'deleted', live_version = NULL, chunk_count = 0,
+                        next_version = $3::BIGINT + 1, updated_at = $4
+                 WHERE tenant = $1 AND id = $2",
+                &[&tenant.as_str(), &id.as_str(), &next, &now()],
+            )?;
+            queue_gc(&mut tx, tenant, id, 0, next as u64 + 1)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn live_documents(
+        &self,
+        tenant: &TenantId,
+        ids: &[&str],
+    ) -> Result<HashMap<String, LiveDocument>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT id, live_version, title, metadata FROM documents
+                 WHERE tenant = $1 AND status = 'ready' AND id = ANY($2)",
+                &[&tenant.as_str(), &ids],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    LiveDocument {
+                        version: r.get::<_, i64>(1) as u64,
+                        title: r.get(2),
+                        metadata: meta_parse(r.get(3)),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn pending_gc(&self) -> Result<Vec<GcTask>> {
+        let rows = self.with(|c| c.query("SELECT tenant, doc_id, lo, hi FROM gc", &[]))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let tenant = TenantId::parse(r.get::<_, &str>(0)).ok()?;
+                let doc = DocId::parse(r.get::<_, &str>(1)).ok()?;
+                Some(GcTask {
+                    tenant,
+                    doc,
+                    versions: r.get::<_, i64>(2) as u64..r.get::<_, i64>(3) as u64,
+                })
+            })
+            .collect())
+    }
+
+    fn gc_done(&self, task: &GcTask) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let (lo, hi) = (task.versions.start as i64, task.versions.end as i64);
+            let args: [&(dyn ToSql + Sync); 4] =
+                [&task.tenant.as_str(), &task.doc.as_str(), &lo, &hi];
+            tx.execute(
+                "DELETE FROM embed_cache WHERE tenant = $1 AND doc_id = $2 AND version >= $3 AND version < $4",
+                &args,
+            )?;
+            tx.execute(
+                "DELETE FROM gc WHERE tenant = $1 AND doc_id = $2 AND lo = $3 AND hi = $4",
+                &args,
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn cached_vectors(
+        &self,
+        tenant: &TenantId,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>> {
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT hash, vector FROM embed_cache WHERE tenant = $1 AND hash = ANY($2)",
+                &[&tenant.as_str(), &keys],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((hash_of(r.get(0))?, floats(r.get(1)))))
+            .collect())
+    }
+
+    fn cache_vectors(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        items: &[([u8; 32], &[f32])],
+    ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<&[u8]> = items.iter().map(|(h, _)| &h[..]).collect();
+        let vectors: Vec<Vec<u8>> = items
+            .iter()
+            .map(|(_, v)| v.iter().flat_map(|f| f.to_le_bytes()).collect())
+            .collect();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO embed_cache (tenant, hash, vector, doc_id, version)
+                 SELECT $1::TEXT, h, v, $4::TEXT, $5::BIGINT FROM UNNEST($2::BYTEA[], $3::BYTEA[]) AS u(h, v)
+                 ON CONFLICT (tenant, hash) DO UPDATE
+                 SET vector = excluded.vector, doc_id = excluded.doc_id, version = excluded.version",
+                &[
+                    &tenant.as_str(),
+                    &hashes,
+                    &vectors,
+                    &owner.0.as_str(),
+                    &(owner.1 as i64),
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn claim_cached(
+        &self,
+        tenant: &TenantId,
+        owner: (&DocId, u64),
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<f32>>> {
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let rows = self.with(|c| {
+            c.query(
+                "UPDATE embed_cache SET doc_id = $3, version = $4 WHERE tenant = $1 AND hash = ANY($2)
+                 RETURNING hash, vector",
+                &[
+                    &tenant.as_str(),
+                    &keys,
+                    &owner.0.as_str(),
+                    &(owner.1 as i64),
+                ],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((hash_of(r.get(0))?, floats(r.get(1)))))
+            .collect())
+    }
+}
+
+fn insert_job(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    version: u64,
+    status: JobStatus,
+    t: i64,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "INSERT INTO jobs (id, tenant, doc_id, version, status, title, content_type, content_hash, metadata,
+                           byte_size, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        &[
+            &up.job_id,
+            &tenant.as_str(),
+            &up.doc_id.as_str(),
+            &(version as i64),
+            &status.as_str(),
+            &up.title,
+            &up.content_type,
+            &up.content_hash,
+            &meta_json(&up.metadata),
+            &(up.byte_size as i64),
+            &t,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Refuse an upload that would take the tenant past a quota (documents, stored bytes).
+fn check_quota(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    quota: &Quota,
+    new_document: bool,
+) -> std::result::Result<Result<()>, postgres::Error> {
+    if let Some(max) = quota.max_documents {
+        let docs: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM documents WHERE tenant = $1 AND status IN ('ready', 'pending')",
+                &[&tenant.as_str()],
+            )?
+            .get(0);
+        if new_document && docs as u64 >= max {
+            return Ok(Err(UserError::QuotaExceeded {
+                what: "documents",
+                limit: max,
+            }
+            .into()));
+        }
+    }
+    if let Some(max) = quota.max_bytes {
+        // The upload's own size stands in for its footprint until it commits (checked again there).
+        if occupied_bytes(tx, tenant, up.doc_id.as_str())? + up.byte_size > max {
+            return Ok(Err(UserError::QuotaExceeded {
+                what: "bytes",
+                limit: max,
+            }
+            .into()));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn fail_job_tx(
+    tx: &mut postgres::Transaction<'_>,
+    job: &JobRecord,
+    code: &str,
+    message: &str,
+    t: i64,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, updated_at = $4 WHERE id = $1",
+        &[&job.id, &code, &message, &t],
+    )?;
+    // A document that never had a live version shows the failure; one with a live version keeps it.
+    tx.execute(
+        "UPDATE documents SET status = 'failed', updated_at = $3
+         WHERE tenant = $1 AND id = $2 AND status = 'pending' AND next_version = $4::BIGINT + 1",
+        &[
+            &job.tenant.as_str(),
+            &job.doc_id.as_str(),
+            &t,
+            &(job.version as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+fn queue_gc(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+    doc: &DocId,
+    lo: u64,
+    hi: u64,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "INSERT INTO gc (tenant, doc_id, lo, hi) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        &[&tenant.as_str(), &doc.as_str(), &(lo as i64), &(hi as i64)],
+    )?;
+    Ok(())
+}
