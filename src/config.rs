@@ -355,6 +355,23 @@ impl Config {
                 continue;
             }
             let path = name.to_ascii_lowercase().replace("__", ".");
+            // A mounted secret: TENANTRY_<KEY>_FILE names a file that holds <KEY>'s value
+            // (unless <KEY>_FILE is a key itself). The value never appears in an error.
+            let file_of = path
+                .strip_suffix("_file")
+                .filter(|k| {
+                    lookup(&table, &path).is_none()
+                        && lookup(&table, k).is_some_and(|v| !v.is_table())
+                })
+                .map(str::to_string);
+            if let Some(k) = file_of {
+                let text = std::fs::read_to_string(&value)
+                    .map_err(|e| ConfigError(format!("{key}: {value}: {e}")))?;
+                set(&mut table, &k, text.trim_end_matches(['\n', '\r'])).map_err(|_| {
+                    ConfigError(format!("{key}: the file's content is not a valid {k}"))
+                })?;
+                continue;
+            }
             match lookup(&table, &path) {
                 // A section is not a value: TENANTRY_QUERY=1 is as wrong as a typo.
                 Some(v) if !v.is_table() => set(&mut table, &path, &value)
@@ -652,5 +669,27 @@ mod tests {
             ("OTHER_THING", "x"),
         ]);
         Config::load(&flags, ok, None).unwrap();
+    }
+
+    #[test]
+    fn secrets_come_from_mounted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("admin_key");
+        std::fs::write(&secret, "adm_from_a_file_0123456789\n").unwrap();
+        let env = vec![(
+            "TENANTRY_ADMIN_KEY_FILE".to_string(),
+            secret.display().to_string(),
+        )];
+        let c = Config::load(&ConfigFlags::default(), env, None).unwrap();
+        assert_eq!(c.admin_key, "adm_from_a_file_0123456789");
+        let env = vec![(
+            "TENANTRY_ADMIN_KEY_FILE".to_string(),
+            dir.path().join("missing").display().to_string(),
+        )];
+        let err = Config::load(&ConfigFlags::default(), env, None).unwrap_err();
+        assert!(err.to_string().contains("TENANTRY_ADMIN_KEY_FILE"), "{err}");
+        // Not a key, not a file of a key: unknown.
+        let env = vec![("TENANTRY_NOPE_FILE".to_string(), "/x".to_string())];
+        assert!(Config::load(&ConfigFlags::default(), env, None).is_err());
     }
 }

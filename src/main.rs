@@ -90,6 +90,13 @@ enum Command {
         #[arg(long)]
         runs: Option<PathBuf>,
     },
+    /// Exit 0 when this configuration's server answers GET /healthz within 2 s (the
+    /// container's HEALTHCHECK: no curl needed in the image).
+    Healthcheck {
+        /// Base URL (default: http://<listen>, 127.0.0.1 for an unspecified address).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Measure latency, throughput and scale over HTTP, next to in-process baselines. Without
     /// --url it loads a persistent bench directory (--data-dir, default .tenantry/bench) and
     /// starts its own server on loopback.
@@ -353,6 +360,27 @@ async fn run() -> anyhow::Result<()> {
     init_logging(config.log_format);
     match cli.command {
         Command::Serve { .. } => serve(config).await,
+        Command::Healthcheck { url } => {
+            let base = url.unwrap_or_else(|| {
+                let mut addr = config.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            });
+            let status = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()?
+                .get(format!("{}/healthz", base.trim_end_matches('/')))
+                .send()
+                .await
+                .with_context(|| format!("{base}/healthz"))?
+                .status();
+            if !status.is_success() {
+                bail!("{base}/healthz: {status}");
+            }
+            Ok(())
+        }
         Command::Ingest { tenant, paths } => {
             ingest(config, TenantId::parse(&tenant)?, &paths).await
         }
