@@ -25,6 +25,7 @@ pub struct Config {
     pub qdrant: QdrantConfig,
     pub catalog: CatalogConfig,
     pub postgres: PostgresConfig,
+    pub tls: TlsConfig,
     pub answer: AnswerConfig,
     pub jwt: JwtConfig,
     pub limits: LimitsConfig,
@@ -179,6 +180,22 @@ pub enum StorageBackend {
     Embedded,
     /// Both legs in one collection of a Qdrant cluster, through qdrant-client (gRPC).
     Qdrant,
+}
+
+/// HTTPS for `tenantry serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first; empty for plain HTTP.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 /// Where the catalog (tenants, keys, documents and versions, jobs, usage) lives.
@@ -477,6 +494,11 @@ impl Config {
         if self.storage.backend == StorageBackend::Qdrant && qd.url.trim().is_empty() {
             return Err(ConfigError(
                 "storage.backend = \"qdrant\" needs qdrant.url".into(),
+            ));
+        }
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            return Err(ConfigError(
+                "tls: set both cert_file and key_file, or neither".into(),
             ));
         }
         let pg = &self.postgres;

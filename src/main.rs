@@ -366,10 +366,18 @@ async fn run() -> anyhow::Result<()> {
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                format!("http://{addr}")
+                let scheme = if config.tls.enabled() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{addr}")
             });
+            // Liveness of this very host, not its identity: the certificate is for the name
+            // clients use, which the local address is not.
             let status = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(2))
+                .danger_accept_invalid_certs(true)
                 .build()?
                 .get(format!("{}/healthz", base.trim_end_matches('/')))
                 .send()
@@ -812,9 +820,41 @@ async fn eval(
     Ok(())
 }
 
+/// SIGHUP: read the certificate and key again (renewed by an operator or an ACME client); a
+/// bad pair is logged and the current one stays.
+fn reload_on_sighup(certs: Arc<tenantry::api::serve::TlsCerts>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the certificate reloads only on restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("tls: certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "tls: reload failed; keeping the current certificate")
+                }
+            }
+        }
+    });
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let http = config.http.clone();
+    let tls_files = config.tls.clone();
+    // Before the model loads: a bad certificate fails the start at once.
+    let tls = if tls_files.enabled() {
+        let certs = Arc::new(
+            tenantry::api::serve::TlsCerts::load(&tls_files).map_err(|e| anyhow::anyhow!(e))?,
+        );
+        reload_on_sighup(certs.clone());
+        Some(certs)
+    } else {
+        None
+    };
     raise_open_files(http.max_connections);
     let deadline = Duration::from_secs(config.shutdown_deadline_secs);
     let engine = tokio::task::spawn_blocking(move || open(config)).await??;
@@ -822,13 +862,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, data_dir = %engine.data_dir().display(), "tenantry serving");
+    tracing::info!(%listen, tls = tls_files.enabled(), data_dir = %engine.data_dir().display(), "tenantry serving");
     let app = tenantry::api::router(engine.clone());
     let drain = engine.clone();
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<Instant>();
     let signalled_at = Arc::new(std::sync::OnceLock::new());
     let at = signalled_at.clone();
-    let server = tenantry::api::serve::serve(listener, app, &http, async move {
+    let server = tenantry::api::serve::serve(listener, app, &http, tls, async move {
         shutdown_signal().await;
         tracing::info!(
             deadline_secs = deadline.as_secs(),

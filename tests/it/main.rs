@@ -18,3 +18,4 @@ mod openapi;
 mod operations;
 mod pg;
 mod roles;
+mod tls;
