@@ -191,6 +191,15 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Copy this data directory's SQLite catalog (tenants, keys, documents and versions, jobs,
+    /// usage, threads, configurations) into the PostgreSQL database of `[postgres]`, in one
+    /// transaction; rows already there are kept, so a rerun copies nothing. Run with the server
+    /// stopped and no unfinished jobs, then set catalog.backend = "postgres".
+    MigrateCatalog {
+        /// The target catalog; only "postgres".
+        #[arg(long)]
+        to: String,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -592,6 +601,38 @@ async fn run() -> anyhow::Result<()> {
                 summary.skipped_tenants
             );
             println!("now set storage.backend = \"qdrant\" (or TENANTRY_STORAGE__BACKEND=qdrant) and start the server");
+            Ok(())
+        }
+        Command::MigrateCatalog { to } => {
+            if to != "postgres" {
+                anyhow::bail!("--to {to}: the only target is postgres");
+            }
+            let source = config.data_dir.join("catalog.sqlite3");
+            if !source.exists() {
+                anyhow::bail!("{}: no SQLite catalog to copy", source.display());
+            }
+            let pg = config.postgres.clone();
+            let copied = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let target = tenantry::storage::catalog::PostgresCatalog::connect(&pg)
+                    .context("cannot reach the PostgreSQL server of [postgres]")?;
+                Ok(target.import_sqlite(&source)?)
+            })
+            .await??;
+            let total: u64 = copied.iter().map(|(_, n)| n).sum();
+            let detail: Vec<String> = copied
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
+            println!(
+                "copied {total} rows into PostgreSQL{}",
+                if detail.is_empty() {
+                    " (everything was there already)".to_string()
+                } else {
+                    format!(": {}", detail.join(", "))
+                }
+            );
+            println!("now set catalog.backend = \"postgres\" (or TENANTRY_CATALOG__BACKEND=postgres) and start the server");
             Ok(())
         }
         Command::Tenants {

@@ -124,3 +124,64 @@ fn a_stopped_postgres_is_a_503_and_nothing_is_lost() {
     let r = rt.block_on(app.call("GET", "/readyz", "", None));
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
+
+/// `tenantry migrate-catalog --to postgres` copies an embedded data directory's catalog; the
+/// server then runs on PostgreSQL with the same tenants, keys and documents, and a second run
+/// copies nothing.
+#[test]
+fn migrate_catalog_copies_an_sqlite_catalog_once() {
+    use std::process::Command;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(model_flags())
+            .args(args)
+            .env("TENANTRY_LOG", "error")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let created = cli(&["tenants", "create", "acme"], &[]);
+    let key = created
+        .lines()
+        .find_map(|l| l.strip_prefix("api key: "))
+        .unwrap()
+        .to_string();
+    let notes = root().join("fixtures/docs/notes.txt");
+    cli(
+        &["ingest", "--tenant", "acme", notes.to_str().unwrap()],
+        &[],
+    );
+    let pg_env = [("TENANTRY_POSTGRES__URL", pg.url.as_str())];
+    let out = cli(&["migrate-catalog", "--to", "postgres"], &pg_env);
+    assert!(
+        out.contains("tenants 1") && out.contains("api_keys 1"),
+        "{out}"
+    );
+    let out = cli(&["migrate-catalog", "--to", "postgres"], &pg_env);
+    assert!(out.contains("copied 0 rows"), "{out}");
+
+    // The same data directory (its legs) with the catalog on PostgreSQL.
+    let server = Server::start_with(
+        &data,
+        &[
+            ("TENANTRY_CATALOG__BACKEND", "postgres"),
+            ("TENANTRY_POSTGRES__URL", &pg.url),
+        ],
+    );
+    let (status, body) = server.call(
+        reqwest::Method::POST,
+        "/v1/query",
+        &key,
+        Some(serde_json::json!({"query": "fog horn lighthouse", "top_k": 1})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["title"], "notes.txt", "{body}");
+}

@@ -12,6 +12,7 @@
 //! advisory lock, so nodes starting together apply each exactly once; a node refuses a database
 //! whose schema is newer than it knows.
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use postgres::types::ToSql;
@@ -139,6 +140,42 @@ CREATE TABLE tenant_config (
 );
 "#,
 )];
+
+/// Every table of the catalog, in the order `import_sqlite` copies them.
+const COPIED_TABLES: &[&str] = &[
+    "tenants",
+    "api_keys",
+    "documents",
+    "jobs",
+    "gc",
+    "embed_cache",
+    "threads",
+    "thread_turns",
+    "tenant_limits",
+    "usage",
+    "tenant_config",
+];
+
+/// One SQLite value as the PostgreSQL column type `ty` (information_schema's name) takes it.
+fn sqlite_value(v: rusqlite::types::ValueRef<'_>, ty: &str) -> Box<dyn ToSql + Sync> {
+    use rusqlite::types::ValueRef as V;
+    let int = match v {
+        V::Integer(i) => Some(i),
+        V::Real(f) => Some(f as i64),
+        _ => None,
+    };
+    let bytes = match v {
+        V::Text(b) | V::Blob(b) => Some(b.to_vec()),
+        _ => None,
+    };
+    match ty {
+        "bigint" => Box::new(int),
+        "integer" => Box::new(int.map(|i| i as i32)),
+        "boolean" => Box::new(int.map(|i| i != 0)),
+        "bytea" => Box::new(bytes),
+        _ => Box::new(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
+}
 
 /// `pg_advisory_xact_lock` key of the migration transaction ("tenantry" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_6e61_6e74_7279;
@@ -302,6 +339,95 @@ impl PostgresCatalog {
             )))
         })?;
         f(&mut conn).map_err(pg_err)
+    }
+
+    /// Copy an SQLite catalog (of an embedded data directory) into this one, in one
+    /// transaction, table by table; rows already here (same key) are left as they are, so a
+    /// second run copies nothing. Refused while the SQLite catalog has unfinished jobs: their
+    /// uploads are files of that data directory. Returns (table, rows copied).
+    pub fn import_sqlite(&self, path: &Path) -> Result<Vec<(String, u64)>> {
+        // Opening it brings an older catalog's schema up to date first.
+        drop(super::SqliteCatalog::open(path)?);
+        let src = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let unfinished: i64 = src.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')",
+            [],
+            |r| r.get(0),
+        )?;
+        if unfinished > 0 {
+            return Err(UserError::Conflict(format!(
+                "{unfinished} ingestion jobs are unfinished in {}: start tenantry serve on it until they are done, then copy",
+                path.display()
+            ))
+            .into());
+        }
+        let mut copied = vec![];
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            for table in COPIED_TABLES {
+                let cols: Vec<(String, String)> = tx
+                    .query(
+                        "SELECT column_name, data_type FROM information_schema.columns
+                         WHERE table_schema = current_schema() AND table_name = $1
+                           AND COALESCE(column_default, '') NOT LIKE 'nextval(%'
+                         ORDER BY ordinal_position",
+                        &[table],
+                    )?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+                let insert = tx.prepare(&format!(
+                    "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+                    names.join(", "),
+                    marks.join(", ")
+                ))?;
+                // rowid order: jobs keep their submission order (their `seq`).
+                let order = if *table == "jobs" {
+                    " ORDER BY rowid"
+                } else {
+                    ""
+                };
+                let mut st = match src
+                    .prepare(&format!("SELECT {} FROM {table}{order}", names.join(", ")))
+                {
+                    Ok(st) => st,
+                    Err(e) => return Ok(Err(EngineError::from(e))),
+                };
+                let mut rows = match st.query([]) {
+                    Ok(rows) => rows,
+                    Err(e) => return Ok(Err(EngineError::from(e))),
+                };
+                let mut n = 0u64;
+                loop {
+                    let row = match rows.next() {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        Err(e) => return Ok(Err(EngineError::from(e))),
+                    };
+                    let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(cols.len());
+                    for (i, (_, ty)) in cols.iter().enumerate() {
+                        let v = row.get_ref(i).map_err(EngineError::from);
+                        let v = match v {
+                            Ok(v) => v,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        values.push(sqlite_value(v, ty));
+                    }
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        values.iter().map(|b| b.as_ref()).collect();
+                    n += tx.execute(&insert, &refs)?;
+                }
+                copied.push((table.to_string(), n));
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        })??;
+        Ok(copied)
     }
 
     /// Remove every row of every table (tests: a fresh catalog on a shared server).
