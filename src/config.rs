@@ -513,6 +513,13 @@ impl Config {
                 "catalog.backend = \"postgres\" needs postgres.url (TENANTRY_POSTGRES__URL)".into(),
             ));
         }
+        // A generated admin key lives in one node's data directory: nodes sharing a catalog
+        // must all accept the same configured one.
+        if self.catalog.backend == CatalogBackend::Postgres && self.admin_key.trim().is_empty() {
+            return Err(ConfigError(
+                "catalog.backend = \"postgres\" needs admin_key (TENANTRY_ADMIN_KEY or TENANTRY_ADMIN_KEY_FILE): every node must accept the same one".into(),
+            ));
+        }
         let l = &self.limits;
         if !(l.query_per_sec >= 0.0 && l.ingest_per_sec >= 0.0) {
             return Err(ConfigError("limits: rates must be >= 0".into()));
@@ -691,6 +698,22 @@ mod tests {
             ("OTHER_THING", "x"),
         ]);
         Config::load(&flags, ok, None).unwrap();
+    }
+
+    #[test]
+    fn a_shared_catalog_needs_a_configured_admin_key() {
+        let set = |kv: &[&str]| ConfigFlags {
+            overrides: kv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let pg = [
+            "catalog.backend=postgres",
+            "postgres.url=postgresql://x@127.0.0.1/x",
+        ];
+        let err = Config::load(&set(&pg), std::iter::empty(), None).unwrap_err();
+        assert!(err.to_string().contains("admin_key"), "{err}");
+        let with_key = [&pg[..], &["admin_key=adm_0123456789abcdef0123"]].concat();
+        Config::load(&set(&with_key), std::iter::empty(), None).unwrap();
     }
 
     #[test]
