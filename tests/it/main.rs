@@ -17,5 +17,6 @@ mod lifecycle;
 mod openapi;
 mod operations;
 mod pg;
+mod queue;
 mod roles;
 mod tls;

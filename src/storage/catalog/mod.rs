@@ -317,6 +317,27 @@ pub trait Catalog: Send + Sync {
 
     fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize>;
 
+    // ---- the durable job queue every node's workers share ----
+
+    /// Claim the next job for `node`: a queued job whose delay has passed, or a running job
+    /// whose lease expired (its node died or stalled). Fair across tenants: the tenant served
+    /// least recently first, then its oldest job. The attempt is counted and the lease set in
+    /// the claiming transaction, before anything runs, so a job that kills its node is not
+    /// retried forever. Concurrent claims (other nodes) never get the same job.
+    fn claim_job(&self, node: &str, lease: std::time::Duration) -> Result<Option<JobRecord>>;
+
+    /// Extend the leases of `jobs` that `node` still holds (its heartbeat); returns how many.
+    fn renew_leases(
+        &self,
+        node: &str,
+        jobs: &[String],
+        lease: std::time::Duration,
+    ) -> Result<usize>;
+
+    /// Hand a running job of `node` back to the queue, claimable after `delay` (storage did not
+    /// answer; or at once when the node drains). False if `node` no longer holds it.
+    fn release_job(&self, job_id: &str, node: &str, delay: std::time::Duration) -> Result<bool>;
+
     fn mark_running(&self, job_id: &str) -> Result<()>;
 
     /// Make `job`'s version the live one, atomically, if it is still the newest upload of its

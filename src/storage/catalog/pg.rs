@@ -28,9 +28,10 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// Ids are compared and paginated byte-wise (`COLLATE "C"`), as in SQLite, whatever the
 /// database's locale.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE tenants (
     id TEXT COLLATE "C" PRIMARY KEY,
     created_at BIGINT NOT NULL
@@ -139,7 +140,9 @@ CREATE TABLE tenant_config (
     updated_at BIGINT NOT NULL
 );
 "#,
-)];
+    ),
+    (2, QUEUE_COLUMNS),
+];
 
 /// Every table of the catalog, in the order `import_sqlite` copies them.
 const COPIED_TABLES: &[&str] = &[
@@ -176,6 +179,14 @@ fn sqlite_value(v: rusqlite::types::ValueRef<'_>, ty: &str) -> Box<dyn ToSql + S
         _ => Box::new(bytes.map(|b| String::from_utf8_lossy(&b).into_owned())),
     }
 }
+
+/// Version 2: the shared job queue. Times in milliseconds since the epoch.
+const QUEUE_COLUMNS: &str = "
+ALTER TABLE jobs ADD COLUMN node TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until BIGINT;
+ALTER TABLE jobs ADD COLUMN not_before BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN served_at BIGINT;
+";
 
 /// `pg_advisory_xact_lock` key of the migration transaction ("tenantry" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_6e61_6e74_7279;
@@ -528,6 +539,14 @@ fn lock_tenant(
             &[&tenant.as_str()],
         )?
         .is_some())
+}
+
+/// Milliseconds since the epoch: leases and the queue's fairness need more than seconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn floats(bytes: &[u8]) -> Vec<f32> {
@@ -1058,6 +1077,73 @@ impl Catalog for PostgresCatalog {
             )
             .map(|r| r.get::<_, i64>(0) as usize)
         })
+    }
+
+    fn claim_job(&self, node: &str, lease: Duration) -> Result<Option<JobRecord>> {
+        let row = self.with(|c| {
+            let mut tx = c.transaction()?;
+            let now = now_ms();
+            let Some(picked) = tx.query_opt(
+                "SELECT j.id, j.tenant FROM jobs j JOIN tenants t ON t.id = j.tenant
+                 WHERE (j.status = 'queued' AND j.not_before <= $1)
+                    OR (j.status = 'running' AND COALESCE(j.lease_until, 0) < $1)
+                 ORDER BY t.served_at NULLS FIRST, j.seq
+                 LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+                &[&now],
+            )?
+            else {
+                return Ok(None);
+            };
+            let (id, tenant): (String, String) = (picked.get(0), picked.get(1));
+            let row = tx.query_one(
+                &format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, node = $2,
+                            lease_until = $3, updated_at = $4
+                     WHERE id = $1 RETURNING {JOB_COLS}"
+                ),
+                &[
+                    &id,
+                    &node,
+                    &(now + lease.as_millis() as i64),
+                    &crate::domain::now(),
+                ],
+            )?;
+            tx.execute(
+                "UPDATE tenants SET served_at = $2 WHERE id = $1",
+                &[&tenant, &now],
+            )?;
+            tx.commit()?;
+            Ok(Some(row))
+        })?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    fn renew_leases(&self, node: &str, jobs: &[String], lease: Duration) -> Result<usize> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let until = now_ms() + lease.as_millis() as i64;
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET lease_until = $3
+                 WHERE id = ANY($1) AND node = $2 AND status = 'running'",
+                &[&jobs, &node, &until],
+            )
+        })?;
+        Ok(n as usize)
+    }
+
+    fn release_job(&self, job_id: &str, node: &str, delay: Duration) -> Result<bool> {
+        let at = now_ms() + delay.as_millis() as i64;
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = 'queued', node = NULL, lease_until = NULL, not_before = $3,
+                        updated_at = $4
+                 WHERE id = $1 AND node = $2 AND status = 'running'",
+                &[&job_id, &node, &at, &now()],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     fn mark_running(&self, job_id: &str) -> Result<()> {

@@ -274,6 +274,19 @@ impl SqliteCatalog {
         conn.execute_batch(
             "CREATE INDEX IF NOT EXISTS embed_cache_owner ON embed_cache(tenant, doc_id, version);",
         )?;
+        // The job queue's leases and fairness (milliseconds since the epoch).
+        add_missing(
+            &conn,
+            ("jobs", "lease_until"),
+            "ALTER TABLE jobs ADD COLUMN node TEXT;
+             ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+             ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;",
+        )?;
+        add_missing(
+            &conn,
+            ("tenants", "served_at"),
+            "ALTER TABLE tenants ADD COLUMN served_at INTEGER;",
+        )?;
         let reader = Connection::open(path)?;
         reader.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")?;
         Ok(Self {
@@ -797,6 +810,81 @@ impl Catalog for SqliteCatalog {
         })
     }
 
+    fn claim_job(&self, node: &str, lease: std::time::Duration) -> Result<Option<JobRecord>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let picked: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT j.id, j.tenant FROM jobs j JOIN tenants t ON t.id = j.tenant
+                     WHERE (j.status = 'queued' AND j.not_before <= ?1)
+                        OR (j.status = 'running' AND COALESCE(j.lease_until, 0) < ?1)
+                     ORDER BY t.served_at, j.rowid LIMIT 1",
+                    [now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((id, tenant)) = picked else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, node = ?2,
+                        lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    node,
+                    now + lease.as_millis() as i64,
+                    crate::domain::now()
+                ],
+            )?;
+            tx.execute(
+                "UPDATE tenants SET served_at = ?2 WHERE id = ?1",
+                params![tenant, now],
+            )?;
+            let job = tx.query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                [&id],
+                job_row,
+            )?;
+            tx.commit()?;
+            Ok(Some(job))
+        })
+    }
+
+    fn renew_leases(
+        &self,
+        node: &str,
+        jobs: &[String],
+        lease: std::time::Duration,
+    ) -> Result<usize> {
+        let until = now_ms() + lease.as_millis() as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            for id in jobs {
+                n += tx.execute(
+                    "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND node = ?2 AND status = 'running'",
+                    params![id, node, until],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn release_job(&self, job_id: &str, node: &str, delay: std::time::Duration) -> Result<bool> {
+        let at = now_ms() + delay.as_millis() as i64;
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = 'queued', node = NULL, lease_until = NULL, not_before = ?3,
+                        updated_at = ?4
+                 WHERE id = ?1 AND node = ?2 AND status = 'running'",
+                params![job_id, node, at, crate::domain::now()],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
     fn mark_running(&self, job_id: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
@@ -1078,6 +1166,14 @@ impl Catalog for SqliteCatalog {
             Ok(out)
         })
     }
+}
+
+/// Milliseconds since the epoch: leases and the queue's fairness need more than seconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A cached vector as stored: little-endian f32s.
