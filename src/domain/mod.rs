@@ -10,6 +10,14 @@ pub use role::*;
 pub use search::*;
 pub use tenant::*;
 
+/// Milliseconds since the Unix epoch: job leases and the queue's turns need more than seconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch: the one clock of records, tokens and jobs.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -13,7 +13,7 @@ pub use sqlite::{SqliteCatalog, OCCUPIED_BYTES};
 use std::collections::HashMap;
 
 use crate::domain::{DocId, Footprint, TenantId};
-use crate::error::Result;
+use crate::error::{Result, UserError};
 
 /// One question and answer of a conversation thread, as stored.
 #[derive(Debug, Clone)]
@@ -47,6 +47,90 @@ pub struct Quota {
     /// Bytes the tenant occupies: see [`OCCUPIED_BYTES`].
     pub max_bytes: Option<u64>,
     pub max_chunks: Option<u64>,
+}
+
+impl Quota {
+    /// The quota an upload breaks, if any. The catalogs count inside the accepting transaction
+    /// and pass `documents` (live and pending) when `max_documents` is set, and `other_bytes`
+    /// (occupied without this document) when `max_bytes` is set.
+    fn refuse_upload(
+        &self,
+        new_document: bool,
+        byte_size: u64,
+        documents: Option<u64>,
+        other_bytes: Option<u64>,
+    ) -> Option<UserError> {
+        if let (Some(max), Some(docs)) = (self.max_documents, documents) {
+            if new_document && docs >= max {
+                return Some(UserError::QuotaExceeded {
+                    what: "documents",
+                    limit: max,
+                });
+            }
+        }
+        if let (Some(max), Some(others)) = (self.max_bytes, other_bytes) {
+            // The upload's own size stands in for its footprint until it commits (checked
+            // again there).
+            if others + byte_size > max {
+                return Some(UserError::QuotaExceeded {
+                    what: "bytes",
+                    limit: max,
+                });
+            }
+        }
+        None
+    }
+
+    /// The quota committing a version of `footprint` breaks, if any, as (what, limit, the job's
+    /// error message). `other_chunks` and `other_bytes` (the tenant's other documents) are
+    /// given when `max_chunks` and `max_bytes` are set.
+    fn refuse_commit(
+        &self,
+        footprint: Footprint,
+        other_chunks: Option<u64>,
+        other_bytes: Option<u64>,
+    ) -> Option<(&'static str, u64, String)> {
+        let chunks = footprint.chunks;
+        if let (Some(max), Some(others)) = (self.max_chunks, other_chunks) {
+            if others + chunks > max {
+                return Some(("chunks", max, format!("this document's {chunks} chunks would take the tenant past its quota of {max} chunks")));
+            }
+        }
+        if let (Some(max), Some(others)) = (self.max_bytes, other_bytes) {
+            if others + footprint.bytes > max {
+                return Some(("bytes", max, format!(
+                    "this document occupies {} bytes once indexed, which would take the tenant past its quota of {max} bytes",
+                    footprint.bytes
+                )));
+            }
+        }
+        None
+    }
+}
+
+/// Columns the row readers of both catalogs expect, in their order.
+const KEY_COLS: &str = "id, tenant, role, name, created_at";
+const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
+const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
+
+fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+fn meta_parse(s: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// A cached vector as stored: little-endian f32s.
+fn vector_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// A tenant's stored generator configuration.

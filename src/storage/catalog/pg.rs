@@ -21,7 +21,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::*;
 use crate::config::PostgresConfig;
-use crate::domain::{now, DocId, Footprint, TenantId};
+use crate::domain::{now, now_ms, DocId, Footprint, TenantId};
 use crate::error::{EngineError, InternalError, Result, UserError};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
@@ -452,16 +452,6 @@ impl PostgresCatalog {
     }
 }
 
-fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(m.clone()).to_string()
-}
-
-fn meta_parse(s: &str) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::from_str(s).unwrap_or_default()
-}
-
-const KEY_COLS: &str = "id, tenant, role, name, created_at";
-
 /// A key row; `None` for a row whose tenant or role this build does not know.
 fn key_row(r: &Row) -> Option<KeyRecord> {
     let tenant = TenantId::parse(r.get::<_, &str>(1)).ok()?;
@@ -474,8 +464,6 @@ fn key_row(r: &Row) -> Option<KeyRecord> {
         created_at: r.get(4),
     })
 }
-
-const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
 
 fn doc_row(r: &Row) -> Result<DocumentRecord> {
     Ok(DocumentRecord {
@@ -492,8 +480,6 @@ fn doc_row(r: &Row) -> Result<DocumentRecord> {
         updated_at: r.get(10),
     })
 }
-
-const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
 
 fn job_row(r: &Row) -> Result<JobRecord> {
     let code: Option<String> = r.get(11);
@@ -539,21 +525,6 @@ fn lock_tenant(
             &[&tenant.as_str()],
         )?
         .is_some())
-}
-
-/// Milliseconds since the epoch: leases and the queue's fairness need more than seconds.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 fn hash_of(bytes: &[u8]) -> Option<[u8; 32]> {
@@ -1170,29 +1141,22 @@ impl Catalog for PostgresCatalog {
                 // The tenant was deleted while the job ran: nothing of it may be recorded.
                 return Ok(CommitOutcome::Superseded);
             }
-            let mut refused: Option<(&'static str, u64, String)> = None;
-            if let Some(max) = quota.max_chunks {
-                let others: i64 = tx
-                    .query_one(
+            let other_chunks = quota
+                .max_chunks
+                .map(|_| {
+                    tx.query_one(
                         "SELECT COALESCE(SUM(chunk_count), 0)::BIGINT FROM documents
                          WHERE tenant = $1 AND id <> $2 AND status = 'ready'",
                         &[&job.tenant.as_str(), &job.doc_id.as_str()],
-                    )?
-                    .get(0);
-                if others as u64 + chunk_count > max {
-                    refused = Some(("chunks", max, format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks")));
-                }
-            }
-            if let (None, Some(max)) = (&refused, quota.max_bytes) {
-                let others = occupied_bytes(&mut tx, &job.tenant, job.doc_id.as_str())?;
-                if others + footprint.bytes > max {
-                    refused = Some(("bytes", max, format!(
-                        "this document occupies {} bytes once indexed, which would take the tenant past its quota of {max} bytes",
-                        footprint.bytes
-                    )));
-                }
-            }
-            if let Some((what, limit, msg)) = refused {
+                    )
+                    .map(|r| r.get::<_, i64>(0) as u64)
+                })
+                .transpose()?;
+            let other_bytes = quota
+                .max_bytes
+                .map(|_| occupied_bytes(&mut tx, &job.tenant, job.doc_id.as_str()))
+                .transpose()?;
+            if let Some((what, limit, msg)) = quota.refuse_commit(footprint, other_chunks, other_bytes) {
                 fail_job_tx(&mut tx, job, "quota_exceeded", &msg, t)?;
                 queue_gc(&mut tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
                 tx.commit()?;
@@ -1404,10 +1368,7 @@ impl Catalog for PostgresCatalog {
             return Ok(());
         }
         let hashes: Vec<&[u8]> = items.iter().map(|(h, _)| &h[..]).collect();
-        let vectors: Vec<Vec<u8>> = items
-            .iter()
-            .map(|(_, v)| v.iter().flat_map(|f| f.to_le_bytes()).collect())
-            .collect();
+        let vectors: Vec<Vec<u8>> = items.iter().map(|(_, v)| vector_bytes(v)).collect();
         self.with(|c| {
             c.execute(
                 "INSERT INTO embed_cache (tenant, hash, vector, doc_id, version)
@@ -1492,32 +1453,26 @@ fn check_quota(
     quota: &Quota,
     new_document: bool,
 ) -> std::result::Result<Result<()>, postgres::Error> {
-    if let Some(max) = quota.max_documents {
-        let docs: i64 = tx
-            .query_one(
+    let documents = quota
+        .max_documents
+        .map(|_| {
+            tx.query_one(
                 "SELECT COUNT(*) FROM documents WHERE tenant = $1 AND status IN ('ready', 'pending')",
                 &[&tenant.as_str()],
-            )?
-            .get(0);
-        if new_document && docs as u64 >= max {
-            return Ok(Err(UserError::QuotaExceeded {
-                what: "documents",
-                limit: max,
-            }
-            .into()));
-        }
-    }
-    if let Some(max) = quota.max_bytes {
-        // The upload's own size stands in for its footprint until it commits (checked again there).
-        if occupied_bytes(tx, tenant, up.doc_id.as_str())? + up.byte_size > max {
-            return Ok(Err(UserError::QuotaExceeded {
-                what: "bytes",
-                limit: max,
-            }
-            .into()));
-        }
-    }
-    Ok(Ok(()))
+            )
+            .map(|r| r.get::<_, i64>(0) as u64)
+        })
+        .transpose()?;
+    let other_bytes = quota
+        .max_bytes
+        .map(|_| occupied_bytes(tx, tenant, up.doc_id.as_str()))
+        .transpose()?;
+    Ok(
+        match quota.refuse_upload(new_document, up.byte_size, documents, other_bytes) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        },
+    )
 }
 
 fn fail_job_tx(

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
-use crate::domain::{now, DocId, Footprint, TenantId};
+use crate::domain::{now, now_ms, DocId, Footprint, TenantId};
 use crate::error::{Result, UserError};
 
 const SCHEMA: &str = r#"
@@ -125,8 +125,6 @@ CREATE TABLE IF NOT EXISTS tenant_config (
 );
 "#;
 
-const KEY_COLS: &str = "id, tenant, role, name, created_at";
-
 /// A key row; `None` for a row whose tenant or role this build does not know.
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<KeyRecord>> {
     let tenant = TenantId::parse(&r.get::<_, String>(1)?).ok();
@@ -181,17 +179,6 @@ pub struct SqliteCatalog {
     reader: Mutex<Connection>,
 }
 
-fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(m.clone()).to_string()
-}
-
-fn meta_parse(s: &str) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::from_str(s).unwrap_or_default()
-}
-
-const DOC_COLS: &str =
-    "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
-
 fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
     Ok(DocumentRecord {
         id: DocId::parse(&r.get::<_, String>(0)?).map_err(|_| rusqlite::Error::InvalidQuery)?,
@@ -207,8 +194,6 @@ fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
         updated_at: r.get(10)?,
     })
 }
-
-const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let code: Option<String> = r.get(11)?;
@@ -905,27 +890,22 @@ impl Catalog for SqliteCatalog {
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
-            let mut refused: Option<(&'static str, u64, String)> = None;
-            if let Some(max) = quota.max_chunks {
-                let others: i64 = tx.query_row(
-                    "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE tenant = ?1 AND id != ?2 AND status = 'ready'",
-                    params![job.tenant.as_str(), job.doc_id.as_str()],
-                    |r| r.get(0),
-                )?;
-                if others as u64 + chunk_count > max {
-                    refused = Some(("chunks", max, format!("this document's {chunk_count} chunks would take the tenant past its quota of {max} chunks")));
-                }
-            }
-            if let (None, Some(max)) = (&refused, quota.max_bytes) {
-                let others = occupied_bytes(&tx, &job.tenant, job.doc_id.as_str())?;
-                if others + footprint.bytes > max {
-                    refused = Some(("bytes", max, format!(
-                        "this document occupies {} bytes once indexed, which would take the tenant past its quota of {max} bytes",
-                        footprint.bytes
-                    )));
-                }
-            }
-            if let Some((what, limit, msg)) = refused {
+            let other_chunks = quota
+                .max_chunks
+                .map(|_| {
+                    tx.query_row(
+                        "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE tenant = ?1 AND id != ?2 AND status = 'ready'",
+                        params![job.tenant.as_str(), job.doc_id.as_str()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map(|n| n as u64)
+                })
+                .transpose()?;
+            let other_bytes = quota
+                .max_bytes
+                .map(|_| occupied_bytes(&tx, &job.tenant, job.doc_id.as_str()))
+                .transpose()?;
+            if let Some((what, limit, msg)) = quota.refuse_commit(footprint, other_chunks, other_bytes) {
                 fail_job_tx(&tx, job, "quota_exceeded", &msg, t)?;
                 queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
                 tx.commit()?;
@@ -1128,8 +1108,7 @@ impl Catalog for SqliteCatalog {
                     "INSERT OR REPLACE INTO embed_cache (tenant, hash, vector, doc_id, version) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for (h, v) in items {
-                    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                    st.execute(params![tenant.as_str(), &h[..], bytes, owner.0.as_str(), owner.1 as i64])?;
+                    st.execute(params![tenant.as_str(), &h[..], vector_bytes(v), owner.0.as_str(), owner.1 as i64])?;
                 }
             }
             tx.commit()
@@ -1168,22 +1147,6 @@ impl Catalog for SqliteCatalog {
     }
 }
 
-/// Milliseconds since the epoch: leases and the queue's fairness need more than seconds.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A cached vector as stored: little-endian f32s.
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn insert_job(
     tx: &rusqlite::Transaction<'_>,
     tenant: &TenantId,
@@ -1211,31 +1174,27 @@ fn check_quota(
     quota: &Quota,
     new_document: bool,
 ) -> rusqlite::Result<Result<(), crate::error::EngineError>> {
-    let docs: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM documents WHERE tenant = ?1 AND status IN ('ready', 'pending')",
-        params![tenant.as_str()],
-        |r| r.get(0),
-    )?;
-    if let Some(max) = quota.max_documents {
-        if new_document && docs as u64 >= max {
-            return Ok(Err(UserError::QuotaExceeded {
-                what: "documents",
-                limit: max,
-            }
-            .into()));
-        }
-    }
-    if let Some(max) = quota.max_bytes {
-        // The upload's own size stands in for its footprint until it commits (checked again there).
-        if occupied_bytes(tx, tenant, up.doc_id.as_str())? + up.byte_size > max {
-            return Ok(Err(UserError::QuotaExceeded {
-                what: "bytes",
-                limit: max,
-            }
-            .into()));
-        }
-    }
-    Ok(Ok(()))
+    let documents = quota
+        .max_documents
+        .map(|_| {
+            tx.query_row(
+                "SELECT COUNT(*) FROM documents WHERE tenant = ?1 AND status IN ('ready', 'pending')",
+                params![tenant.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+        .transpose()?;
+    let other_bytes = quota
+        .max_bytes
+        .map(|_| occupied_bytes(tx, tenant, up.doc_id.as_str()))
+        .transpose()?;
+    Ok(
+        match quota.refuse_upload(new_document, up.byte_size, documents, other_bytes) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        },
+    )
 }
 
 fn fail_job_tx(
