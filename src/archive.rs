@@ -18,7 +18,10 @@ use crate::domain::{DocId, TenantCtx};
 use crate::domain::{Footprint, StoredChunk};
 use crate::engine::Engine;
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::storage::catalog::{CommitOutcome, DocumentRecord, KeyUpdate, NewUpload, UploadOutcome};
+use crate::storage::catalog::{
+    CommitOutcome, DocumentRecord, JobRecord, KeyUpdate, NewUpload, Payload, QueueCaps,
+    UploadOutcome,
+};
 use crate::storage::lexical::LexicalStore;
 use crate::storage::vector::VectorStore;
 
@@ -347,6 +350,10 @@ impl Engine {
                         content_hash,
                         metadata,
                         byte_size,
+                        payload: Payload::HeldBy {
+                            node: self.node_id().to_string(),
+                            lease: self.lease(),
+                        },
                     };
                     pending = Some((up, chunks, Vec::with_capacity(chunks)));
                 }
@@ -389,12 +396,20 @@ impl Engine {
         &self,
         ctx: &TenantCtx,
         up: &NewUpload,
-        mut chunks: Points,
+        chunks: Points,
         limits: &crate::limits::Limits,
     ) -> Result<bool> {
+        // As an ingestion job: never writing into a tenant being deleted.
+        let _gate = self
+            .catalog
+            .tenant_gate(ctx.tenant(), false, self.gate_wait())?;
+        let caps = QueueCaps {
+            per_tenant: usize::MAX,
+            total: usize::MAX,
+        };
         let version = match self
             .catalog
-            .accept_upload(ctx.tenant(), up, &limits.quota())?
+            .accept_upload(ctx.tenant(), up, &limits.quota(), &caps)?
         {
             UploadOutcome::Unchanged => return Ok(false),
             UploadOutcome::Queued { version } => version,
@@ -403,7 +418,22 @@ impl Engine {
             .catalog
             .job_by_id(&up.job_id)?
             .ok_or_else(|| InternalError::Other("import job vanished".into()))?;
-        self.catalog.mark_running(&job.id)?;
+        // The heartbeat renews its lease while it runs.
+        self.held().insert(job.id.clone());
+        let result = self.import_version(ctx, &job, version, chunks, limits);
+        self.held().remove(&job.id);
+        result
+    }
+
+    fn import_version(
+        &self,
+        ctx: &TenantCtx,
+        job: &JobRecord,
+        version: u64,
+        mut chunks: Points,
+        limits: &crate::limits::Limits,
+    ) -> Result<bool> {
+        let up = job;
         for (c, _) in &mut chunks {
             c.version = version;
         }
@@ -415,22 +445,21 @@ impl Engine {
             .and_then(|_| self.lexical.add(ctx, &stored));
         if let Err(e) = written {
             self.catalog
-                .fail_job(&job, "internal_error", "import failed; see server logs")?;
+                .fail_job(job, "internal_error", "import failed; see server logs")?;
             self.run_gc()?;
             return Err(e);
         }
         let footprint = Footprint::of(&stored, self.embedder.dim());
-        let outcome = self.catalog.commit_job(&job, footprint, &limits.quota())?;
+        let outcome = self.catalog.commit_job(job, footprint, &limits.quota())?;
         self.run_gc()?;
         match outcome {
             CommitOutcome::Committed => Ok(true),
             CommitOutcome::QuotaExceeded { what, limit } => {
                 Err(UserError::QuotaExceeded { what, limit }.into())
             }
-            CommitOutcome::Superseded => Err(UserError::Conflict(format!(
-                "document {} changed while it was imported",
-                up.doc_id
-            ))
+            CommitOutcome::Superseded | CommitOutcome::NotHeld => Err(UserError::Conflict(
+                format!("document {} changed while it was imported", up.doc_id),
+            )
             .into()),
         }
     }

@@ -203,6 +203,10 @@ impl TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     pub backend: CatalogBackend,
+    /// This node's name in the job queue, metrics and logs; empty = generated at start.
+    pub node_id: String,
+    /// How long a running job stays this node's without a heartbeat renewing it.
+    pub job_lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -507,6 +511,24 @@ impl Config {
                 "postgres: pool_size >= 2, connect_timeout_secs and statement_timeout_secs >= 1"
                     .into(),
             ));
+        }
+        let c = &self.catalog;
+        if c.job_lease_secs < 6
+            || c.node_id.len() > 128
+            || c.node_id
+                .chars()
+                .any(|ch| ch.is_control() || ch.is_whitespace())
+        {
+            return Err(ConfigError(
+                "catalog: job_lease_secs >= 6 (three heartbeats); node_id at most 128 characters, no spaces".into(),
+            ));
+        }
+        // Each running job holds a connection for its tenant gate and needs another at times.
+        if c.backend == CatalogBackend::Postgres && (pg.pool_size as usize) < 2 * i.workers + 2 {
+            return Err(ConfigError(format!(
+                "postgres.pool_size must be at least 2 x ingest.workers + 2 = {}",
+                2 * i.workers + 2
+            )));
         }
         if self.catalog.backend == CatalogBackend::Postgres && pg.url.expose().trim().is_empty() {
             return Err(ConfigError(

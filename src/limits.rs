@@ -2,7 +2,7 @@
 //! quotas. Defaults come from `[limits]`; the admin API stores per-tenant overrides.
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -104,11 +104,32 @@ struct Bucket {
     at: Instant,
 }
 
+/// How long a node trusts the limits it read: a change made through another node applies here
+/// within this time.
+pub const LIMITS_TTL: Duration = Duration::from_secs(10);
+
 /// Token buckets per (tenant, class), and the cache of each tenant's resolved limits.
-#[derive(Default)]
+///
+/// With several nodes, each node's buckets hold its share of the tenant's rate and burst (1/N
+/// of each, N the nodes alive by the heartbeat): no request crosses nodes to be admitted. A
+/// balancer that spreads a tenant's requests evenly admits the configured rate; one that sends
+/// them all to one node admits 1/N of it. When a node joins, the others keep their larger
+/// share until their next heartbeat (2 s): the deployment may admit up to N/(N-1) times the
+/// rate, plus one extra burst, for that long.
 pub struct RateLimiter {
     buckets: Mutex<HashMap<(TenantId, Class), Bucket>>,
-    resolved: Mutex<HashMap<TenantId, Limits>>,
+    resolved: Mutex<HashMap<TenantId, (Limits, Instant)>>,
+    nodes: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self {
+            buckets: Mutex::default(),
+            resolved: Mutex::default(),
+            nodes: std::sync::atomic::AtomicUsize::new(1),
+        }
+    }
 }
 
 impl RateLimiter {
@@ -117,14 +138,21 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(tenant)
-            .copied()
+            .filter(|(_, at)| at.elapsed() < LIMITS_TTL)
+            .map(|(l, _)| *l)
     }
 
     pub fn remember(&self, tenant: &TenantId, limits: Limits) {
         self.resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.clone(), limits);
+            .insert(tenant.clone(), (limits, Instant::now()));
+    }
+
+    /// Nodes that share the deployment's rate limits (at least 1).
+    pub fn set_nodes(&self, n: usize) {
+        self.nodes
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn forget(&self, tenant: &TenantId) {
@@ -147,7 +175,9 @@ impl RateLimiter {
         if rate <= 0.0 {
             return Ok(());
         }
-        let burst = f64::from(burst.max(1));
+        let share = self.nodes.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+        let rate = rate / share;
+        let burst = (f64::from(burst.max(1)) / share).ceil();
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry((tenant.clone(), class)).or_insert(Bucket {

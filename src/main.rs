@@ -931,13 +931,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = deadline_passed => tracing::warn!("shutdown deadline passed; closing open connections"),
     }
     // Running ingestion jobs finish within what is left; queued ones stay queued in the catalog
-    // and resume on the next start.
+    // for the other nodes, or the next start. Jobs still running at the deadline are handed
+    // back to the queue at once.
     let left = deadline.saturating_sub(signalled_at.get_or_init(Instant::now).elapsed());
     if !engine.wait_idle(left).await {
-        tracing::warn!(
-            "ingestion jobs still running at the deadline; they resume on the next start"
-        );
+        tracing::warn!("ingestion jobs still running at the deadline; handing them back");
     }
+    let handing = engine.clone();
+    tokio::task::spawn_blocking(move || handing.hand_back_jobs()).await?;
     engine.flush();
     tracing::info!("stopped");
     Ok(())

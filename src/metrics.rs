@@ -65,8 +65,13 @@ struct State {
 }
 
 /// Gauges read at render time.
-pub struct Gauges {
+pub struct Gauges<'a> {
+    /// This node's id: every series of /metrics is this node's alone.
+    pub node: &'a str,
+    /// Queued and running jobs of the whole deployment.
     pub queue_depth: usize,
+    /// Jobs running on this node.
+    pub running_jobs: usize,
     pub open_tenants: usize,
     pub open_vector_shards: usize,
     pub draining: bool,
@@ -76,6 +81,7 @@ pub struct Metrics {
     per_tenant: bool,
     max_tenant_labels: usize,
     state: Mutex<State>,
+    nodes: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -84,7 +90,12 @@ impl Metrics {
             per_tenant: c.per_tenant,
             max_tenant_labels: c.max_tenant_labels,
             state: Mutex::new(State::default()),
+            nodes: std::sync::atomic::AtomicUsize::new(1),
         }
+    }
+
+    pub fn set_nodes(&self, n: usize) {
+        self.nodes.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn tenant_label(&self, st: &mut State, tenant: Option<&TenantId>) -> String {
@@ -178,11 +189,17 @@ impl Metrics {
             .render(&mut out, "tenantry_embed_batch_seconds", "");
         let _ = write!(
             out,
-            "# HELP tenantry_ingest_queue_depth Jobs waiting in the ingestion queue.\n# TYPE tenantry_ingest_queue_depth gauge\ntenantry_ingest_queue_depth {}\n\
+            "# HELP tenantry_node_info The node these series come from.\n# TYPE tenantry_node_info gauge\ntenantry_node_info{{node=\"{}\"}} 1\n\
+             # HELP tenantry_nodes Nodes alive in the deployment, by the heartbeat.\n# TYPE tenantry_nodes gauge\ntenantry_nodes {}\n\
+             # HELP tenantry_ingest_queue_depth Jobs queued or running in the whole deployment (shared queue).\n# TYPE tenantry_ingest_queue_depth gauge\ntenantry_ingest_queue_depth {}\n\
+             # HELP tenantry_ingest_running_jobs Jobs running on this node.\n# TYPE tenantry_ingest_running_jobs gauge\ntenantry_ingest_running_jobs {}\n\
              # HELP tenantry_open_tenants Tenants with an open lexical index (warm).\n# TYPE tenantry_open_tenants gauge\ntenantry_open_tenants {}\n\
              # HELP tenantry_open_vector_shards Tenants with an open vector shard (warm).\n# TYPE tenantry_open_vector_shards gauge\ntenantry_open_vector_shards {}\n\
              # HELP tenantry_draining 1 while shutting down.\n# TYPE tenantry_draining gauge\ntenantry_draining {}\n",
+            escape(g.node),
+            self.nodes.load(std::sync::atomic::Ordering::Relaxed),
             g.queue_depth,
+            g.running_jobs,
             g.open_tenants,
             g.open_vector_shards,
             u8::from(g.draining)
@@ -223,7 +240,9 @@ mod tests {
             m.request("/v1/query", "POST", 200, Some(&t), Duration::from_millis(3));
         }
         let g = Gauges {
+            node: "n1",
             queue_depth: 0,
+            running_jobs: 0,
             open_tenants: 0,
             open_vector_shards: 0,
             draining: false,

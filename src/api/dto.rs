@@ -350,6 +350,9 @@ pub struct JobDto {
     pub document_id: String,
     /// queued | running | succeeded | failed
     pub status: String,
+    /// Runs started so far, counted when each starts: a run that storage ended, or whose
+    /// node died, is followed by another, on any node.
+    pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
     pub created_at: i64,

@@ -398,6 +398,7 @@ fn job_dto(j: JobRecord) -> JobDto {
         id: j.id,
         document_id: j.doc_id.to_string(),
         status: j.status.as_str().to_string(),
+        attempts: j.attempts,
         error: j.error.map(|(code, message)| ErrorBody { code, message }),
         created_at: j.created_at,
         updated_at: j.updated_at,

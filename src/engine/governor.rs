@@ -152,6 +152,12 @@ impl Governor {
         self.metrics.render(gauges)
     }
 
+    /// How many nodes share the rate limits (from the heartbeat).
+    pub fn set_nodes(&self, n: usize) {
+        self.limiter.set_nodes(n);
+        self.metrics.set_nodes(n);
+    }
+
     /// A deleted tenant leaves no bucket, counter or metric label behind.
     pub fn forget(&self, tenant: &TenantId) {
         self.limiter.forget(tenant);

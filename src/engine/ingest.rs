@@ -140,55 +140,20 @@ impl Engine {
             content_hash: content_hash(&upload.bytes),
             metadata: upload.metadata,
             byte_size: upload.bytes.len() as u64,
+            // In the catalog before the job is acknowledged: a crash cannot lose it, and any
+            // node can run it.
+            payload: Payload::Bytes(upload.bytes),
         };
-        let me = self.clone();
-        let ctx2 = ctx.clone();
-        let bytes = upload.bytes;
-        let max_queued = self.config.ingest.tenant_queue_max;
+        let caps = QueueCaps {
+            per_tenant: self.config.ingest.tenant_queue_max,
+            total: self.config.ingest.queue_capacity,
+        };
         let quota = self.limits(ctx.tenant()).await?.quota();
-        let outcome = blocking(move || {
-            if !me.catalog.tenant_exists(ctx2.tenant())? {
-                return Err(UserError::NotFound("tenant").into());
-            }
-            if me.catalog.queued_jobs_of(ctx2.tenant())? >= max_queued {
-                return Err(UserError::TenantQueueFull {
-                    retry_after_secs: 5,
-                }
-                .into());
-            }
-            // The upload is on disk before the job is acknowledged, so a crash cannot lose it.
-            let blob = me.blobs.join(&new.job_id);
-            std::fs::write(&blob, &bytes)?;
-            let outcome = me.catalog.accept_upload(ctx2.tenant(), &new, &quota);
-            if !matches!(outcome, Ok(UploadOutcome::Queued { .. })) {
-                let _ = std::fs::remove_file(&blob);
-            }
-            outcome
-        })
-        .await?;
+        let (me, ctx2) = (self.clone(), ctx.clone());
+        let outcome =
+            blocking(move || me.catalog.accept_upload(ctx2.tenant(), &new, &quota, &caps)).await?;
         if let UploadOutcome::Queued { .. } = outcome {
-            if !self.queue.push(ctx.tenant(), job_id.clone()) {
-                // Persisted but not queued: fail the job and tell the client to slow down.
-                tracing::warn!(job_id = %job_id, "ingestion queue full");
-                let me = self.clone();
-                let jid = job_id.clone();
-                blocking(move || {
-                    if let Some(job) = me.catalog.job_by_id(&jid)? {
-                        me.catalog.fail_job(
-                            &job,
-                            "queue_full",
-                            "the ingestion queue was full; upload again later",
-                        )?;
-                    }
-                    let _ = std::fs::remove_file(me.blobs.join(&jid));
-                    me.run_gc()
-                })
-                .await?;
-                return Err(EngineError::Unavailable {
-                    reason: "ingestion queue full",
-                    retry_after_secs: 5,
-                });
-            }
+            self.wake.notify();
         }
         Ok(Submitted { doc_id, job_id })
     }
@@ -212,8 +177,8 @@ impl Engine {
         timeout: Duration,
     ) -> Result<JobRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // A worker also wakes waiters when it hands a job back to the queue (storage did not
-        // answer): then wait again, until the job is final or the deadline passes.
+        // This node's workers wake waiters when a job ends here; a job another node runs is
+        // seen by looking again every quarter second.
         loop {
             let (tx, rx) = oneshot::channel();
             self.waiters
@@ -227,7 +192,11 @@ impl Engine {
                 self.notify(job_id);
                 return Ok(job);
             }
-            if tokio::time::timeout_at(deadline, rx).await.is_err() {
+            let look_again =
+                (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline);
+            if tokio::time::timeout_at(look_again, rx).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 return self.job(ctx, job_id).await;
             }
         }
@@ -288,29 +257,66 @@ impl Engine {
         Ok(())
     }
 
-    /// Run one ingestion job to its end. Blocking. Every failure becomes the job's error; a
-    /// panic anywhere in the pipeline is caught here.
-    pub(super) fn run_job(&self, job_id: &str) -> Result<()> {
-        let Some(job) = self.catalog.job_by_id(job_id)? else {
-            return Ok(());
-        };
-        // Shared with the tenant's other jobs, exclusive with its deletion: a job never writes
-        // into a tenant that is being, or has been, deleted.
-        let gate = self.tenant_gate(&job.tenant);
-        let _gate = gate.read().unwrap_or_else(|p| p.into_inner());
-        // Read again under the gate: a delete that came first removed the row.
-        let Some(job) = self.catalog.job_by_id(job_id)? else {
-            return Ok(());
-        };
-        if job.status.is_final() {
-            return Ok(());
+    /// Run a job this node claimed, holding its lease (renewed by the heartbeat) until it
+    /// ends here: done, failed, or handed back to the queue. Blocking.
+    pub(super) fn run_claimed(&self, job: JobRecord) {
+        self.held().insert(job.id.clone());
+        self.running_jobs.fetch_add(1, Ordering::SeqCst);
+        let id = job.id.clone();
+        if let Err(e) = self.run_job(job) {
+            // The catalog did not take the outcome (it is unreachable): hand the job back so
+            // that it runs again, here or elsewhere, once the catalog answers; if even that
+            // fails, its lease expires.
+            tracing::error!(job_id = %id, error = %e, "ingestion job could not finish");
+            let _ = self
+                .catalog
+                .release_job(&id, &self.node.id, STORAGE_RETRY_DELAY);
         }
-        self.catalog.mark_running(job_id)?;
-        let span = tracing::info_span!("job", job_id, tenant = %job.tenant);
+        self.held().remove(&id);
+        self.running_jobs.fetch_sub(1, Ordering::SeqCst);
+        self.notify(&id);
+    }
+
+    /// Run one claimed ingestion job to its end. Every failure becomes the job's error; a
+    /// panic anywhere in the pipeline is caught here.
+    fn run_job(&self, job: JobRecord) -> Result<()> {
+        if job.attempts > MAX_ATTEMPTS {
+            self.governor.metrics.job("failed");
+            self.catalog.fail_job(
+                &job,
+                "interrupted",
+                "ingestion was interrupted too many times",
+            )?;
+            return self.run_gc();
+        }
+        // Shared with the tenant's other jobs, exclusive with its deletion, on every node: a
+        // job never writes into a tenant that is being, or has been, deleted.
+        let _gate = self
+            .catalog
+            .tenant_gate(&job.tenant, false, self.gate_wait())?;
+        // Read again under the gate: a delete that came first removed the row, and a node
+        // that held the job before its lease expired may have finished it.
+        match self.catalog.job_by_id(&job.id)? {
+            Some(now) if !now.status.is_final() && now.node == job.node => {}
+            _ => return Ok(()),
+        }
+        let job_id = job.id.as_str();
+        let span = tracing::info_span!("job", job_id, tenant = %job.tenant, node = %self.node.id);
         let _entered = span.enter();
+        if job.attempts > 1 {
+            tracing::info!(attempts = job.attempts, "running a job again");
+        }
+        let Some(bytes) = self.upload_bytes(&job)? else {
+            self.governor.metrics.job("failed");
+            self.catalog.fail_job(
+                &job,
+                "interrupted",
+                "ingestion was interrupted and its upload is gone",
+            )?;
+            return self.run_gc();
+        };
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.index_version(&job)));
-        let blob = self.blobs.join(job_id);
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.index_version(&job, &bytes)));
         match outcome {
             Ok(Ok(footprint)) => {
                 let n = footprint.chunks;
@@ -330,35 +336,38 @@ impl Engine {
                     CommitOutcome::QuotaExceeded { .. } => {
                         self.governor.metrics.job("quota_exceeded")
                     }
+                    // Handed back while it ran (a drain), or its tenant was deleted: what
+                    // it wrote stays invisible and the holder, or the delete, removes it.
+                    CommitOutcome::NotHeld => self.governor.metrics.job("not_held"),
                 }
                 tracing::debug!(
-                    job_id,
                     chunks = n,
                     ms = started.elapsed().as_millis() as u64,
-                    superseded = (committed == CommitOutcome::Superseded),
+                    outcome = ?committed,
                     "ingestion job done"
                 );
             }
             Ok(Err(JobError::Document(e))) => {
                 self.governor.metrics.job("failed");
-                tracing::info!(job_id, code = e.code().as_str(), "document rejected");
+                tracing::info!(code = e.code().as_str(), "document rejected");
                 self.catalog
                     .fail_job(&job, e.code().as_str(), &e.to_string())?;
             }
             Ok(Err(JobError::Engine(EngineError::Internal(
                 InternalError::StorageUnavailable(detail),
-            )))) if job.attempts + 1 < STORAGE_ATTEMPTS => {
-                // The storage cluster did not answer (a node restarting, an election): nothing
-                // of this version is visible, so the job waits and runs again, its upload kept.
-                tracing::warn!(job_id, attempts = job.attempts + 1, error = %detail, "storage unavailable; job requeued");
+            )))) if job.attempts < MAX_ATTEMPTS => {
+                // Storage did not answer (a node restarting, an election): nothing of this
+                // version is visible, so the job goes back to the queue, its upload kept, and
+                // runs again after a growing delay, here or on another node.
+                let delay = STORAGE_RETRY_DELAY * (1 << (job.attempts.min(4) - 1));
+                tracing::warn!(attempts = job.attempts, delay_secs = delay.as_secs(), error = %detail, "storage unavailable; job requeued");
                 self.governor.metrics.job("requeued");
-                std::thread::sleep(STORAGE_RETRY_DELAY);
-                self.queue.push_unbounded(&job.tenant, job.id.clone());
+                self.catalog.release_job(&job.id, &self.node.id, delay)?;
                 return Ok(());
             }
             Ok(Err(JobError::Engine(e))) => {
                 self.governor.metrics.job("failed");
-                tracing::error!(job_id, error = %e, "ingestion job failed");
+                tracing::error!(error = %e, "ingestion job failed");
                 self.catalog.fail_job(
                     &job,
                     "internal_error",
@@ -367,7 +376,7 @@ impl Engine {
             }
             Err(_) => {
                 self.governor.metrics.job("failed");
-                tracing::error!(job_id, "ingestion job panicked");
+                tracing::error!("ingestion job panicked");
                 self.catalog.fail_job(
                     &job,
                     "internal_error",
@@ -375,17 +384,25 @@ impl Engine {
                 )?;
             }
         }
-        let _ = std::fs::remove_file(blob);
+        let _ = std::fs::remove_file(self.legacy_blobs.join(job_id));
         self.run_gc()
+    }
+
+    /// The job's uploaded bytes: in the catalog, or a file of this data directory for a job
+    /// an older version accepted.
+    fn upload_bytes(&self, job: &JobRecord) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.catalog.upload(&job.id)? {
+            return Ok(Some(bytes));
+        }
+        Ok(std::fs::read(self.legacy_blobs.join(&job.id)).ok())
     }
 
     /// Parse, chunk, embed (through the cache) and write one version to both legs. The version
     /// stays invisible until the catalog commits it.
-    fn index_version(&self, job: &JobRecord) -> Result<Footprint, JobError> {
+    fn index_version(&self, job: &JobRecord, bytes: &[u8]) -> Result<Footprint, JobError> {
         let deadline = Instant::now() + Duration::from_secs(self.config.ingest.job_timeout_secs);
-        let bytes = std::fs::read(self.blobs.join(&job.id)).map_err(EngineError::from)?;
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
-        let (chunks, contextual) = self.contextual_chunks(&bytes, ct, &job.title)?;
+        let (chunks, contextual) = self.contextual_chunks(bytes, ct, &job.title)?;
         let ctx = TenantCtx::system(job.tenant.clone());
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
         let vectors = self.embed_cached(&ctx, (&job.doc_id, job.version), &texts, deadline)?;
@@ -513,9 +530,9 @@ impl Engine {
     }
 }
 
-/// Runs of a job that may end because storage did not answer, before it fails.
-const STORAGE_ATTEMPTS: u32 = 10;
-const STORAGE_RETRY_DELAY: Duration = Duration::from_secs(3);
+/// The first delay of a job that storage did not answer; it doubles with each attempt, up to
+/// 8 times this.
+const STORAGE_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 pub(crate) enum JobError {
     Document(IngestError),

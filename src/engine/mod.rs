@@ -1,6 +1,6 @@
 //! The engine: tenants, documents, ingestion jobs and retrieval, as typed calls. It knows
 //! nothing of HTTP. Tenant-scoped calls take a [`TenantCtx`] first.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,15 +21,14 @@ use crate::domain::Role;
 use crate::domain::{DocId, TenantCtx, TenantId};
 use crate::domain::{Footprint, StoredChunk};
 use crate::error::{EngineError, InternalError, Result, UserError};
-use crate::fairq::FairQueue;
 use crate::keys;
 use crate::limits::{Class, Limits, TenantLimits};
 use crate::metrics::{Gauges, Metrics};
 use crate::query::{Query, QueryOutput, Retriever};
 use crate::runtime::blocking;
 use crate::storage::catalog::{
-    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, PostgresCatalog,
-    SqliteCatalog, UploadOutcome,
+    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, NodeInfo, Payload,
+    PostgresCatalog, QueueCaps, SqliteCatalog, UploadOutcome,
 };
 use crate::storage::lexical::{LexicalStore, TantivyLexicalStore};
 use crate::storage::qdrant::QdrantStore;
@@ -44,7 +43,13 @@ pub use governor::{DayUsage, Governor, UsageReport};
 pub use ingest::{Submitted, Upload, MAX_FILTER_TERM_BYTES};
 pub use tenants::CreatedKey;
 
-const MAX_ATTEMPTS: u32 = 3;
+/// Claims of one job (runs that storage ended, or that died with their node) before it fails.
+const MAX_ATTEMPTS: u32 = 10;
+/// How often a node renews its jobs' leases and records that it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A worker with nothing to claim looks again this often (or at once when this node accepts
+/// an upload): the latency with which another node's upload starts here.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 pub struct Engine {
     pub(crate) config: Config,
@@ -57,14 +62,18 @@ pub struct Engine {
     chunker: Arc<Chunker>,
     /// Parses and chunks untrusted documents in child processes.
     sandbox: Sandbox,
-    blobs: PathBuf,
+    /// Uploads of jobs accepted by an older version, which kept them as files here.
+    legacy_blobs: PathBuf,
     admin_key: String,
-    /// Per-tenant FIFOs served round-robin; shared with the workers, which hold no engine
-    /// handle while they wait.
-    queue: Arc<FairQueue>,
+    /// This node, as the shared job queue and the heartbeat know it.
+    node: NodeInfo,
+    /// Jobs this node runs, whose leases its heartbeat renews.
+    held: Mutex<HashSet<String>>,
+    /// Wakes idle workers; shared with them, who hold no engine handle while they wait.
+    wake: Arc<Wake>,
+    /// Queued and running jobs of the deployment, as of the last heartbeat.
+    queue_depth: AtomicU64,
     workers_started: AtomicBool,
-    /// Per tenant: jobs hold it shared, tenant deletion exclusively.
-    tenant_gates: Mutex<HashMap<TenantId, Arc<std::sync::RwLock<()>>>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     draining: AtomicBool,
     embedded_texts: AtomicU64,
@@ -122,7 +131,60 @@ fn lower_priority(nice: i32) {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.queue.close();
+        self.wake.close();
+    }
+}
+
+/// Idle workers wait here for an upload of this node, a timeout (another node's upload), or
+/// the end.
+#[derive(Default)]
+struct Wake {
+    state: Mutex<(u64, bool)>,
+    cond: std::sync::Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+        self.cond.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.cond.notify_all();
+    }
+
+    /// Wait up to `timeout` for a notification; false once closed.
+    fn wait(&self, timeout: Duration) -> bool {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.1 {
+            return false;
+        }
+        let seen = s.0;
+        let s = self
+            .cond
+            .wait_timeout_while(s, timeout, |s| s.0 == seen && !s.1)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        !s.1
+    }
+}
+
+/// A name for this node: configured, or host, process and a random suffix.
+fn node_info(config: &Config) -> NodeInfo {
+    let id = if config.catalog.node_id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into());
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        format!("{host}-{}-{suffix}", std::process::id())
+    } else {
+        config.catalog.node_id.clone()
+    };
+    NodeInfo {
+        id,
+        addr: config.listen.to_string(),
+        started_at: crate::domain::now(),
     }
 }
 
@@ -166,8 +228,7 @@ impl Engine {
     pub fn open(config: Config) -> Result<Arc<Self>> {
         let data = config.data_dir.clone();
         create_private_dir(&data)?;
-        let blobs = data.join("blobs");
-        std::fs::create_dir_all(&blobs)?;
+        let legacy_blobs = data.join("blobs");
         let embedder =
             FastEmbedder::new(&embedder_config(&config)).map_err(InternalError::Embedding)?;
         let chunker = Chunker::from_tokenizer_file(
@@ -195,7 +256,7 @@ impl Engine {
             config.query.clone(),
         ));
         let admin_key = read_or_create_admin_key(&config)?;
-        let queue = Arc::new(FairQueue::new(config.ingest.queue_capacity));
+        let node = node_info(&config);
         let master_key = crate::secrets::MasterKey::from_hex(&config.master_key)
             .map_err(|e| InternalError::Other(e.to_string()))?;
         let jwt = JwtVerifier::from_config(&config.jwt).map_err(InternalError::Other)?;
@@ -231,11 +292,13 @@ impl Engine {
             retriever,
             chunker,
             sandbox,
-            blobs,
+            legacy_blobs,
             admin_key,
-            queue,
+            node,
+            held: Mutex::new(HashSet::new()),
+            wake: Arc::new(Wake::default()),
+            queue_depth: AtomicU64::new(0),
             workers_started: AtomicBool::new(false),
-            tenant_gates: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             embedded_texts: AtomicU64::new(0),
@@ -250,13 +313,22 @@ impl Engine {
         }))
     }
 
-    fn tenant_gate(&self, tenant: &TenantId) -> Arc<std::sync::RwLock<()>> {
-        self.tenant_gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(tenant.clone())
-            .or_default()
-            .clone()
+    /// This node's name in the job queue.
+    pub fn node_id(&self) -> &str {
+        &self.node.id
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_secs(self.config.catalog.job_lease_secs)
+    }
+
+    pub(crate) fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a job waits for its tenant's gate, and a delete for the tenant's jobs.
+    pub(crate) fn gate_wait(&self) -> Duration {
+        Duration::from_secs(self.config.ingest.job_timeout_secs + 60)
     }
 
     /// Tokens of `text` by the embedding model's tokenizer (the one count the engine has).
@@ -277,43 +349,57 @@ impl Engine {
         &self.admin_key
     }
 
-    /// Start ingestion workers and background maintenance, and resume jobs a previous process
-    /// left unfinished. Call once, inside a tokio runtime.
+    /// Start ingestion workers, the heartbeat and background maintenance. Call once, inside a
+    /// tokio runtime.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         if self.workers_started.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        let me = self.clone();
+        blocking(move || me.recover()).await?;
         // Ingestion runs on its own threads, not the blocking pool that queries use, at a lower
         // CPU priority: a tenant's uploads never take CPU from another tenant's queries while
-        // queries wait. Workers hold a Weak: dropping the last Engine handle closes the queue,
-        // which stops them.
+        // queries wait. Workers claim from the catalog's queue, which every node shares, and
+        // hold a Weak while idle: dropping the last Engine handle stops them.
         for i in 0..self.config.ingest.workers {
-            let (weak, queue) = (Arc::downgrade(self), self.queue.clone());
+            let (weak, wake) = (Arc::downgrade(self), self.wake.clone());
             let nice = self.config.ingest.nice;
             std::thread::Builder::new()
                 .name(format!("tenantry-ingest-{i}"))
                 .spawn(move || {
                     lower_priority(nice);
-                    while let Some(job_id) = queue.pop() {
+                    loop {
                         let Some(me) = weak.upgrade() else { break };
-                        // Draining: the job stays queued in the catalog; the next start runs it.
-                        if me.draining.load(Ordering::SeqCst) {
-                            continue;
+                        let claimed = if me.draining.load(Ordering::SeqCst) {
+                            Ok(None)
+                        } else {
+                            me.catalog.claim_job(&me.node.id, me.lease())
+                        };
+                        match claimed {
+                            Ok(Some(job)) => {
+                                me.run_claimed(job);
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "claiming a job failed"),
                         }
-                        me.running_jobs.fetch_add(1, Ordering::SeqCst);
-                        if let Err(e) = me.run_job(&job_id) {
-                            tracing::error!(job_id = %job_id, error = %e, "ingestion job crashed");
+                        drop(me);
+                        if !wake.wait(IDLE_POLL) {
+                            break;
                         }
-                        me.running_jobs.fetch_sub(1, Ordering::SeqCst);
-                        me.notify(&job_id);
                     }
                 })?;
         }
-        let me = self.clone();
-        for (tenant, id) in blocking(move || me.recover()).await? {
-            // Acknowledged jobs are owed a run whatever the capacity.
-            self.queue.push_unbounded(&tenant, id);
-        }
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("tenantry-heartbeat".into())
+            .spawn(move || loop {
+                let Some(me) = weak.upgrade() else { break };
+                me.heartbeat();
+                drop(me);
+                std::thread::sleep(HEARTBEAT);
+            })
+            .map_err(|e| InternalError::Other(format!("heartbeat thread: {e}")))?;
         // Maintenance (index optimisation is the heaviest CPU work after embedding) runs at
         // the ingestion threads' priority too, off the blocking pool that queries use.
         let weak = Arc::downgrade(self);
@@ -341,28 +427,58 @@ impl Engine {
         Ok(())
     }
 
-    /// Finish what a crash left: garbage from interrupted or replaced versions, and jobs that
-    /// were acknowledged (202) but not finished. Returns the jobs to run again.
-    fn recover(&self) -> Result<Vec<(TenantId, String)>> {
+    /// Renew the leases of this node's jobs, record that it is alive, and learn how many
+    /// nodes share the deployment (rate limits are split between them) and how deep the
+    /// queue is. A failure is logged and retried at the next beat; leases outlive several.
+    fn heartbeat(&self) {
+        let held: Vec<String> = self.held().iter().cloned().collect();
+        if let Err(e) = self
+            .catalog
+            .renew_leases(&self.node.id, &held, self.lease())
+        {
+            tracing::warn!(error = %e, "renewing job leases failed");
+        }
+        match self.catalog.heartbeat(&self.node, HEARTBEAT * 3) {
+            Ok(n) => self.governor.set_nodes(n),
+            Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
+        }
+        if let Ok(n) = self.catalog.queue_depth() {
+            self.queue_depth.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Finish what a crash left: garbage from interrupted or replaced versions; with a catalog
+    /// only this process opens, the jobs the previous process held are claimable at once
+    /// (with a shared one, their leases expire).
+    fn recover(&self) -> Result<()> {
         self.run_gc()?;
-        let mut resume = Vec::new();
-        for job in self.catalog.unfinished_jobs()? {
-            let blob = self.blobs.join(&job.id);
-            if blob.exists() && job.attempts < MAX_ATTEMPTS {
-                tracing::info!(job_id = %job.id, attempts = job.attempts, "resuming interrupted ingestion job");
-                resume.push((job.tenant, job.id));
-            } else {
-                let reason = if blob.exists() {
-                    "ingestion was interrupted too many times"
-                } else {
-                    "ingestion was interrupted and its upload is gone"
-                };
-                self.catalog.fail_job(&job, "interrupted", reason)?;
-                let _ = std::fs::remove_file(blob);
+        if self.config.catalog.backend == CatalogBackend::Sqlite {
+            let n = self.catalog.expire_leases()?;
+            if n > 0 {
+                tracing::info!(jobs = n, "resuming interrupted ingestion jobs");
             }
         }
-        self.run_gc()?;
-        Ok(resume)
+        self.heartbeat();
+        Ok(())
+    }
+
+    /// Stop claiming jobs; hand the ones still running back to the queue for other nodes (or
+    /// the next start), claimable at once. Their runs here end without writing anything: the
+    /// catalog no longer counts this node as their holder.
+    pub fn hand_back_jobs(&self) {
+        self.begin_drain();
+        let held: Vec<String> = self.held().drain().collect();
+        for id in held {
+            match self.catalog.release_job(&id, &self.node.id, Duration::ZERO) {
+                Ok(_) => tracing::info!(job_id = %id, "job handed back to the queue"),
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "handing a job back failed; its lease will expire")
+                }
+            }
+        }
+        if let Err(e) = self.catalog.leave(&self.node.id) {
+            tracing::warn!(error = %e, "leaving the node list failed");
+        }
     }
 
     /// Chunks embedded by ingestion since start (cache misses only).
@@ -415,15 +531,28 @@ impl Engine {
     }
 
     /// Make everything durable (usage counters, vector WAL); tantivy and SQLite commit as they go.
+    /// Callable from async code too: the work runs on a plain thread (a synchronous
+    /// PostgreSQL client must not run on a runtime thread).
     pub fn flush(&self) {
-        self.governor.flush_usage();
-        self.vectors.flush();
+        let work = || {
+            self.governor.flush_usage();
+            self.vectors.flush();
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(work);
+            });
+        } else {
+            work();
+        }
     }
 
     /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self) -> String {
         self.governor.render_metrics(&Gauges {
-            queue_depth: self.queue.len(),
+            node: &self.node.id,
+            queue_depth: self.queue_depth.load(Ordering::Relaxed) as usize,
+            running_jobs: self.running_jobs.load(Ordering::SeqCst),
             open_tenants: self.lexical.open_count(),
             open_vector_shards: self.vectors.open_count(),
             draining: self.draining.load(Ordering::SeqCst),

@@ -67,6 +67,10 @@ impl Engine {
         let me = self.clone();
         blocking(move || {
             me.catalog.create_tenant(&tenant)?;
+            // Nothing of an earlier tenant of this name may show: a delete interrupted between
+            // its catalog rows and its legs left points there.
+            me.vectors.drop_tenant(&tenant)?;
+            me.lexical.drop_tenant(&tenant)?;
             me.new_key(&tenant, Role::TenantAdmin, "initial")
         })
         .await
@@ -176,19 +180,11 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            // No new job of the tenant starts; wait for running ones to finish.
-            me.queue.remove_tenant(&tenant);
-            let gate = me.tenant_gate(&tenant);
-            let _gate = gate.write().unwrap_or_else(|p| p.into_inner());
-            for job in me
-                .catalog
-                .unfinished_jobs()?
-                .into_iter()
-                .filter(|j| j.tenant == tenant)
-            {
-                let _ = std::fs::remove_file(me.blobs.join(&job.id));
-            }
+            // Its rows go first, its queued jobs and uploads with them: no node starts a job of
+            // it after this. Then wait for the jobs running on any node (their commits find no
+            // tenant, and record nothing) before removing what they wrote from both legs.
             me.catalog.delete_tenant(&tenant)?;
+            let _gate = me.catalog.tenant_gate(&tenant, true, me.gate_wait())?;
             me.vectors.drop_tenant(&tenant)?;
             me.lexical.drop_tenant(&tenant)?;
             me.vectors.flush();

@@ -501,6 +501,7 @@ fn migrate_then_promote_while_answering() {
             engine,
             router,
             dir,
+            ..
         } = app;
         drop((router, engine));
         (a, (before, dir))

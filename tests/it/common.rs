@@ -78,6 +78,24 @@ pub struct TestApp {
     pub engine: Arc<Engine>,
     pub router: axum::Router,
     pub dir: tempfile::TempDir,
+    /// When set, requests go over HTTP to these `tenantry serve` nodes in turn (each request
+    /// to the next node) instead of through `router`.
+    pub nodes: Vec<Server>,
+    pub next: std::sync::atomic::AtomicUsize,
+}
+
+/// `key=value` configuration overrides as the `TENANTRY_*` variables a node process reads.
+pub fn env_of(overrides: &[String]) -> Vec<(String, String)> {
+    overrides
+        .iter()
+        .map(|o| {
+            let (k, v) = o.split_once('=').unwrap();
+            (
+                format!("TENANTRY_{}", k.to_ascii_uppercase().replace('.', "__")),
+                v.to_string(),
+            )
+        })
+        .collect()
 }
 
 pub async fn app_with(extra: &[&str]) -> TestApp {
@@ -102,6 +120,8 @@ pub async fn app_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
         router: tenantry::api::router(engine.clone()),
         engine,
         dir,
+        nodes: Vec::new(),
+        next: Default::default(),
     }
 }
 
@@ -117,10 +137,50 @@ pub struct Resp {
 
 impl TestApp {
     pub async fn send(&self, req: Request<Body>) -> Resp {
+        if !self.nodes.is_empty() {
+            return self.send_to_node(req).await;
+        }
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn send_to_node(&self, req: Request<Body>) -> Resp {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % self.nodes.len();
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+        let mut rb = client.request(method, format!("{}{path}", self.nodes[i].base));
+        for (k, v) in &parts.headers {
+            rb = rb.header(k.as_str(), v.as_bytes());
+        }
+        let resp = rb.body(bytes.to_vec()).send().await.unwrap();
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        for (k, v) in resp.headers() {
+            headers.insert(
+                axum::http::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        let bytes = resp.bytes().await.unwrap();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -436,7 +496,14 @@ impl Server {
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(
+            status.success(),
+            "graceful shutdown exits 0, got {status}: {err}"
+        );
     }
 
     pub fn kill9(mut self) {

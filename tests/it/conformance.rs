@@ -329,3 +329,42 @@ fn conformance_postgres_and_qdrant_cluster() {
     extra.extend(pg.overrides());
     run(extra);
 }
+
+/// The same suite against three `tenantry serve` processes sharing PostgreSQL and the Qdrant
+/// cluster, each request to the next node: a document uploaded through one node is waited for
+/// through another, searched through a third, deleted through the first. (The archive import
+/// runs on the suite's in-process node of the same deployment.)
+#[test]
+fn conformance_over_three_nodes() {
+    let Some(cluster) = cluster_or_skip("conformance_over_three_nodes") else {
+        return;
+    };
+    let pg = crate::pg::Postgres::start();
+    let mut extra = cluster.overrides(2);
+    extra.extend(pg.overrides());
+    let mut env = extra.clone();
+    env.extend([
+        "limits.query_per_sec=0".to_string(),
+        "limits.ingest_per_sec=0".to_string(),
+    ]);
+    let env = crate::common::env_of(&env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<crate::common::Server> = dirs
+        .iter()
+        .map(|d| crate::common::Server::start_with(d.path(), &env))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut app = app_with(&extra).await;
+        app.nodes = nodes;
+        suite(&app).await;
+        // Servers stop (blocking waits) outside the runtime.
+        std::mem::take(&mut app.nodes)
+    });
+}

@@ -14,6 +14,7 @@ mod http;
 mod ingestion;
 mod isolation;
 mod lifecycle;
+mod nodes;
 mod openapi;
 mod operations;
 mod pg;

@@ -13,7 +13,7 @@ pub use sqlite::{SqliteCatalog, OCCUPIED_BYTES};
 use std::collections::HashMap;
 
 use crate::domain::{DocId, Footprint, TenantId};
-use crate::error::{Result, UserError};
+use crate::error::{EngineError, Result, UserError};
 
 /// One question and answer of a conversation thread, as stored.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl Quota {
 /// Columns the row readers of both catalogs expect, in their order.
 const KEY_COLS: &str = "id, tenant, role, name, created_at";
 const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
-const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at";
+const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at, node";
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::Value::Object(m.clone()).to_string()
@@ -250,6 +250,8 @@ pub struct JobRecord {
     pub error: Option<(String, String)>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The node whose lease the job runs under, while it runs.
+    pub node: Option<String>,
 }
 
 /// Chunks of `doc` whose version is in `versions` must be removed from both legs.
@@ -270,6 +272,144 @@ pub struct NewUpload {
     pub content_hash: String,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub byte_size: u64,
+    pub payload: Payload,
+}
+
+/// Who runs an accepted upload's job.
+#[derive(Clone)]
+pub enum Payload {
+    /// Queue it for any node's workers; the bytes stay in the catalog until the job ends, so
+    /// whichever node claims it can read them.
+    Bytes(Vec<u8>),
+    /// The caller runs it itself (an archive import, whose chunks come with their vectors):
+    /// the job starts running, held by `node` for `lease`.
+    HeldBy {
+        node: String,
+        lease: std::time::Duration,
+    },
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Self::HeldBy { node, .. } => write!(f, "HeldBy({node})"),
+        }
+    }
+}
+
+/// Bounds on unfinished jobs, checked in the accepting transaction (queued uploads only).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueCaps {
+    /// Queued and running jobs of one tenant (429 past it).
+    pub per_tenant: usize,
+    /// Queued and running jobs of the whole deployment (503 past it).
+    pub total: usize,
+}
+
+impl QueueCaps {
+    /// The cap an upload would break given the counts, as the error to return.
+    fn refuse(&self, tenant_jobs: u64, all_jobs: u64) -> Option<EngineError> {
+        if tenant_jobs >= self.per_tenant as u64 {
+            return Some(
+                UserError::TenantQueueFull {
+                    retry_after_secs: 5,
+                }
+                .into(),
+            );
+        }
+        (all_jobs >= self.total as u64).then_some(EngineError::Unavailable {
+            reason: "ingestion queue full",
+            retry_after_secs: 5,
+        })
+    }
+}
+
+/// Held while a job of the tenant runs (shared) or while the tenant is deleted (exclusive);
+/// released when dropped. Across nodes when the catalog is shared.
+pub struct TenantGate {
+    _held: Box<dyn Send>,
+}
+
+/// The in-process tenant gates of a catalog no other process shares (a reader-writer lock per
+/// tenant that hands out owned guards).
+#[derive(Default)]
+pub struct LocalGates {
+    /// Per tenant: readers holding it, or -1 for the writer.
+    held: std::sync::Mutex<HashMap<TenantId, i64>>,
+    changed: std::sync::Condvar,
+}
+
+struct LocalGuard {
+    gates: std::sync::Arc<LocalGates>,
+    tenant: TenantId,
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        let mut held = self.gates.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.tenant) {
+            if *n > 1 {
+                *n -= 1;
+            } else {
+                held.remove(&self.tenant);
+            }
+        }
+        drop(held);
+        self.gates.changed.notify_all();
+    }
+}
+
+impl LocalGates {
+    /// Wait up to `wait` for the tenant's gate. A waiting writer does not stop new readers:
+    /// the engine deletes the tenant's jobs before it asks, so no new reader comes.
+    pub fn acquire(
+        self: &std::sync::Arc<Self>,
+        tenant: &TenantId,
+        exclusive: bool,
+        wait: std::time::Duration,
+    ) -> Result<TenantGate> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = held.get(tenant).copied().unwrap_or(0);
+            let free = if exclusive { n == 0 } else { n >= 0 };
+            if free {
+                held.insert(tenant.clone(), if exclusive { -1 } else { n + 1 });
+                return Ok(TenantGate {
+                    _held: Box::new(LocalGuard {
+                        gates: self.clone(),
+                        tenant: tenant.clone(),
+                    }),
+                });
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(tenant_busy());
+            }
+            held = self
+                .changed
+                .wait_timeout(held, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn tenant_busy() -> EngineError {
+    EngineError::Unavailable {
+        reason: "the tenant is busy (ingestion or deletion); try again",
+        retry_after_secs: 5,
+    }
+}
+
+/// A node of the deployment, as its heartbeat records it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Where it listens (for operators; nothing connects to it through the catalog).
+    pub addr: String,
+    pub started_at: i64,
 }
 
 #[derive(Debug)]
@@ -292,6 +432,9 @@ pub enum CommitOutcome {
     },
     /// A newer upload or a delete of the same document came first; this version never shows.
     Superseded,
+    /// The committing node no longer holds the job (its lease expired and another node took
+    /// it, or the node handed it back): nothing was written; the holder finishes it.
+    NotHeld,
 }
 
 /// The transactional store every node of a deployment shares.
@@ -383,23 +526,30 @@ pub trait Catalog: Send + Sync {
 
     fn put_tenant_config(&self, tenant: &TenantId, settings: &str, key: KeyUpdate) -> Result<()>;
 
-    /// Record an upload: allocate the next version of the document and queue its job, in one
-    /// transaction, unless the live version already has this exact content, title and metadata.
+    /// Record an upload: allocate the next version of the document and queue its job with the
+    /// uploaded bytes (or start it held by the caller, see [`Payload`]), in one transaction,
+    /// unless the live version already has this exact content, title and metadata. Quotas and
+    /// `caps` are checked in that transaction.
     fn accept_upload(
         &self,
         tenant: &TenantId,
         up: &NewUpload,
         quota: &Quota,
+        caps: &QueueCaps,
     ) -> Result<UploadOutcome>;
+
+    /// The bytes of an unfinished job's upload (removed when the job ends).
+    fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>>;
 
     fn job(&self, tenant: &TenantId, job_id: &str) -> Result<Option<JobRecord>>;
 
     fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>>;
 
-    /// Jobs left queued or running by a previous process.
+    /// Jobs queued or running.
     fn unfinished_jobs(&self) -> Result<Vec<JobRecord>>;
 
-    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize>;
+    /// Queued and running jobs of the whole deployment.
+    fn queue_depth(&self) -> Result<u64>;
 
     // ---- the durable job queue every node's workers share ----
 
@@ -422,10 +572,29 @@ pub trait Catalog: Send + Sync {
     /// answer; or at once when the node drains). False if `node` no longer holds it.
     fn release_job(&self, job_id: &str, node: &str, delay: std::time::Duration) -> Result<bool>;
 
-    fn mark_running(&self, job_id: &str) -> Result<()>;
+    /// Make every running job claimable now. Only for a catalog no other node shares, at start:
+    /// the jobs a crashed previous process held.
+    fn expire_leases(&self) -> Result<usize>;
+
+    /// The tenant's gate, waiting up to `wait` for it: shared by the tenant's running jobs,
+    /// exclusive for its deletion, across every node that shares the catalog.
+    fn tenant_gate(
+        &self,
+        tenant: &TenantId,
+        exclusive: bool,
+        wait: std::time::Duration,
+    ) -> Result<TenantGate>;
+
+    /// Record `node`'s heartbeat; returns how many nodes (this one included) beat within
+    /// `alive`.
+    fn heartbeat(&self, node: &NodeInfo, alive: std::time::Duration) -> Result<usize>;
+
+    /// Forget a node that stops.
+    fn leave(&self, node: &str) -> Result<()>;
 
     /// Make `job`'s version the live one, atomically, if it is still the newest upload of its
-    /// document. Queues garbage collection of older versions in the same transaction.
+    /// document and (when `job.node` is set) that node still holds the job. Queues garbage
+    /// collection of older versions in the same transaction; the upload's bytes go.
     fn commit_job(
         &self,
         job: &JobRecord,
@@ -433,7 +602,9 @@ pub trait Catalog: Send + Sync {
         quota: &Quota,
     ) -> Result<CommitOutcome>;
 
-    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()>;
+    /// End the job as failed (its version is garbage, its upload goes); false, with nothing
+    /// written, when `job.node` is set and that node no longer holds it.
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<bool>;
 
     fn document(&self, tenant: &TenantId, id: &DocId) -> Result<Option<DocumentRecord>>;
 

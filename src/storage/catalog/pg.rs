@@ -142,6 +142,7 @@ CREATE TABLE tenant_config (
 "#,
     ),
     (2, QUEUE_COLUMNS),
+    (3, UPLOADS_AND_NODES),
 ];
 
 /// Every table of the catalog, in the order `import_sqlite` copies them.
@@ -187,6 +188,51 @@ ALTER TABLE jobs ADD COLUMN lease_until BIGINT;
 ALTER TABLE jobs ADD COLUMN not_before BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE tenants ADD COLUMN served_at BIGINT;
 ";
+
+/// Version 3: uploads every node can read, and the nodes' heartbeats.
+const UPLOADS_AND_NODES: &str = r#"
+CREATE TABLE uploads (
+    job_id TEXT COLLATE "C" PRIMARY KEY,
+    tenant TEXT COLLATE "C" NOT NULL,
+    bytes BYTEA NOT NULL
+);
+CREATE INDEX uploads_tenant ON uploads(tenant);
+CREATE TABLE nodes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    addr TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+"#;
+
+/// First key of the tenant gates' advisory locks (the second is `hashtext(tenant)`; two
+/// tenants with the same hash only wait for each other, never share data).
+const GATE_SPACE: i32 = 0x746e_7479;
+
+/// A tenant gate: an advisory lock held by the session of one pooled connection, which the
+/// gate keeps until it is dropped. A node that dies closes its sessions, which releases them.
+struct PgGate {
+    conn: Option<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>,
+    tenant: String,
+    exclusive: bool,
+}
+
+impl Drop for PgGate {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let unlock = if self.exclusive {
+            "SELECT pg_advisory_unlock($1, hashtext($2))"
+        } else {
+            "SELECT pg_advisory_unlock_shared($1, hashtext($2))"
+        };
+        if let Err(e) = conn.execute(unlock, &[&GATE_SPACE, &self.tenant]) {
+            // A broken session has released its locks already.
+            tracing::warn!(error = %e, "releasing a tenant gate failed");
+        }
+    }
+}
 
 /// `pg_advisory_xact_lock` key of the migration transaction ("tenantry" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_6e61_6e74_7279;
@@ -498,6 +544,7 @@ fn job_row(r: &Row) -> Result<JobRecord> {
         attempts: r.get::<_, i32>(10) as u32,
         error: code.map(|c| (c, msg.unwrap_or_default())),
         created_at: r.get(13),
+        node: r.get(15),
         updated_at: r.get(14),
     })
 }
@@ -593,6 +640,7 @@ impl Catalog for PostgresCatalog {
                 "api_keys",
                 "documents",
                 "jobs",
+                "uploads",
                 "gc",
                 "embed_cache",
                 "threads",
@@ -941,6 +989,7 @@ impl Catalog for PostgresCatalog {
         tenant: &TenantId,
         up: &NewUpload,
         quota: &Quota,
+        caps: &QueueCaps,
     ) -> Result<UploadOutcome> {
         self.with(|c| {
             let mut tx = c.transaction()?;
@@ -969,6 +1018,9 @@ impl Catalog for PostgresCatalog {
                         return Ok(Ok(UploadOutcome::Unchanged));
                     }
                     let counts_as_new = !matches!(status, "ready" | "pending");
+                    if let Some(e) = refuse_queue(&mut tx, tenant, up, caps)? {
+                        return Ok(Err(e));
+                    }
                     if let Err(e) = check_quota(&mut tx, tenant, up, quota, counts_as_new)? {
                         return Ok(Err(e));
                     }
@@ -981,6 +1033,9 @@ impl Catalog for PostgresCatalog {
                     next as u64
                 }
                 None => {
+                    if let Some(e) = refuse_queue(&mut tx, tenant, up, caps)? {
+                        return Ok(Err(e));
+                    }
                     if let Err(e) = check_quota(&mut tx, tenant, up, quota, true)? {
                         return Ok(Err(e));
                     }
@@ -1002,7 +1057,7 @@ impl Catalog for PostgresCatalog {
                     1
                 }
             };
-            insert_job(&mut tx, tenant, up, version, JobStatus::Queued, t)?;
+            place_job(&mut tx, tenant, up, version, t)?;
             tx.commit()?;
             Ok(Ok(UploadOutcome::Queued { version }))
         })?
@@ -1040,13 +1095,19 @@ impl Catalog for PostgresCatalog {
         rows.iter().map(job_row).collect()
     }
 
-    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
+    fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>> {
+        let row =
+            self.with(|c| c.query_opt("SELECT bytes FROM uploads WHERE job_id = $1", &[&job_id]))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn queue_depth(&self) -> Result<u64> {
         self.with(|c| {
             c.query_one(
-                "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status IN ('queued', 'running')",
-                &[&tenant.as_str()],
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')",
+                &[],
             )
-            .map(|r| r.get::<_, i64>(0) as usize)
+            .map(|r| r.get::<_, i64>(0) as u64)
         })
     }
 
@@ -1117,13 +1178,87 @@ impl Catalog for PostgresCatalog {
         Ok(n == 1)
     }
 
-    fn mark_running(&self, job_id: &str) -> Result<()> {
-        self.with(|c| {
+    fn expire_leases(&self) -> Result<usize> {
+        let n = self.with(|c| {
             c.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $2 WHERE id = $1",
-                &[&job_id, &now()],
+                "UPDATE jobs SET lease_until = 0 WHERE status = 'running'",
+                &[],
             )
         })?;
+        Ok(n as usize)
+    }
+
+    fn tenant_gate(
+        &self,
+        tenant: &TenantId,
+        exclusive: bool,
+        wait: Duration,
+    ) -> Result<TenantGate> {
+        let pool = self.pool.as_ref().ok_or_else(|| {
+            EngineError::from(InternalError::StorageUnavailable(
+                "catalog (postgres): closed".into(),
+            ))
+        })?;
+        let mut conn = pool.get().map_err(|e| {
+            EngineError::from(InternalError::StorageUnavailable(format!(
+                "catalog (postgres): no connection: {e}"
+            )))
+        })?;
+        // Tried, not waited for on the server: a wait there would run into the statement
+        // timeout, and would hold the connection without a deadline of ours.
+        let try_lock = if exclusive {
+            "SELECT pg_try_advisory_lock($1, hashtext($2))"
+        } else {
+            "SELECT pg_try_advisory_lock_shared($1, hashtext($2))"
+        };
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let got: bool = conn
+                .query_one(try_lock, &[&GATE_SPACE, &tenant.as_str()])
+                .map_err(pg_err)?
+                .get(0);
+            if got {
+                return Ok(TenantGate {
+                    _held: Box::new(PgGate {
+                        conn: Some(conn),
+                        tenant: tenant.as_str().to_string(),
+                        exclusive,
+                    }),
+                });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(EngineError::Unavailable {
+                    reason: "the tenant is busy (ingestion or deletion); try again",
+                    retry_after_secs: 5,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn heartbeat(&self, node: &NodeInfo, alive: Duration) -> Result<usize> {
+        let now = now_ms();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO nodes (id, addr, started_at, heartbeat_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, addr = EXCLUDED.addr",
+                &[&node.id, &node.addr, &node.started_at, &now],
+            )?;
+            // Nodes silent for a long time are gone: forget them.
+            c.execute(
+                "DELETE FROM nodes WHERE heartbeat_at < $1",
+                &[&(now - 3_600_000)],
+            )?;
+            c.query_one(
+                "SELECT COUNT(*) FROM nodes WHERE heartbeat_at >= $1",
+                &[&(now - alive.as_millis() as i64)],
+            )
+            .map(|r| r.get::<_, i64>(0).max(1) as usize)
+        })
+    }
+
+    fn leave(&self, node: &str) -> Result<()> {
+        self.with(|c| c.execute("DELETE FROM nodes WHERE id = $1", &[&node]))?;
         Ok(())
     }
 
@@ -1139,8 +1274,12 @@ impl Catalog for PostgresCatalog {
             let t = now();
             if !lock_tenant(&mut tx, &job.tenant)? {
                 // The tenant was deleted while the job ran: nothing of it may be recorded.
-                return Ok(CommitOutcome::Superseded);
+                return Ok(CommitOutcome::NotHeld);
             }
+            if !holds(&mut tx, job)? {
+                return Ok(CommitOutcome::NotHeld);
+            }
+            tx.execute("DELETE FROM uploads WHERE job_id = $1", &[&job.id])?;
             let other_chunks = quota
                 .max_chunks
                 .map(|_| {
@@ -1204,9 +1343,13 @@ impl Catalog for PostgresCatalog {
         })
     }
 
-    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<bool> {
         self.with(|c| {
             let mut tx = c.transaction()?;
+            if !holds(&mut tx, job)? {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM uploads WHERE job_id = $1", &[&job.id])?;
             fail_job_tx(&mut tx, job, code, message, now())?;
             queue_gc(
                 &mut tx,
@@ -1215,7 +1358,8 @@ impl Catalog for PostgresCatalog {
                 job.version,
                 job.version + 1,
             )?;
-            tx.commit()
+            tx.commit()?;
+            Ok(true)
         })
     }
 
@@ -1443,6 +1587,82 @@ fn insert_job(
         ],
     )?;
     Ok(())
+}
+
+/// Insert the job of a new version: queued with its upload's bytes, or running, held by the
+/// caller.
+fn place_job(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    version: u64,
+    t: i64,
+) -> std::result::Result<(), postgres::Error> {
+    match &up.payload {
+        Payload::Bytes(bytes) => {
+            insert_job(tx, tenant, up, version, JobStatus::Queued, t)?;
+            tx.execute(
+                "INSERT INTO uploads (job_id, tenant, bytes) VALUES ($1, $2, $3)",
+                &[&up.job_id, &tenant.as_str(), bytes],
+            )?;
+        }
+        Payload::HeldBy { node, lease } => {
+            insert_job(tx, tenant, up, version, JobStatus::Running, t)?;
+            tx.execute(
+                "UPDATE jobs SET attempts = 1, node = $2, lease_until = $3 WHERE id = $1",
+                &[&up.job_id, node, &(now_ms() + lease.as_millis() as i64)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The queue cap a queued upload would break, as the error to return. The tenant's row is
+/// locked by the caller, so its count cannot race; the deployment-wide count may overshoot by
+/// the uploads committing at the same moment.
+fn refuse_queue(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    caps: &QueueCaps,
+) -> std::result::Result<Option<EngineError>, postgres::Error> {
+    if !matches!(up.payload, Payload::Bytes(_)) {
+        return Ok(None);
+    }
+    let mine: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status IN ('queued', 'running')",
+            &[&tenant.as_str()],
+        )?
+        .get(0);
+    let all: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')",
+            &[],
+        )?
+        .get(0);
+    Ok(caps.refuse(mine as u64, all as u64))
+}
+
+/// Whether the job is unfinished and, when it names a node, still held by that node. Locks
+/// the job's row until the transaction ends.
+fn holds(
+    tx: &mut postgres::Transaction<'_>,
+    job: &JobRecord,
+) -> std::result::Result<bool, postgres::Error> {
+    let row = tx.query_opt(
+        "SELECT status, node FROM jobs WHERE id = $1 FOR UPDATE",
+        &[&job.id],
+    )?;
+    Ok(match row {
+        Some(r) => {
+            let status: &str = r.get(0);
+            let node: Option<String> = r.get(1);
+            !JobStatus::parse(status).is_final()
+                && (job.node.is_none() || (status == "running" && node == job.node))
+        }
+        None => false,
+    })
 }
 
 /// Refuse an upload that would take the tenant past a quota (documents, stored bytes).

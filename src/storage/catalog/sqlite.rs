@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
 use crate::domain::{now, now_ms, DocId, Footprint, TenantId};
-use crate::error::{Result, UserError};
+use crate::error::{EngineError, Result, UserError};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants (
@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+-- The bytes of queued and running jobs' uploads, until the job ends.
+CREATE TABLE IF NOT EXISTS uploads (
+    job_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    bytes BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant);
 -- Chunks of (tenant, doc_id) with lo <= version < hi are garbage in both legs.
 CREATE TABLE IF NOT EXISTS gc (
@@ -177,6 +183,8 @@ pub struct SqliteCatalog {
     /// A second, read-only connection for the request path (key lookups, visibility checks):
     /// in WAL mode it reads the last commit without waiting for a writer's fsync.
     reader: Mutex<Connection>,
+    /// Nobody else opens this file (the data directory is locked): the gates are in-process.
+    gates: std::sync::Arc<LocalGates>,
 }
 
 fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
@@ -214,6 +222,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         error: code.map(|c| (c, msg.unwrap_or_default())),
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        node: r.get(15)?,
     })
 }
 
@@ -277,6 +286,7 @@ impl SqliteCatalog {
         Ok(Self {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
+            gates: Default::default(),
         })
     }
 
@@ -349,6 +359,7 @@ impl Catalog for SqliteCatalog {
                 "api_keys",
                 "documents",
                 "jobs",
+                "uploads",
                 "gc",
                 "embed_cache",
                 "threads",
@@ -700,6 +711,7 @@ impl Catalog for SqliteCatalog {
         tenant: &TenantId,
         up: &NewUpload,
         quota: &Quota,
+        caps: &QueueCaps,
     ) -> Result<UploadOutcome> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -723,6 +735,9 @@ impl Catalog for SqliteCatalog {
                         tx.commit()?;
                         return Ok(Ok(UploadOutcome::Unchanged));
                     }
+                    if let Some(e) = refuse_queue(&tx, tenant, up, caps)? {
+                        return Ok(Err(e));
+                    }
                     if let Err(e) = check_quota(&tx, tenant, up, quota, !matches!(status.as_str(), "ready" | "pending"))? {
                         return Ok(Err(e));
                     }
@@ -734,6 +749,9 @@ impl Catalog for SqliteCatalog {
                     *next as u64
                 }
                 None => {
+                    if let Some(e) = refuse_queue(&tx, tenant, up, caps)? {
+                        return Ok(Err(e));
+                    }
                     if let Err(e) = check_quota(&tx, tenant, up, quota, true)? {
                         return Ok(Err(e));
                     }
@@ -745,7 +763,7 @@ impl Catalog for SqliteCatalog {
                     1
                 }
             };
-            insert_job(&tx, tenant, up, version, JobStatus::Queued, t)?;
+            place_job(&tx, tenant, up, version, t)?;
             tx.commit()?;
             Ok(Ok(UploadOutcome::Queued { version }))
         })
@@ -784,14 +802,25 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn queued_jobs_of(&self, tenant: &TenantId) -> Result<usize> {
-        self.with(|c| {
+    fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status IN ('queued', 'running')",
-                [tenant.as_str()],
+                "SELECT bytes FROM uploads WHERE job_id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn queue_depth(&self) -> Result<u64> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')",
+                [],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as usize)
+            .map(|n| n as u64)
         })
     }
 
@@ -870,13 +899,30 @@ impl Catalog for SqliteCatalog {
         Ok(n == 1)
     }
 
-    fn mark_running(&self, job_id: &str) -> Result<()> {
+    fn expire_leases(&self) -> Result<usize> {
         self.with(|c| {
             c.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-                params![job_id, now()],
+                "UPDATE jobs SET lease_until = 0 WHERE status = 'running'",
+                [],
             )
-        })?;
+        })
+    }
+
+    fn tenant_gate(
+        &self,
+        tenant: &TenantId,
+        exclusive: bool,
+        wait: std::time::Duration,
+    ) -> Result<TenantGate> {
+        self.gates.acquire(tenant, exclusive, wait)
+    }
+
+    /// One process owns an SQLite catalog: it is the only node.
+    fn heartbeat(&self, _node: &NodeInfo, _alive: std::time::Duration) -> Result<usize> {
+        Ok(1)
+    }
+
+    fn leave(&self, _node: &str) -> Result<()> {
         Ok(())
     }
 
@@ -890,6 +936,10 @@ impl Catalog for SqliteCatalog {
         self.with(|c| {
             let tx = c.transaction()?;
             let t = now();
+            if !holds(&tx, job)? {
+                return Ok(CommitOutcome::NotHeld);
+            }
+            tx.execute("DELETE FROM uploads WHERE job_id = ?1", [&job.id])?;
             let other_chunks = quota
                 .max_chunks
                 .map(|_| {
@@ -939,12 +989,17 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<()> {
+    fn fail_job(&self, job: &JobRecord, code: &str, message: &str) -> Result<bool> {
         self.with(|c| {
             let tx = c.transaction()?;
+            if !holds(&tx, job)? {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM uploads WHERE job_id = ?1", [&job.id])?;
             fail_job_tx(&tx, job, code, message, now())?;
             queue_gc(&tx, &job.tenant, &job.doc_id, job.version, job.version + 1)?;
-            tx.commit()
+            tx.commit()?;
+            Ok(true)
         })
     }
 
@@ -1164,6 +1219,77 @@ fn insert_job(
         ],
     )?;
     Ok(())
+}
+
+/// Insert the job of a new version: queued with its upload's bytes, or running, held by the
+/// caller.
+fn place_job(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    version: u64,
+    t: i64,
+) -> rusqlite::Result<()> {
+    match &up.payload {
+        Payload::Bytes(bytes) => {
+            insert_job(tx, tenant, up, version, JobStatus::Queued, t)?;
+            tx.execute(
+                "INSERT INTO uploads (job_id, tenant, bytes) VALUES (?1, ?2, ?3)",
+                params![up.job_id, tenant.as_str(), bytes],
+            )?;
+        }
+        Payload::HeldBy { node, lease } => {
+            insert_job(tx, tenant, up, version, JobStatus::Running, t)?;
+            tx.execute(
+                "UPDATE jobs SET attempts = 1, node = ?2, lease_until = ?3 WHERE id = ?1",
+                params![up.job_id, node, now_ms() + lease.as_millis() as i64],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The queue cap a queued upload would break, as the error to return.
+fn refuse_queue(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    up: &NewUpload,
+    caps: &QueueCaps,
+) -> rusqlite::Result<Option<EngineError>> {
+    if !matches!(up.payload, Payload::Bytes(_)) {
+        return Ok(None);
+    }
+    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+        tx.query_row(sql, p, |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+    };
+    let mine = count(
+        "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status IN ('queued', 'running')",
+        &[&tenant.as_str()],
+    )?;
+    let all = count(
+        "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')",
+        &[],
+    )?;
+    Ok(caps.refuse(mine, all))
+}
+
+/// Whether the job is unfinished and, when it names a node, still held by that node.
+fn holds(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<bool> {
+    let row: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT status, node FROM jobs WHERE id = ?1",
+            [&job.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((status, node)) => {
+            !JobStatus::parse(&status).is_final()
+                && (job.node.is_none() || (status == "running" && node == job.node))
+        }
+        None => false,
+    })
 }
 
 /// Refuse an upload that would take the tenant past a quota (documents, stored bytes).
