@@ -385,6 +385,11 @@ async fn ingest_all(
     Ok(counts)
 }
 
+async fn tenant_exists(engine: &Arc<Engine>, tenant: &TenantId) -> Result<bool> {
+    let (e, t) = (engine.clone(), tenant.clone());
+    crate::runtime::blocking(move || e.catalog.tenant_exists(&t)).await
+}
+
 /// What the in-process phase hands to the HTTP phase.
 struct Prepared {
     keys: Vec<String>,
@@ -402,7 +407,8 @@ async fn prepare_in_process(
     corpus: &[CorpusDoc],
     queries: &[String],
 ) -> Result<Prepared> {
-    let engine = Engine::open(config)?;
+    // Opening may connect to PostgreSQL, whose client must not run on the async runtime.
+    let engine = crate::runtime::blocking(move || Engine::open(config)).await?;
     engine.start().await?;
     let mut b = Baselines::default();
 
@@ -432,7 +438,7 @@ async fn prepare_in_process(
     let raw_s = raw_s.await.map_err(|e| bench_err(e.to_string()))??;
     b.raw_embed_passages_per_s = n_texts as f64 / raw_s;
     let probe = TenantId::parse(INGEST_PROBE)?;
-    if engine.catalog.tenant_exists(&probe)? {
+    if tenant_exists(&engine, &probe).await? {
         engine.delete_tenant(probe.clone()).await?;
     }
     engine.create_tenant(probe.clone()).await?;
@@ -453,7 +459,7 @@ async fn prepare_in_process(
     let load = Instant::now();
     let embedded_before = engine.embedded_texts();
     let template = TenantId::parse(TEMPLATE)?;
-    if !engine.catalog.tenant_exists(&template)? {
+    if !tenant_exists(&engine, &template).await? {
         engine.create_tenant(template.clone()).await?;
     }
     let template_ctx = TenantCtx::operator(template.clone());
@@ -474,7 +480,7 @@ async fn prepare_in_process(
     let mut total_chunks = 0;
     for i in 0..opts.tenants {
         let tenant = tenant_name(i);
-        let key = if engine.catalog.tenant_exists(&tenant)? {
+        let key = if tenant_exists(&engine, &tenant).await? {
             engine
                 .create_key(tenant.clone(), crate::domain::Role::Writer, "bench".into())
                 .await?
@@ -780,7 +786,7 @@ async fn warm_every_tenant(url: &str, keys: &[String], queries: &[String], concu
 }
 
 async fn closed_loop(
-    url: &str,
+    urls: &[String],
     keys: &[String],
     queries: &[String],
     mode: Target,
@@ -794,9 +800,10 @@ async fn closed_loop(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..opts.concurrency.max(1) {
+        // Client c talks to node c mod N, as a balancer spreading connections would.
         let (client, url, keys, queries, issued) = (
             client.clone(),
-            url.to_string(),
+            urls[c % urls.len()].clone(),
             keys.to_vec(),
             queries.to_vec(),
             issued.clone(),
@@ -1016,9 +1023,10 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
             max_requests: 20,
             ..opts.clone()
         };
-        closed_loop(&url, &prepared.keys, &queries, mode, &warmup).await;
+        let urls = std::slice::from_ref(&url);
+        closed_loop(urls, &prepared.keys, &queries, mode, &warmup).await;
         let jiffies = cpu_jiffies();
-        let (lat, errors, secs) = closed_loop(&url, &prepared.keys, &queries, mode, &opts).await;
+        let (lat, errors, secs) = closed_loop(urls, &prepared.keys, &queries, mode, &opts).await;
         let cpu_steal_pct = steal_pct(jiffies);
         let latency = Latency::of(lat.clone());
         let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
@@ -1721,4 +1729,278 @@ impl BackendComparison {
         }
         out
     }
+}
+
+/// One row of `tenantry bench --nodes`: N `tenantry serve` processes sharing the deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesResult {
+    pub nodes: usize,
+    pub clients: usize,
+    pub hybrid: LoadResult,
+    /// Documents uploaded through the nodes in turn, chunks they made, and the time from the
+    /// first upload until every job was final.
+    pub ingest_docs: usize,
+    pub ingest_chunks: u64,
+    pub ingest_seconds: f64,
+    pub ingest_chunks_per_s: f64,
+    /// Jobs that did not succeed.
+    pub ingest_failed: usize,
+    /// Resident memory of each node after the run.
+    pub node_rss_mib: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesReport {
+    pub tenants: usize,
+    pub total_chunks: u64,
+    pub cores: usize,
+    /// The in-process baselines measured before the servers start (same run).
+    pub baselines: Baselines,
+    pub rows: Vec<NodesResult>,
+}
+
+impl NodesReport {
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "\nnodes (tenantry serve processes on one PostgreSQL catalog and one Qdrant cluster; {} tenants, {} chunks; {} cores for everything)\n\n",
+            self.tenants, self.total_chunks, self.cores
+        );
+        let _ = writeln!(
+            out,
+            "| nodes | clients | hybrid QPS | p50 ms | p99 ms | errors | ingestion chunks/s | ingested | failed | node RSS MiB |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        let first = self.rows.first();
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {:.1} | {} docs, {} chunks | {} | {} |",
+                r.nodes,
+                r.clients,
+                r.hybrid.qps,
+                r.hybrid.latency.p50_ms,
+                r.hybrid.latency.p99_ms,
+                r.hybrid.errors,
+                r.ingest_chunks_per_s,
+                r.ingest_docs,
+                r.ingest_chunks,
+                r.ingest_failed,
+                r.node_rss_mib
+                    .iter()
+                    .map(|m| format!("{m:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            );
+        }
+        if let Some(f) = first {
+            for r in self.rows.iter().skip(1) {
+                let _ = writeln!(
+                    out,
+                    "{} nodes against 1: hybrid QPS {:.2}x, p50 {:.2}x, ingestion {:.2}x",
+                    r.nodes,
+                    r.hybrid.qps / f.hybrid.qps.max(1e-9),
+                    r.hybrid.latency.p50_ms / f.hybrid.latency.p50_ms.max(1e-9),
+                    r.ingest_chunks_per_s / f.ingest_chunks_per_s.max(1e-9),
+                );
+            }
+        }
+        let b = &self.baselines;
+        let _ = writeln!(
+            out,
+            "baselines (in-process, same run): query embedding p50 {:.2} ms; raw embedder {:.1} passages/s",
+            b.embed_query_ms, b.raw_embed_passages_per_s
+        );
+        out
+    }
+}
+
+/// `tenantry bench --nodes 1,2,3`: load the bench tenants once into the shared deployment
+/// (PostgreSQL catalog, Qdrant cluster), then for each count start that many `tenantry serve`
+/// processes on loopback and measure hybrid queries (clients spread over the nodes) and
+/// ingestion (uploads spread over the nodes, jobs claimed by any node's workers).
+pub async fn nodes_scaling(
+    config: Config,
+    opts: BenchOptions,
+    levels: &[usize],
+) -> Result<NodesReport> {
+    use crate::config::CatalogBackend;
+    if config.catalog.backend != CatalogBackend::Postgres
+        || config.storage.backend != StorageBackend::Qdrant
+    {
+        return Err(UserError::Invalid(
+            "--nodes needs a shared deployment: catalog.backend = \"postgres\" and storage.backend = \"qdrant\""
+                .into(),
+        )
+        .into());
+    }
+    if levels.is_empty() || levels.iter().any(|&n| n == 0 || n > 16) {
+        return Err(UserError::Invalid("--nodes: counts between 1 and 16".into()).into());
+    }
+    let corpus = load_corpus(&opts.corpus)?;
+    let queries = load_queries(&opts.queries)?;
+    let data_dir = config.data_dir.clone();
+    let mut cfg = config.clone();
+    cfg.ingest.tenant_queue_max = corpus.len() + 1;
+    cfg.ingest.queue_capacity = corpus.len() + 1;
+    let prepared = prepare_in_process(cfg, &opts, &corpus, &queries).await?;
+    let probe: Vec<&CorpusDoc> = corpus.iter().take(opts.ingest_docs.max(1)).collect();
+    let mut rows = Vec::new();
+    for &n in levels {
+        eprintln!("bench: {n} node(s)");
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let dir = data_dir.join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            servers.push(Server::start(&opts.server_exe, &opts.server_args, &dir).await?);
+        }
+        let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+        // Every tenant answers once through some node before the loop (warm tenants).
+        for (i, url) in urls.iter().enumerate() {
+            let keys: Vec<String> = prepared
+                .keys
+                .iter()
+                .skip(i)
+                .step_by(urls.len())
+                .cloned()
+                .collect();
+            warm_every_tenant(url, &keys, &queries, opts.concurrency).await;
+        }
+        let mode = Target::Query(Mode::Hybrid);
+        let warmup = BenchOptions {
+            duration: Duration::from_millis(300).min(opts.duration),
+            max_requests: 20,
+            ..opts.clone()
+        };
+        closed_loop(&urls, &prepared.keys, &queries, mode, &warmup).await;
+        let jiffies = cpu_jiffies();
+        let (lat, errors, secs) = closed_loop(&urls, &prepared.keys, &queries, mode, &opts).await;
+        let latency = Latency::of(lat.clone());
+        let hybrid = LoadResult {
+            mode: mode.name().into(),
+            requests: lat.len() + errors,
+            errors,
+            seconds: secs,
+            qps: lat.len() as f64 / secs.max(1e-9),
+            overhead_ratio: None,
+            baseline_ms: None,
+            latency,
+            server_rss_mib: None,
+            cpu_steal_pct: steal_pct(jiffies),
+        };
+        let (chunks, ingest_seconds, failed) =
+            ingest_through(&urls, &prepared.admin_key, &probe, n).await?;
+        rows.push(NodesResult {
+            nodes: n,
+            clients: opts.concurrency,
+            hybrid,
+            ingest_docs: probe.len(),
+            ingest_chunks: chunks,
+            ingest_seconds,
+            ingest_chunks_per_s: chunks as f64 / ingest_seconds.max(1e-9),
+            ingest_failed: failed,
+            node_rss_mib: servers
+                .iter()
+                .filter_map(|s| rss_mib(s.child.id(), "VmRSS:"))
+                .collect(),
+        });
+        drop(servers);
+    }
+    Ok(NodesReport {
+        tenants: opts.tenants,
+        total_chunks: prepared.total_chunks,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        baselines: prepared.baselines,
+        rows,
+    })
+}
+
+/// Upload `docs` to a fresh tenant through the nodes in turn (no waiting), then wait for every
+/// job: (chunks, seconds from the first upload to the last job's end, jobs not succeeded). The
+/// tenant is new, so its embedding cache is empty: every chunk is embedded.
+async fn ingest_through(
+    urls: &[String],
+    admin_key: &str,
+    docs: &[&CorpusDoc],
+    n: usize,
+) -> Result<(u64, f64, usize)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .map_err(|e| bench_err(e.to_string()))?;
+    let fail = |e: reqwest::Error| bench_err(format!("bench ingestion: {e}"));
+    let tenant = format!("bench-nodes-{n}-{}", std::process::id());
+    let r = client
+        .post(format!("{}/v1/tenants", urls[0]))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({ "id": tenant }))
+        .send()
+        .await
+        .map_err(fail)?;
+    if !r.status().is_success() {
+        return Err(bench_err(format!("creating {tenant}: HTTP {}", r.status())));
+    }
+    let v: serde_json::Value = r.json().await.map_err(fail)?;
+    let key = v["api_key"].as_str().unwrap_or_default().to_string();
+    let started = Instant::now();
+    let mut jobs = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        let file = reqwest::multipart::Part::bytes(d.bytes.clone())
+            .file_name(d.id.as_str().to_string())
+            .mime_str(d.content_type.mime())
+            .map_err(fail)?;
+        let form = reqwest::multipart::Form::new()
+            .text("id", d.id.as_str().to_string())
+            .part("file", file);
+        let r = client
+            .post(format!("{}/v1/documents", urls[i % urls.len()]))
+            .bearer_auth(&key)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(fail)?;
+        let v: serde_json::Value = r.json().await.map_err(fail)?;
+        if let Some(j) = v["job_id"].as_str() {
+            jobs.push(j.to_string());
+        }
+    }
+    let mut failed = 0;
+    for (i, j) in jobs.iter().enumerate() {
+        loop {
+            let v: serde_json::Value = client
+                .get(format!("{}/v1/jobs/{j}", urls[i % urls.len()]))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .map_err(fail)?
+                .json()
+                .await
+                .map_err(fail)?;
+            match v["status"].as_str() {
+                Some("succeeded") => break,
+                Some("failed") => {
+                    failed += 1;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let v: serde_json::Value = client
+        .get(format!("{}/v1/usage", urls[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .map_err(fail)?
+        .json()
+        .await
+        .map_err(fail)?;
+    let chunks = v["stored"]["chunks"].as_u64().unwrap_or(0);
+    let _ = client
+        .delete(format!("{}/v1/tenants/{tenant}", urls[0]))
+        .bearer_auth(admin_key)
+        .send()
+        .await;
+    Ok((chunks, seconds, failed))
 }

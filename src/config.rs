@@ -523,6 +523,13 @@ impl Config {
                 "catalog: job_lease_secs >= 6 (three heartbeats); node_id at most 128 characters, no spaces".into(),
             ));
         }
+        // A lease must outlive a heartbeat that waits for a connection.
+        if c.backend == CatalogBackend::Postgres && c.job_lease_secs < 6 + pg.connect_timeout_secs {
+            return Err(ConfigError(format!(
+                "catalog.job_lease_secs must be at least 6 + postgres.connect_timeout_secs = {}",
+                6 + pg.connect_timeout_secs
+            )));
+        }
         // Each running job holds a connection for its tenant gate and needs another at times.
         if c.backend == CatalogBackend::Postgres && (pg.pool_size as usize) < 2 * i.workers + 2 {
             return Err(ConfigError(format!(

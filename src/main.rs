@@ -147,6 +147,11 @@ enum Command {
         /// Client counts for --backend, comma-separated.
         #[arg(long, default_value = "1,8")]
         clients: String,
+        /// Node counts, comma-separated (e.g. `1,2,3`): on a shared deployment
+        /// (`catalog.backend = "postgres"`, `storage.backend = "qdrant"`), start that many
+        /// `tenantry serve` processes and measure hybrid queries and ingestion spread over them.
+        #[arg(long)]
+        nodes: Option<String>,
     },
     /// Write a tenant's archive (documents, chunks with vectors, metadata, configuration; no
     /// secrets) as NDJSON. Operator command on the data directory; over HTTP: GET /v1/export.
@@ -719,6 +724,7 @@ async fn run() -> anyhow::Result<()> {
             json,
             backend,
             clients,
+            nodes,
         } => {
             let mut config = config;
             if cli.flags.data_dir.is_none() {
@@ -749,6 +755,19 @@ async fn run() -> anyhow::Result<()> {
                 noisy_seconds,
                 promote: false,
             };
+            if let Some(nodes) = nodes {
+                let levels: Vec<usize> = nodes
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--nodes: comma-separated numbers")?;
+                let report = tenantry::bench::nodes_scaling(config, opts, &levels).await?;
+                print!("{}", report.table());
+                if let Some(path) = json {
+                    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+                }
+                return Ok(());
+            }
             if let Some(backend) = backend {
                 if backend != "qdrant" {
                     bail!("--backend {backend}: the comparison is with qdrant");

@@ -177,16 +177,19 @@ impl Engine {
         timeout: Duration,
     ) -> Result<JobRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Whatever way this returns (or is cancelled), it leaves no waiter behind: a job run
+        // by another node is never notified here.
+        let _prune = PruneWaiters(self, job_id);
         // This node's workers wake waiters when a job ends here; a job another node runs is
         // seen by looking again every quarter second.
         loop {
             let (tx, rx) = oneshot::channel();
-            self.waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(job_id.to_string())
-                .or_default()
-                .push(tx);
+            {
+                let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+                let mine = waiters.entry(job_id.to_string()).or_default();
+                mine.retain(|w| !w.is_closed());
+                mine.push(tx);
+            }
             let job = self.job(ctx, job_id).await?;
             if job.status.is_final() {
                 self.notify(job_id);
@@ -261,7 +264,6 @@ impl Engine {
     /// ends here: done, failed, or handed back to the queue. Blocking.
     pub(super) fn run_claimed(&self, job: JobRecord) {
         self.held().insert(job.id.clone());
-        self.running_jobs.fetch_add(1, Ordering::SeqCst);
         let id = job.id.clone();
         if let Err(e) = self.run_job(job) {
             // The catalog did not take the outcome (it is unreachable): hand the job back so
@@ -273,7 +275,6 @@ impl Engine {
                 .release_job(&id, &self.node.id, STORAGE_RETRY_DELAY);
         }
         self.held().remove(&id);
-        self.running_jobs.fetch_sub(1, Ordering::SeqCst);
         self.notify(&id);
     }
 
@@ -281,12 +282,14 @@ impl Engine {
     /// panic anywhere in the pipeline is caught here.
     fn run_job(&self, job: JobRecord) -> Result<()> {
         if job.attempts > MAX_ATTEMPTS {
-            self.governor.metrics.job("failed");
-            self.catalog.fail_job(
+            if self.catalog.fail_job(
                 &job,
                 "interrupted",
                 "ingestion was interrupted too many times",
-            )?;
+            )? {
+                self.governor.metrics.job("failed");
+            }
+            let _ = std::fs::remove_file(self.legacy_blobs.join(&job.id));
             return self.run_gc();
         }
         // Shared with the tenant's other jobs, exclusive with its deletion, on every node: a
@@ -297,8 +300,15 @@ impl Engine {
         // Read again under the gate: a delete that came first removed the row, and a node
         // that held the job before its lease expired may have finished it.
         match self.catalog.job_by_id(&job.id)? {
-            Some(now) if !now.status.is_final() && now.node == job.node => {}
-            _ => return Ok(()),
+            Some(now)
+                if !now.status.is_final()
+                    && now.node == job.node
+                    && now.attempts == job.attempts => {}
+            Some(_) => return Ok(()),
+            None => {
+                let _ = std::fs::remove_file(self.legacy_blobs.join(&job.id));
+                return Ok(());
+            }
         }
         let job_id = job.id.as_str();
         let span = tracing::info_span!("job", job_id, tenant = %job.tenant, node = %self.node.id);
@@ -336,9 +346,19 @@ impl Engine {
                     CommitOutcome::QuotaExceeded { .. } => {
                         self.governor.metrics.job("quota_exceeded")
                     }
-                    // Handed back while it ran (a drain), or its tenant was deleted: what
-                    // it wrote stays invisible and the holder, or the delete, removes it.
-                    CommitOutcome::NotHeld => self.governor.metrics.job("not_held"),
+                    // Handed back while it ran (a drain): what it wrote stays invisible and
+                    // the new holder writes the version again. Its tenant deleted: the delete
+                    // waited for this job's gate, unless the gate's session was lost (the
+                    // database restarted); then what it wrote after the removal goes here.
+                    CommitOutcome::NotHeld => {
+                        self.governor.metrics.job("not_held");
+                        if !self.catalog.tenant_exists(&job.tenant)? {
+                            let ctx = TenantCtx::system(job.tenant.clone());
+                            let v = job.version..job.version + 1;
+                            self.lexical.delete_versions(&ctx, &job.doc_id, v.clone())?;
+                            self.vectors.delete_versions(&ctx, &job.doc_id, v)?;
+                        }
+                    }
                 }
                 tracing::debug!(
                     chunks = n,
@@ -394,7 +414,11 @@ impl Engine {
         if let Some(bytes) = self.catalog.upload(&job.id)? {
             return Ok(Some(bytes));
         }
-        Ok(std::fs::read(self.legacy_blobs.join(&job.id)).ok())
+        match std::fs::read(self.legacy_blobs.join(&job.id)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Parse, chunk, embed (through the cache) and write one version to both legs. The version
@@ -527,6 +551,21 @@ impl Engine {
             .iter()
             .map(|h| cached.get(h).cloned().unwrap_or_default())
             .collect())
+    }
+}
+
+/// Drops the closed waiters of a job (their `wait_job` ended) when dropped.
+struct PruneWaiters<'a>(&'a Engine, &'a str);
+
+impl Drop for PruneWaiters<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.0.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waiters.get_mut(self.1) {
+            w.retain(|w| !w.is_closed());
+            if w.is_empty() {
+                waiters.remove(self.1);
+            }
+        }
     }
 }
 

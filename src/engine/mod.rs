@@ -318,8 +318,14 @@ impl Engine {
         &self.node.id
     }
 
+    /// The lease of the jobs this node runs. Without the heartbeat (an operator command that
+    /// opened the engine without starting it) nothing renews a lease: take a day.
     pub(crate) fn lease(&self) -> Duration {
-        Duration::from_secs(self.config.catalog.job_lease_secs)
+        if self.workers_started.load(Ordering::SeqCst) {
+            Duration::from_secs(self.config.catalog.job_lease_secs)
+        } else {
+            Duration::from_secs(24 * 3600)
+        }
     }
 
     pub(crate) fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -370,6 +376,9 @@ impl Engine {
                     lower_priority(nice);
                     loop {
                         let Some(me) = weak.upgrade() else { break };
+                        // Counted as running while it claims: a drain that sees no running
+                        // job has no claim in flight that it would fail to hand back.
+                        me.running_jobs.fetch_add(1, Ordering::SeqCst);
                         let claimed = if me.draining.load(Ordering::SeqCst) {
                             Ok(None)
                         } else {
@@ -378,11 +387,13 @@ impl Engine {
                         match claimed {
                             Ok(Some(job)) => {
                                 me.run_claimed(job);
+                                me.running_jobs.fetch_sub(1, Ordering::SeqCst);
                                 continue;
                             }
                             Ok(None) => {}
                             Err(e) => tracing::warn!(error = %e, "claiming a job failed"),
                         }
+                        me.running_jobs.fetch_sub(1, Ordering::SeqCst);
                         drop(me);
                         if !wake.wait(IDLE_POLL) {
                             break;
@@ -439,11 +450,31 @@ impl Engine {
             tracing::warn!(error = %e, "renewing job leases failed");
         }
         match self.catalog.heartbeat(&self.node, HEARTBEAT * 3) {
-            Ok(n) => self.governor.set_nodes(n),
+            Ok(n) => {
+                if n > 1 && self.config.storage.backend == StorageBackend::Embedded {
+                    // Each node's legs are its own directory: a job claimed here is searchable
+                    // only here. One node per catalog, or both legs on a Qdrant cluster.
+                    tracing::error!(
+                        nodes = n,
+                        "several nodes share this catalog but storage.backend = \"embedded\": \
+                         each node would hold other nodes' documents only in part; use \
+                         storage.backend = \"qdrant\""
+                    );
+                }
+                self.governor.set_nodes(n)
+            }
             Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
         }
         if let Ok(n) = self.catalog.queue_depth() {
             self.queue_depth.store(n, Ordering::Relaxed);
+        }
+        // Deletes that could not finish (their node died, or jobs held the tenant too long).
+        if let Ok(drops) = self.catalog.pending_drops() {
+            for t in drops {
+                if let Err(e) = self.finish_drop(&t, Duration::ZERO) {
+                    tracing::debug!(tenant = %t, error = %e, "tenant removal still waiting");
+                }
+            }
         }
     }
 
@@ -456,6 +487,20 @@ impl Engine {
             let n = self.catalog.expire_leases()?;
             if n > 0 {
                 tracing::info!(jobs = n, "resuming interrupted ingestion jobs");
+            }
+            // Upload files an older version kept, whose jobs are over.
+            let unfinished: HashSet<String> = self
+                .catalog
+                .unfinished_jobs()?
+                .into_iter()
+                .map(|j| j.id)
+                .collect();
+            if let Ok(files) = std::fs::read_dir(&self.legacy_blobs) {
+                for f in files.flatten() {
+                    if !unfinished.contains(&*f.file_name().to_string_lossy()) {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
             }
         }
         self.heartbeat();

@@ -66,11 +66,11 @@ impl Engine {
     pub async fn create_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<CreatedKey> {
         let me = self.clone();
         blocking(move || {
+            // Nothing of an earlier tenant of this name may show: finish its removal first.
+            if me.catalog.pending_drops()?.contains(&tenant) {
+                me.finish_drop(&tenant, Duration::from_secs(10))?;
+            }
             me.catalog.create_tenant(&tenant)?;
-            // Nothing of an earlier tenant of this name may show: a delete interrupted between
-            // its catalog rows and its legs left points there.
-            me.vectors.drop_tenant(&tenant)?;
-            me.lexical.drop_tenant(&tenant)?;
             me.new_key(&tenant, Role::TenantAdmin, "initial")
         })
         .await
@@ -180,18 +180,32 @@ impl Engine {
             if !me.catalog.tenant_exists(&tenant)? {
                 return Err(UserError::NotFound("tenant").into());
             }
-            // Its rows go first, its queued jobs and uploads with them: no node starts a job of
-            // it after this. Then wait for the jobs running on any node (their commits find no
-            // tenant, and record nothing) before removing what they wrote from both legs.
+            for job in me.catalog.unfinished_jobs()? {
+                if job.tenant == tenant {
+                    let _ = std::fs::remove_file(me.legacy_blobs.join(&job.id));
+                }
+            }
+            // Its rows go first, its queued jobs and uploads with them, and a record that its
+            // legs must be emptied: no node starts a job of it after this, and the removal
+            // is finished by some node even if this one dies or gives up waiting.
             me.catalog.delete_tenant(&tenant)?;
-            let _gate = me.catalog.tenant_gate(&tenant, true, me.gate_wait())?;
-            me.vectors.drop_tenant(&tenant)?;
-            me.lexical.drop_tenant(&tenant)?;
-            me.vectors.flush();
             me.governor.forget(&tenant);
+            if let Err(e) = me.finish_drop(&tenant, me.gate_wait()) {
+                tracing::warn!(%tenant, error = %e, "tenant data removal continues in the background");
+            }
             Ok(())
         })
         .await
+    }
+
+    /// Empty both legs of a deleted tenant once no job of it runs on any node (they hold its
+    /// gate; their commits find no tenant and record nothing), waiting up to `wait`.
+    pub(crate) fn finish_drop(&self, tenant: &TenantId, wait: Duration) -> Result<()> {
+        let _gate = self.catalog.tenant_gate(tenant, true, wait)?;
+        self.vectors.drop_tenant(tenant)?;
+        self.lexical.drop_tenant(tenant)?;
+        self.vectors.flush();
+        self.catalog.drop_done(tenant)
     }
 
     // ---- limits and usage: delegated to the governor ----

@@ -218,7 +218,8 @@ fn a_node_killed_mid_job_loses_nothing_and_shows_nothing_half_written() {
     };
     let pg = Postgres::start();
     let mut extra = cluster.overrides(2);
-    extra.push("catalog.job_lease_secs=6".into());
+    extra.push("catalog.job_lease_secs=8".into());
+    extra.push("postgres.connect_timeout_secs=2".into());
     let o = shared(&pg, &extra);
     let a = node(&o);
     let key = a.server.create_tenant("nodes-kill");
@@ -258,19 +259,46 @@ fn a_node_killed_mid_job_loses_nothing_and_shows_nothing_half_written() {
     server.kill9();
     let killed_at = Instant::now();
 
-    // B takes them over once their leases expire, with the attempt counted.
+    // B takes them over once their leases expire, with the attempt counted. Meanwhile a
+    // search never shows a document whose version is not committed.
     let b = node(&o);
-    let done = wait_final(&b.server, &key, &jobs, Duration::from_secs(300));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done = loop {
+        let hits = b
+            .server
+            .query_ids_in(&key, "calibration maintenance", "bm25");
+        let all: HashMap<String, Value> = jobs
+            .iter()
+            .map(|j| (j.clone(), job(&b.server, &key, j)))
+            .collect();
+        for h in &hits {
+            let (st, doc) = b
+                .server
+                .call(Method::GET, &format!("/v1/documents/{h}"), &key, None);
+            assert_eq!((st, doc["status"].as_str()), (200, Some("ready")), "{doc}");
+        }
+        if all
+            .values()
+            .all(|j| j["status"] == "succeeded" || j["status"] == "failed")
+        {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "jobs not final in time: {all:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     for j in &jobs {
         assert_eq!(done[j]["status"], "succeeded", "{:?}", done[j]);
-    }
-    for j in &running {
-        assert_eq!(
-            done[j]["attempts"], 2,
-            "the interrupted run is counted: {:?}",
+        assert!(
+            matches!(done[j]["attempts"].as_u64(), Some(1 | 2)),
+            "{:?}",
             done[j]
         );
     }
+    // A job sampled as running may have finished just before the kill; not all of them.
+    assert!(
+        running.iter().any(|j| done[j]["attempts"] == 2),
+        "an interrupted run is counted: {done:?}"
+    );
     println!(
         "node killed with {} running jobs; all {} succeeded on another node {:.1} s later",
         running.len(),
@@ -300,7 +328,7 @@ fn a_draining_node_hands_its_jobs_back_at_once() {
         Method::POST,
         "/v1/documents",
         &key,
-        Some(json!({"id": "big", "text": long_text("drain", 150)})),
+        Some(json!({"id": "big", "text": long_text("drain", 300)})),
     );
     assert_eq!(st, 202, "{body}");
     let id = body["job_id"].as_str().unwrap().to_string();
@@ -342,7 +370,7 @@ fn postgres_restarting_costs_503s_never_data() {
             Method::POST,
             "/v1/documents",
             &key,
-            Some(json!({"id": d, "text": long_text(&format!("pg{i}"), 25)})),
+            Some(json!({"id": d, "text": long_text(&format!("pg{i}"), 60)})),
         );
         assert_eq!(st, 202, "{body}");
         jobs.push(body["job_id"].as_str().unwrap().to_string());
@@ -381,6 +409,19 @@ fn postgres_restarting_costs_503s_never_data() {
         })
     };
     std::thread::sleep(Duration::from_secs(2));
+    let unfinished = jobs
+        .iter()
+        .filter(|j| {
+            !matches!(
+                job(&b.server, &key, j)["status"].as_str(),
+                Some("succeeded" | "failed")
+            )
+        })
+        .count();
+    assert!(
+        unfinished > 0,
+        "ingestion is still going when PostgreSQL stops"
+    );
     pg.stop();
     std::thread::sleep(Duration::from_secs(4));
     let (st, body) = a.server.call(Method::GET, "/v1/documents", &key, None);

@@ -163,6 +163,12 @@ fn caps(c: &dyn Catalog) {
     c.delete_tenant(&u).unwrap();
     assert!(c.upload(&job.id).unwrap().is_none());
     assert_eq!(c.queue_depth().unwrap(), before);
+    // The legs still hold their data until some node empties them and says so.
+    let drops = c.pending_drops().unwrap();
+    assert!(drops.contains(&t) && drops.contains(&u), "{drops:?}");
+    c.drop_done(&t).unwrap();
+    c.drop_done(&u).unwrap();
+    assert!(c.pending_drops().unwrap().is_empty());
 }
 
 /// Tenant gates: jobs share one, a delete excludes them, on every node of the catalog.

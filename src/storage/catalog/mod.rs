@@ -457,8 +457,15 @@ pub trait Catalog: Send + Sync {
     /// (id, created_at, live documents) for every tenant.
     fn list_tenants(&self) -> Result<Vec<(TenantId, i64, u64)>>;
 
-    /// Removes every catalog row of the tenant in one transaction.
+    /// Removes every catalog row of the tenant in one transaction, and records that its data
+    /// must leave both legs (see [`Catalog::pending_drops`]).
     fn delete_tenant(&self, tenant: &TenantId) -> Result<bool>;
+
+    /// Deleted tenants whose data may still be in the legs: any node finishes the removal.
+    fn pending_drops(&self) -> Result<Vec<TenantId>>;
+
+    /// The tenant's data is gone from both legs.
+    fn drop_done(&self, tenant: &TenantId) -> Result<()>;
 
     fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()>;
 

@@ -21,7 +21,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::*;
 use crate::config::PostgresConfig;
-use crate::domain::{now, now_ms, DocId, Footprint, TenantId};
+use crate::domain::{now, DocId, Footprint, TenantId};
 use crate::error::{EngineError, InternalError, Result, UserError};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
@@ -197,6 +197,10 @@ CREATE TABLE uploads (
     bytes BYTEA NOT NULL
 );
 CREATE INDEX uploads_tenant ON uploads(tenant);
+CREATE TABLE tenant_drops (
+    tenant TEXT COLLATE "C" PRIMARY KEY,
+    at BIGINT NOT NULL
+);
 CREATE TABLE nodes (
     id TEXT COLLATE "C" PRIMARY KEY,
     addr TEXT NOT NULL,
@@ -204,6 +208,10 @@ CREATE TABLE nodes (
     heartbeat_at BIGINT NOT NULL
 );
 "#;
+
+/// The database's clock in milliseconds: leases, delays and heartbeats are compared on one
+/// clock, whatever the nodes' clocks say.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
 
 /// First key of the tenant gates' advisory locks (the second is `hashtext(tenant)`; two
 /// tenants with the same hash only wait for each other, never share data).
@@ -654,9 +662,31 @@ impl Catalog for PostgresCatalog {
                     &[&tenant.as_str()],
                 )?;
             }
+            tx.execute(
+                "INSERT INTO tenant_drops (tenant, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&tenant.as_str(), &now()],
+            )?;
             tx.commit()?;
             Ok(n > 0)
         })
+    }
+
+    fn pending_drops(&self) -> Result<Vec<TenantId>> {
+        let rows = self.with(|c| c.query("SELECT tenant FROM tenant_drops ORDER BY at", &[]))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| TenantId::parse(r.get::<_, &str>(0)).ok())
+            .collect())
+    }
+
+    fn drop_done(&self, tenant: &TenantId) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM tenant_drops WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )
+        })?;
+        Ok(())
     }
 
     fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
@@ -1114,7 +1144,7 @@ impl Catalog for PostgresCatalog {
     fn claim_job(&self, node: &str, lease: Duration) -> Result<Option<JobRecord>> {
         let row = self.with(|c| {
             let mut tx = c.transaction()?;
-            let now = now_ms();
+            let now: i64 = tx.query_one(&format!("SELECT {NOW_MS}"), &[])?.get(0);
             let Some(picked) = tx.query_opt(
                 "SELECT j.id, j.tenant FROM jobs j JOIN tenants t ON t.id = j.tenant
                  WHERE (j.status = 'queued' AND j.not_before <= $1)
@@ -1140,10 +1170,21 @@ impl Catalog for PostgresCatalog {
                     &crate::domain::now(),
                 ],
             )?;
-            tx.execute(
-                "UPDATE tenants SET served_at = $2 WHERE id = $1",
-                &[&tenant, &now],
-            )?;
+            // The tenant's turn, if its row is free: waiting for it here (the job row locked)
+            // would invert the order of commit_job and delete_tenant (tenant, then job) and
+            // deadlock with them. A turn missed is a fairness hiccup, not a wrong result.
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+                    &[&tenant],
+                )?
+                .is_some()
+            {
+                tx.execute(
+                    "UPDATE tenants SET served_at = $2 WHERE id = $1",
+                    &[&tenant, &now],
+                )?;
+            }
             tx.commit()?;
             Ok(Some(row))
         })?;
@@ -1154,25 +1195,29 @@ impl Catalog for PostgresCatalog {
         if jobs.is_empty() {
             return Ok(0);
         }
-        let until = now_ms() + lease.as_millis() as i64;
+        let lease = lease.as_millis() as i64;
         let n = self.with(|c| {
             c.execute(
-                "UPDATE jobs SET lease_until = $3
-                 WHERE id = ANY($1) AND node = $2 AND status = 'running'",
-                &[&jobs, &node, &until],
+                &format!(
+                    "UPDATE jobs SET lease_until = {NOW_MS} + $3
+                     WHERE id = ANY($1) AND node = $2 AND status = 'running'"
+                ),
+                &[&jobs, &node, &lease],
             )
         })?;
         Ok(n as usize)
     }
 
     fn release_job(&self, job_id: &str, node: &str, delay: Duration) -> Result<bool> {
-        let at = now_ms() + delay.as_millis() as i64;
+        let delay = delay.as_millis() as i64;
         let n = self.with(|c| {
             c.execute(
-                "UPDATE jobs SET status = 'queued', node = NULL, lease_until = NULL, not_before = $3,
-                        updated_at = $4
-                 WHERE id = $1 AND node = $2 AND status = 'running'",
-                &[&job_id, &node, &at, &now()],
+                &format!(
+                    "UPDATE jobs SET status = 'queued', node = NULL, lease_until = NULL,
+                            not_before = {NOW_MS} + $3, updated_at = $4
+                     WHERE id = $1 AND node = $2 AND status = 'running'"
+                ),
+                &[&job_id, &node, &delay, &now()],
             )
         })?;
         Ok(n == 1)
@@ -1237,8 +1282,8 @@ impl Catalog for PostgresCatalog {
     }
 
     fn heartbeat(&self, node: &NodeInfo, alive: Duration) -> Result<usize> {
-        let now = now_ms();
         self.with(|c| {
+            let now: i64 = c.query_one(&format!("SELECT {NOW_MS}"), &[])?.get(0);
             c.execute(
                 "INSERT INTO nodes (id, addr, started_at, heartbeat_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, addr = EXCLUDED.addr",
@@ -1609,8 +1654,10 @@ fn place_job(
         Payload::HeldBy { node, lease } => {
             insert_job(tx, tenant, up, version, JobStatus::Running, t)?;
             tx.execute(
-                "UPDATE jobs SET attempts = 1, node = $2, lease_until = $3 WHERE id = $1",
-                &[&up.job_id, node, &(now_ms() + lease.as_millis() as i64)],
+                &format!(
+                    "UPDATE jobs SET attempts = 1, node = $2, lease_until = {NOW_MS} + $3 WHERE id = $1"
+                ),
+                &[&up.job_id, node, &(lease.as_millis() as i64)],
             )?;
         }
     }
@@ -1644,22 +1691,26 @@ fn refuse_queue(
     Ok(caps.refuse(mine as u64, all as u64))
 }
 
-/// Whether the job is unfinished and, when it names a node, still held by that node. Locks
+/// Whether the job is unfinished and, when it names a node, still held by that node under the
+/// same claim (the attempt: a node that lost a lease and claimed the job again holds the new
+/// claim, not the old one). Locks
 /// the job's row until the transaction ends.
 fn holds(
     tx: &mut postgres::Transaction<'_>,
     job: &JobRecord,
 ) -> std::result::Result<bool, postgres::Error> {
     let row = tx.query_opt(
-        "SELECT status, node FROM jobs WHERE id = $1 FOR UPDATE",
+        "SELECT status, node, attempts FROM jobs WHERE id = $1 FOR UPDATE",
         &[&job.id],
     )?;
     Ok(match row {
         Some(r) => {
             let status: &str = r.get(0);
             let node: Option<String> = r.get(1);
+            let attempts = r.get::<_, i32>(2) as u32;
             !JobStatus::parse(status).is_final()
-                && (job.node.is_none() || (status == "running" && node == job.node))
+                && (job.node.is_none()
+                    || (status == "running" && node == job.node && attempts == job.attempts))
         }
         None => false,
     })

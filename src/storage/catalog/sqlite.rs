@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+-- Deleted tenants whose data may still be in the legs.
+CREATE TABLE IF NOT EXISTS tenant_drops (
+    tenant TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
 -- The bytes of queued and running jobs' uploads, until the job ends.
 CREATE TABLE IF NOT EXISTS uploads (
     job_id TEXT PRIMARY KEY,
@@ -373,11 +378,34 @@ impl Catalog for SqliteCatalog {
                     [tenant.as_str()],
                 )?;
             }
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_drops (tenant, at) VALUES (?1, ?2)",
+                params![tenant.as_str(), now()],
+            )?;
             tx.commit()?;
             // Give the pages back and move the (zeroed) WAL frames into the main file.
             c.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
             Ok(n > 0)
         })
+    }
+
+    fn pending_drops(&self) -> Result<Vec<TenantId>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT tenant FROM tenant_drops ORDER BY at")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map(|v| v.iter().filter_map(|t| TenantId::parse(t).ok()).collect())
+    }
+
+    fn drop_done(&self, tenant: &TenantId) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM tenant_drops WHERE tenant = ?1",
+                [tenant.as_str()],
+            )
+        })?;
+        Ok(())
     }
 
     fn insert_key(&self, key: &KeyRecord, hash: &[u8]) -> Result<()> {
@@ -1274,19 +1302,21 @@ fn refuse_queue(
     Ok(caps.refuse(mine, all))
 }
 
-/// Whether the job is unfinished and, when it names a node, still held by that node.
+/// Whether the job is unfinished and, when it names a node, still held by that node under the
+/// same claim (the attempt).
 fn holds(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<bool> {
-    let row: Option<(String, Option<String>)> = tx
+    let row: Option<(String, Option<String>, i64)> = tx
         .query_row(
-            "SELECT status, node FROM jobs WHERE id = ?1",
+            "SELECT status, node, attempts FROM jobs WHERE id = ?1",
             [&job.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
     Ok(match row {
-        Some((status, node)) => {
+        Some((status, node, attempts)) => {
             !JobStatus::parse(&status).is_final()
-                && (job.node.is_none() || (status == "running" && node == job.node))
+                && (job.node.is_none()
+                    || (status == "running" && node == job.node && attempts as u32 == job.attempts))
         }
         None => false,
     })
