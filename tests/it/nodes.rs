@@ -447,3 +447,76 @@ fn postgres_restarting_costs_503s_never_data() {
     all.push("seed");
     assert_whole(&a.server, &key, &all);
 }
+
+/// `tenantry bench --nodes` runs against a real shared deployment (small, to check that it
+/// measures; the numbers are in the README), and refuses a deployment nodes cannot share.
+#[test]
+fn bench_drives_one_and_two_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("nodes.json");
+    let run = |env: &[(String, String)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .current_dir(crate::common::root())
+            .args(["--data-dir", dir.path().join("bench").to_str().unwrap()])
+            .args(crate::common::model_flags())
+            .args([
+                "bench",
+                "--corpus",
+                "fixtures/docs",
+                "--queries",
+                "fixtures/beir-tiny/queries.jsonl",
+                "--tenants",
+                "2",
+                "--chunks-per-tenant",
+                "20",
+                "--concurrency",
+                "2",
+                "--duration",
+                "0.5",
+                "--ingest-docs",
+                "2",
+                "--modes",
+                "hybrid",
+                "--nodes",
+                "1,2",
+                "--json",
+                json_path.to_str().unwrap(),
+            ])
+            .env("TENANTRY_LOG", "error")
+            .env("TENANTRY_ADMIN_KEY", ADMIN)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("--nodes needs a shared deployment"),
+        "{text}"
+    );
+    let Some(cluster) = cluster_or_skip("bench_drives_one_and_two_nodes") else {
+        return;
+    };
+    let pg = Postgres::start();
+    let mut o = pg.overrides();
+    o.extend(cluster.overrides(2));
+    let out = run(&env_of(&o));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    for (r, n) in rows.iter().zip([1, 2]) {
+        assert_eq!(r["nodes"], n, "{r}");
+        assert_eq!(r["hybrid"]["errors"], 0, "{r}");
+        assert!(r["hybrid"]["qps"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ingest_chunks"].as_u64().unwrap() > 0, "{r}");
+        // The first two fixtures: guide.md, and no-text.pdf, which fails (pdf_no_text).
+        assert_eq!(r["ingest_failed"], 1, "{r}");
+        assert_eq!(r["node_rss_mib"].as_array().unwrap().len(), n, "{r}");
+    }
+}
