@@ -42,7 +42,32 @@ def upload(key, path, doc_id, metadata):
     parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
                  f'Content-Type: {ctype}\r\n\r\n'.encode() + path.read_bytes() + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
-    return call("POST", "/v1/documents?wait=true", key, b"".join(parts), f"multipart/form-data; boundary={boundary}")
+    return call("POST", "/v1/documents", key, b"".join(parts), f"multipart/form-data; boundary={boundary}")
+
+def follow(key, job_id, name):
+    """Watch a job to its end, showing its stage and chunks; returns the final job."""
+    tty, t0, last = sys.stdout.isatty(), time.perf_counter(), 0.0
+    while True:
+        status, job = call("GET", f"/v1/jobs/{job_id}", key)
+        assert status == 200, job
+        done, total = job.get("chunks_done", 0), job.get("chunks_total")
+        secs = time.perf_counter() - t0
+        if job["status"] in ("succeeded", "failed"):
+            if tty:
+                print("\r\033[K", end="")
+            return job
+        stage = job.get("stage") or job["status"]
+        line = f"  {name}: {stage}"
+        if total:
+            rate = done / secs if secs > 0 else 0
+            eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and total > done else ""
+            line += f" {done}/{total} chunks ({rate:.1f}/s{eta})"
+        if tty:
+            print("\r\033[K" + line, end="", flush=True)
+        elif secs - last >= 5:
+            print(line, flush=True)
+            last = secs
+        time.sleep(0.5)
 
 def wait_ready(proc):
     for _ in range(600):
@@ -140,11 +165,15 @@ def main():
             keys[tenant] = body["api_key"]
             t0, chunks = time.perf_counter(), 0
             for f in spec["files"]:
-                status, doc = upload(keys[tenant], f, f.stem, {"source": tenant})
-                if status != 200:
-                    print(f"  {f.name}: {status} {doc}")
+                status, accepted = upload(keys[tenant], f, f.stem, {"source": tenant})
+                if status != 202:
+                    print(f"  {f.name}: {status} {accepted}")
                     continue
-                chunks += doc["chunk_count"]
+                job = follow(keys[tenant], accepted["job_id"], f.name)
+                if job["status"] != "succeeded":
+                    print(f"  {f.name}: {job.get('error')}")
+                    continue
+                chunks += job["chunks_total"]
             secs = time.perf_counter() - t0
             print(f"[{tenant}] ingested {len(spec['files'])} file(s), {chunks} chunks in {secs:.1f} s ({chunks / secs:.1f} chunks/s)")
         for tenant, spec in TENANTS.items():

@@ -1,11 +1,13 @@
 //! `tenantry` command line: the server, and operator commands on a local data directory.
+mod remote;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tenantry::config::{Config, ConfigFlags, LogFormat, StorageBackend};
 use tenantry::domain::ChunkFilter;
 use tenantry::domain::Role;
@@ -30,6 +32,17 @@ struct Cli {
     command: Command,
 }
 
+/// A running server to talk to instead of the data directory.
+#[derive(Args, Debug, Clone)]
+struct RemoteArgs {
+    /// The server's base URL (e.g. https://rag.example.com); the tenant is the key's.
+    #[arg(long, env = "TENANTRY_URL")]
+    url: Option<String>,
+    /// A tenant API key (writer for ingest, reader for query and answer).
+    #[arg(long, env = "TENANTRY_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API.
@@ -41,16 +54,24 @@ enum Command {
     /// Ingest files or directories into a tenant (operator command on the data directory;
     /// the server must not be running on it — use the HTTP API then).
     Ingest {
-        #[arg(long)]
-        tenant: String,
+        /// The tenant (on the data directory); with --url the key's tenant.
+        #[arg(long, required_unless_present = "url")]
+        tenant: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// With --url: uploads in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// Query a tenant from the command line.
     Query {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, required_unless_present = "url")]
+        tenant: Option<String>,
         question: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long, default_value_t = 5)]
         top_k: usize,
         /// hybrid, dense or bm25.
@@ -59,9 +80,11 @@ enum Command {
     },
     /// A grounded answer with citations, from the command line (the tenant's default generator).
     Answer {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, required_unless_present = "url")]
+        tenant: Option<String>,
         question: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// Chunks retrieved as context (default from config: answer.top_k).
         #[arg(long)]
         top_k: Option<usize>,
@@ -403,17 +426,43 @@ async fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ingest { tenant, paths } => {
-            ingest(config, TenantId::parse(&tenant)?, &paths).await
-        }
+        Command::Ingest {
+            tenant,
+            paths,
+            remote,
+            concurrency,
+        } => match remote.url {
+            Some(url) => {
+                let files = collect_files(&paths)?;
+                remote::ingest(
+                    remote::Remote::new(&url, remote.key.as_deref())?,
+                    files,
+                    concurrency,
+                )
+                .await
+            }
+            None => {
+                ingest(
+                    config,
+                    TenantId::parse(&tenant.unwrap_or_default())?,
+                    &paths,
+                )
+                .await
+            }
+        },
         Command::Query {
             tenant,
             question,
             top_k,
             mode,
+            remote,
         } => {
+            if let Some(url) = remote.url {
+                let r = remote::Remote::new(&url, remote.key.as_deref())?;
+                return remote::query(r, question, top_k, mode).await;
+            }
             let engine = open(config)?;
-            let ctx = TenantCtx::operator(TenantId::parse(&tenant)?);
+            let ctx = TenantCtx::operator(TenantId::parse(&tenant.unwrap_or_default())?);
             let q = Query {
                 text: question,
                 top_k,
@@ -536,9 +585,14 @@ async fn run() -> anyhow::Result<()> {
             tenant,
             question,
             top_k,
+            remote,
         } => {
+            if let Some(url) = remote.url {
+                let r = remote::Remote::new(&url, remote.key.as_deref())?;
+                return remote::answer(r, question, top_k).await;
+            }
             let engine = open(config)?;
-            let ctx = TenantCtx::operator(TenantId::parse(&tenant)?);
+            let ctx = TenantCtx::operator(TenantId::parse(&tenant.unwrap_or_default())?);
             let req = tenantry::answer::AnswerRequest {
                 question,
                 top_k,
@@ -1038,9 +1092,12 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
-async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::Result<()> {
+async fn ingest(mut config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::Result<()> {
     let files = collect_files(paths)?;
-    let engine = open(config)?;
+    config.ingest.tenant_queue_max = config.ingest.tenant_queue_max.max(files.len() + 1);
+    config.ingest.queue_capacity = config.ingest.queue_capacity.max(files.len() + 1);
+    // Opening may connect to PostgreSQL, whose client must not run on the async runtime.
+    let engine = tokio::task::spawn_blocking(move || open(config)).await??;
     engine.start().await?;
     if !engine
         .list_tenants()
@@ -1051,18 +1108,13 @@ async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::
         bail!("no tenant {tenant}: create it first with `tenantry tenants create {tenant}`");
     }
     let ctx = TenantCtx::operator(tenant);
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"),
-    );
     let started = Instant::now();
     let (mut ok, mut failed, mut chunks) = (0usize, Vec::new(), 0u64);
+    // Every file is queued at once (the operator's own command is not held to the per-tenant
+    // cap, which is for shared servers), then the bar follows chunks across all of them: the
+    // total grows as documents are parsed.
+    let mut jobs = Vec::new();
     for (f, id) in &files {
-        bar.set_message(
-            f.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
         let upload = Upload {
             doc_id: Some(DocId::parse(id)?),
             title: f.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -1072,31 +1124,87 @@ async fn ingest(config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyhow::
         };
         match engine.submit(&ctx, upload).await {
             Err(e) => failed.push((f.clone(), e.to_string())),
-            Ok(s) => {
-                let job = engine
-                    .wait_job(&ctx, &s.job_id, Duration::from_secs(3600))
-                    .await?;
-                match job.status {
-                    JobStatus::Succeeded => {
-                        ok += 1;
-                        chunks += engine
-                            .document(&ctx, &s.doc_id)
-                            .await
-                            .map(|d| d.chunk_count)
-                            .unwrap_or(0);
-                    }
-                    _ => {
-                        let (code, msg) = job
-                            .error
-                            .unwrap_or_else(|| ("unknown".into(), "job did not finish".into()));
-                        failed.push((f.clone(), format!("{code}: {msg}")));
-                    }
-                }
+            Ok(s) => jobs.push((f.clone(), s)),
+        }
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} chunks, {per_sec}, ETA {eta} {msg}",
+        )
+        .expect("template"),
+    );
+    // Without a terminal (make demo's log, CI), a line every few seconds instead of a bar.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_line = Instant::now();
+    let mut finished: Vec<(PathBuf, tenantry::storage::catalog::JobRecord, DocId)> = Vec::new();
+    loop {
+        let (mut done, mut total) = (0u64, 0u64);
+        let mut still = Vec::new();
+        for (f, s) in jobs.drain(..) {
+            let job = engine.job(&ctx, &s.job_id).await?;
+            if job.status.is_final() {
+                finished.push((f, job, s.doc_id));
+            } else {
+                done += job.progress.chunks_done;
+                total += job.progress.chunks_total.unwrap_or(0);
+                still.push((f, s));
             }
         }
-        bar.inc(1);
+        jobs = still;
+        for (_, j, _) in &finished {
+            done += j.progress.chunks_total.unwrap_or(j.progress.chunks_done);
+            total += j.progress.chunks_total.unwrap_or(j.progress.chunks_done);
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(format!(
+            "{}/{} files",
+            finished.len(),
+            finished.len() + jobs.len()
+        ));
+        if !tty && (last_line.elapsed() >= Duration::from_secs(5) || jobs.is_empty()) {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let eta = if rate > 0.0 && total > done {
+                format!(", ETA {:.0} s", (total - done) as f64 / rate)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "ingesting: {done}/{total} chunks ({:.1} chunks/s{eta}), {}/{} files done",
+                rate,
+                finished.len(),
+                finished.len() + jobs.len()
+            );
+            last_line = Instant::now();
+        }
+        if jobs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     bar.finish_and_clear();
+    for (f, job, doc_id) in finished {
+        match job.status {
+            JobStatus::Succeeded => {
+                ok += 1;
+                chunks += engine
+                    .document(&ctx, &doc_id)
+                    .await
+                    .map(|d| d.chunk_count)
+                    .unwrap_or(0);
+            }
+            _ => {
+                let (code, msg) = job
+                    .error
+                    .unwrap_or_else(|| ("unknown".into(), "job did not finish".into()));
+                failed.push((f, format!("{code}: {msg}")));
+            }
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "ingested {ok} documents ({chunks} chunks) in {secs:.1} s; {} failed",

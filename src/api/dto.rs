@@ -353,6 +353,15 @@ pub struct JobDto {
     /// Runs started so far, counted when each starts: a run that storage ended, or whose
     /// node died, is followed by another, on any node.
     pub attempts: u32,
+    /// While running: `parsing` (the sandboxed worker parses and chunks the document),
+    /// `embedding`, `indexing` (both legs, then the version commit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Chunks embedded (or found in the tenant's embedding cache) so far.
+    pub chunks_done: u64,
+    /// Chunks the document makes; known once it is parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks_total: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
     pub created_at: i64,

@@ -399,6 +399,12 @@ fn job_dto(j: JobRecord) -> JobDto {
         document_id: j.doc_id.to_string(),
         status: j.status.as_str().to_string(),
         attempts: j.attempts,
+        stage: (j.status == crate::storage::catalog::JobStatus::Running)
+            .then_some(j.progress.stage)
+            .flatten()
+            .map(|s| s.as_str().to_string()),
+        chunks_done: j.progress.chunks_done,
+        chunks_total: j.progress.chunks_total,
         error: j.error.map(|(code, message)| ErrorBody { code, message }),
         created_at: j.created_at,
         updated_at: j.updated_at,

@@ -425,11 +425,33 @@ impl Engine {
     /// stays invisible until the catalog commits it.
     fn index_version(&self, job: &JobRecord, bytes: &[u8]) -> Result<Footprint, JobError> {
         let deadline = Instant::now() + Duration::from_secs(self.config.ingest.job_timeout_secs);
+        // Progress is for people watching: a catalog hiccup while reporting it is not the
+        // job's failure.
+        let report = |stage: JobStage, chunks_done: u64, chunks_total: Option<u64>| {
+            let p = JobProgress {
+                stage: Some(stage),
+                chunks_done,
+                chunks_total,
+            };
+            if let Err(e) = self.catalog.report_progress(job, &p) {
+                tracing::debug!(error = %e, "job progress not recorded");
+            }
+        };
+        report(JobStage::Parsing, 0, None);
         let ct = ContentType::from_mime(&job.content_type).unwrap_or(ContentType::Text);
         let (chunks, contextual) = self.contextual_chunks(bytes, ct, &job.title)?;
         let ctx = TenantCtx::system(job.tenant.clone());
         let texts: Vec<&str> = contextual.iter().map(String::as_str).collect();
-        let vectors = self.embed_cached(&ctx, (&job.doc_id, job.version), &texts, deadline)?;
+        let total = texts.len() as u64;
+        report(JobStage::Embedding, 0, Some(total));
+        let vectors = self.embed_cached(
+            &ctx,
+            (&job.doc_id, job.version),
+            &texts,
+            deadline,
+            &|done| report(JobStage::Embedding, done, Some(total)),
+        )?;
+        report(JobStage::Indexing, total, Some(total));
         let stored: Vec<StoredChunk> = chunks
             .iter()
             .map(|c| StoredChunk {
@@ -490,6 +512,7 @@ impl Engine {
         owner: (&DocId, u64),
         texts: &[&str],
         deadline: Instant,
+        progress: &dyn Fn(u64),
     ) -> Result<Vec<Vec<f32>>, JobError> {
         let model = self.embedder.model_id().as_bytes();
         let hashes: Vec<[u8; 32]> = texts
@@ -519,6 +542,10 @@ impl Engine {
         let missing: Vec<usize> = (0..texts.len())
             .filter(|i| !cached.contains_key(&hashes[*i]))
             .collect();
+        let mut done = (texts.len() - missing.len()) as u64;
+        if done > 0 {
+            progress(done);
+        }
         for batch in missing.chunks(32) {
             // Checked between batches: a job overruns its budget by one batch at most.
             if Instant::now() >= deadline {
@@ -546,6 +573,8 @@ impl Engine {
             for (&i, v) in batch.iter().zip(out) {
                 cached.insert(hashes[i], v);
             }
+            done += batch.len() as u64;
+            progress(done);
         }
         Ok(hashes
             .iter()

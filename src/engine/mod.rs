@@ -27,8 +27,8 @@ use crate::metrics::{Gauges, Metrics};
 use crate::query::{Query, QueryOutput, Retriever};
 use crate::runtime::blocking;
 use crate::storage::catalog::{
-    Catalog, CommitOutcome, DocumentRecord, JobRecord, KeyRecord, NewUpload, NodeInfo, Payload,
-    PostgresCatalog, QueueCaps, SqliteCatalog, UploadOutcome,
+    Catalog, CommitOutcome, DocumentRecord, JobProgress, JobRecord, JobStage, KeyRecord, NewUpload,
+    NodeInfo, Payload, PostgresCatalog, QueueCaps, SqliteCatalog, UploadOutcome,
 };
 use crate::storage::lexical::{LexicalStore, TantivyLexicalStore};
 use crate::storage::qdrant::QdrantStore;

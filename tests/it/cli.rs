@@ -41,6 +41,15 @@ fn operator_commands_work_end_to_end() {
             && out.contains("pdf_no_text"),
         "{out}"
     );
+    // Without a terminal, progress comes as lines; the last one counts every chunk.
+    let last = out
+        .lines()
+        .rfind(|l| l.starts_with("ingesting: "))
+        .unwrap_or_else(|| panic!("no progress line: {out}"));
+    let counts = last["ingesting: ".len()..].split(' ').next().unwrap();
+    let (done, total) = counts.split_once('/').unwrap();
+    assert!(done == total && total != "0", "{last}");
+    assert!(last.contains("5/5 files done"), "{last}");
     let (ok, out) = tenantry(
         &data,
         &[
@@ -305,4 +314,98 @@ fn configuration_mistakes_fail_in_one_line() {
     assert!(err.contains("query.nope"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(!err.contains("backtrace"), "{err}");
+}
+
+/// `ingest`, `query` and `answer` against a running server (`--url`/`--key`, or
+/// `TENANTRY_URL`/`TENANTRY_API_KEY`): uploads go out a few at a time, a 429 is waited out
+/// (the tenant may upload one document a second here), and the summary says what failed and why.
+#[test]
+fn the_cli_is_a_client_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::common::Server::start(&dir.path().join("server"));
+    let key = server.create_tenant("remote");
+    let (st, body) = server.call(
+        reqwest::Method::PUT,
+        "/v1/tenants/remote/limits",
+        crate::common::ADMIN,
+        Some(serde_json::json!({"ingest_per_sec": 1.0, "ingest_burst": 1})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let docs = root().join("fixtures/docs");
+    let local = dir.path().join("unused");
+    let started = std::time::Instant::now();
+    let (ok, out) = tenantry(
+        &local,
+        &[
+            "ingest",
+            "--url",
+            &server.base,
+            "--key",
+            &key,
+            "--concurrency",
+            "4",
+            docs.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok,
+        "a failed document makes the exit status non-zero: {out}"
+    );
+    assert!(
+        out.contains("ingested 4 documents")
+            && out.contains("1 failed")
+            && out.contains("no-text.pdf: pdf_no_text"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ingesting: ") && out.contains("5/5 files done"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "five uploads at one a second were paced by 429 + Retry-After"
+    );
+    // The environment instead of flags; the tenant is the key's.
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["query", "fog horn lighthouse", "--top-k", "2"])
+        .env("TENANTRY_URL", &server.base)
+        .env("TENANTRY_API_KEY", &key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().next().unwrap_or("").contains("notes.txt"),
+        "{text}"
+    );
+    let (ok, out) = tenantry(
+        &local,
+        &[
+            "answer",
+            "--url",
+            &server.base,
+            "--key",
+            &key,
+            "What is the boiling point of tungsten?",
+        ],
+    );
+    assert!(ok && out.contains("(not grounded: no_evidence)"), "{out}");
+    let (ok, out) = tenantry(&local, &["query", "--url", &server.base, "anything"]);
+    assert!(!ok && out.contains("--url needs an API key"), "{out}");
+    let (ok, out) = tenantry(
+        &local,
+        &[
+            "query",
+            "--url",
+            &server.base,
+            "--key",
+            "tny_nope_nope",
+            "anything",
+        ],
+    );
+    assert!(!ok && out.contains("invalid"), "{out}");
 }

@@ -251,3 +251,78 @@ async fn one_tenant_cannot_fill_the_ingestion_queue() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
+
+/// A running job says where it is: its stage, and chunks done of the document's total, going
+/// only forward; a finished job keeps its counts and has no stage.
+#[tokio::test]
+async fn a_running_job_reports_its_stage_and_chunks() {
+    let app = app().await;
+    let key = app.tenant("progress").await;
+    let text: String = (0..400)
+        .map(|i| {
+            format!(
+                "Paragraph {i}: the progress report of batch {i} lists valve {i}, gauge {}, \
+                 and the inspector who checked shelf {} on day {}.",
+                i * 3,
+                i % 7,
+                i % 31
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let r = app
+        .call(
+            "POST",
+            "/v1/documents",
+            &key,
+            Some(json!({"id": "long", "text": text})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let job = r.body["job_id"].as_str().unwrap().to_string();
+    let (mut seen, mut last_done) = (Vec::new(), 0u64);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let fin = loop {
+        let j = app
+            .call("GET", &format!("/v1/jobs/{job}"), &key, None)
+            .await;
+        assert_eq!(j.status, StatusCode::OK, "{:?}", j.body);
+        let b = j.body;
+        if matches!(b["status"].as_str(), Some("succeeded" | "failed")) {
+            break b;
+        }
+        let done = b["chunks_done"].as_u64().unwrap();
+        if b["status"] == "running" {
+            assert!(done >= last_done, "chunks_done only grows: {b}");
+            last_done = done;
+            if let Some(stage) = b["stage"].as_str() {
+                seen.push((stage.to_string(), done, b["chunks_total"].as_u64()));
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{b}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(fin["status"], "succeeded", "{fin}");
+    assert!(fin.get("stage").is_none(), "{fin}");
+    let doc = app.call("GET", "/v1/documents/long", &key, None).await;
+    let n = doc.body["chunk_count"].as_u64().unwrap();
+    assert!(n > 40, "more than one embedding batch: {:?}", doc.body);
+    assert_eq!(
+        (fin["chunks_done"].as_u64(), fin["chunks_total"].as_u64()),
+        (Some(n), Some(n))
+    );
+    assert!(
+        seen.iter()
+            .any(|(s, d, t)| s == "embedding" && *t == Some(n) && *d > 0 && *d < n),
+        "embedding seen part-way: {seen:?}"
+    );
+    let order = ["parsing", "embedding", "indexing"];
+    let ranks: Vec<usize> = seen
+        .iter()
+        .map(|(s, _, _)| order.iter().position(|o| o == s).unwrap())
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "stages in order: {seen:?}"
+    );
+}

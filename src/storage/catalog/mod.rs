@@ -111,7 +111,7 @@ impl Quota {
 /// Columns the row readers of both catalogs expect, in their order.
 const KEY_COLS: &str = "id, tenant, role, name, created_at";
 const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
-const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at, node";
+const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at, node, stage, chunks_done, chunks_total";
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::Value::Object(m.clone()).to_string()
@@ -252,6 +252,53 @@ pub struct JobRecord {
     pub updated_at: i64,
     /// The node whose lease the job runs under, while it runs.
     pub node: Option<String>,
+    /// Where the running job is, as its worker last reported.
+    pub progress: JobProgress,
+}
+
+/// What a running job reports: its stage, and chunks embedded (or found in the embedding
+/// cache) of the chunks its document made, once parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobProgress {
+    pub stage: Option<JobStage>,
+    pub chunks_done: u64,
+    pub chunks_total: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStage {
+    /// The sandboxed worker parses the document and cuts it into chunks (one step there).
+    Parsing,
+    Embedding,
+    /// Writing the version to both legs and committing it.
+    Indexing,
+}
+
+impl JobStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Parsing => "parsing",
+            Self::Embedding => "embedding",
+            Self::Indexing => "indexing",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "parsing" => Self::Parsing,
+            "embedding" => Self::Embedding,
+            "indexing" => Self::Indexing,
+            _ => return None,
+        })
+    }
+}
+
+fn progress_of(stage: Option<String>, done: Option<i64>, total: Option<i64>) -> JobProgress {
+    JobProgress {
+        stage: stage.as_deref().and_then(JobStage::parse),
+        chunks_done: done.unwrap_or(0).max(0) as u64,
+        chunks_total: total.map(|t| t.max(0) as u64),
+    }
 }
 
 /// Chunks of `doc` whose version is in `versions` must be removed from both legs.
@@ -574,6 +621,9 @@ pub trait Catalog: Send + Sync {
         jobs: &[String],
         lease: std::time::Duration,
     ) -> Result<usize>;
+
+    /// Record the progress of a job `job.node` holds (under its claim); a no-op otherwise.
+    fn report_progress(&self, job: &JobRecord, progress: &JobProgress) -> Result<()>;
 
     /// Hand a running job of `node` back to the queue, claimable after `delay` (storage did not
     /// answer; or at once when the node drains). False if `node` no longer holds it.

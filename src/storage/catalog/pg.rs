@@ -143,6 +143,12 @@ CREATE TABLE tenant_config (
     ),
     (2, QUEUE_COLUMNS),
     (3, UPLOADS_AND_NODES),
+    (
+        4,
+        "ALTER TABLE jobs ADD COLUMN stage TEXT;
+         ALTER TABLE jobs ADD COLUMN chunks_done BIGINT;
+         ALTER TABLE jobs ADD COLUMN chunks_total BIGINT;",
+    ),
 ];
 
 /// Every table of the catalog, in the order `import_sqlite` copies them.
@@ -553,6 +559,7 @@ fn job_row(r: &Row) -> Result<JobRecord> {
         error: code.map(|c| (c, msg.unwrap_or_default())),
         created_at: r.get(13),
         node: r.get(15),
+        progress: progress_of(r.get(16), r.get(17), r.get(18)),
         updated_at: r.get(14),
     })
 }
@@ -1160,7 +1167,8 @@ impl Catalog for PostgresCatalog {
             let row = tx.query_one(
                 &format!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, node = $2,
-                            lease_until = $3, updated_at = $4
+                            lease_until = $3, updated_at = $4, stage = NULL, chunks_done = NULL,
+                            chunks_total = NULL
                      WHERE id = $1 RETURNING {JOB_COLS}"
                 ),
                 &[
@@ -1221,6 +1229,24 @@ impl Catalog for PostgresCatalog {
             )
         })?;
         Ok(n == 1)
+    }
+
+    fn report_progress(&self, job: &JobRecord, p: &JobProgress) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET stage = $4, chunks_done = $5, chunks_total = $6
+                 WHERE id = $1 AND node IS NOT DISTINCT FROM $2 AND attempts = $3 AND status = 'running'",
+                &[
+                    &job.id,
+                    &job.node,
+                    &(job.attempts as i32),
+                    &p.stage.map(JobStage::as_str),
+                    &(p.chunks_done as i64),
+                    &p.chunks_total.map(|t| t as i64),
+                ],
+            )
+        })?;
+        Ok(())
     }
 
     fn expire_leases(&self) -> Result<usize> {

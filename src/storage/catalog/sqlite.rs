@@ -228,6 +228,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
         node: r.get(15)?,
+        progress: progress_of(r.get(16)?, r.get(17)?, r.get(18)?),
     })
 }
 
@@ -280,6 +281,13 @@ impl SqliteCatalog {
             "ALTER TABLE jobs ADD COLUMN node TEXT;
              ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
              ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;",
+        )?;
+        add_missing(
+            &conn,
+            ("jobs", "stage"),
+            "ALTER TABLE jobs ADD COLUMN stage TEXT;
+             ALTER TABLE jobs ADD COLUMN chunks_done INTEGER;
+             ALTER TABLE jobs ADD COLUMN chunks_total INTEGER;",
         )?;
         add_missing(
             &conn,
@@ -871,7 +879,8 @@ impl Catalog for SqliteCatalog {
             };
             tx.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, node = ?2,
-                        lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+                        lease_until = ?3, updated_at = ?4, stage = NULL, chunks_done = NULL,
+                        chunks_total = NULL WHERE id = ?1",
                 params![
                     id,
                     node,
@@ -925,6 +934,24 @@ impl Catalog for SqliteCatalog {
             )
         })?;
         Ok(n == 1)
+    }
+
+    fn report_progress(&self, job: &JobRecord, p: &JobProgress) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET stage = ?4, chunks_done = ?5, chunks_total = ?6
+                 WHERE id = ?1 AND node IS ?2 AND attempts = ?3 AND status = 'running'",
+                params![
+                    job.id,
+                    job.node,
+                    job.attempts,
+                    p.stage.map(JobStage::as_str),
+                    p.chunks_done as i64,
+                    p.chunks_total.map(|t| t as i64)
+                ],
+            )
+        })?;
+        Ok(())
     }
 
     fn expire_leases(&self) -> Result<usize> {
