@@ -2,7 +2,9 @@
 """Writes the small PDFs in fixtures/docs (committed; rerun only to change them):
 - three-pages.pdf: three pages of text, the second page intentionally blank (physical page
   numbering must count it);
-- no-text.pdf: one page with only vector graphics, like a scan without OCR."""
+- no-text.pdf: one page with only vector graphics, like a scan without OCR;
+- ../pdf/layout.pdf: a manual with a contents page, a running header, page numbers, a word
+  hyphenated at a line end and an index page (the PDF clean-up's golden fixture)."""
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "fixtures" / "docs"
@@ -51,4 +53,19 @@ three = pdf([
 ])
 (OUT / "three-pages.pdf").write_bytes(three)
 (OUT / "no-text.pdf").write_bytes(pdf([b"0 0 1 rg 72 72 468 648 re f"]))
-print("wrote", OUT / "three-pages.pdf", OUT / "no-text.pdf")
+HEADER = "LIGHTHOUSE KEEPING MANUAL"
+layout = pdf([
+    text_page(["Lighthouse Keeping Manual", "A guide for the keepers of coastal lights."]),
+    text_page(["Contents", "1 Lamps . . . . . . . . . . . . . . . 3", "2 Fog signals . . . . . . . . . . . 4",
+               "3 Logbooks . . . . . . . . . . . . . 5", "Index . . . . . . . . . . . . . . . . 6"]),
+    text_page([HEADER, "1 Lamps", "The lamp burns paraffin and is trimmed every four hours; an equiv-",
+               "alent electric lamp needs no trimming.", "3"]),
+    text_page([HEADER, "2 Fog signals", "The fog horn sounds twice a minute when visibility falls below two",
+               "nautical miles.", "4"]),
+    text_page([HEADER, "3 Logbooks", "Every watch writes the weather, the lamp hours and the passing ships",
+               "in the logbook.", "5"]),
+    text_page(["Index", "fog horn, 4", "lamp, 3, 4", "logbook, 5", "paraffin, 3", "trimming, 3"]),
+])
+(OUT.parent / "pdf").mkdir(exist_ok=True)
+(OUT.parent / "pdf" / "layout.pdf").write_bytes(layout)
+print("wrote", OUT / "three-pages.pdf", OUT / "no-text.pdf", OUT.parent / "pdf" / "layout.pdf")

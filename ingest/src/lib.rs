@@ -12,6 +12,7 @@ pub mod error;
 pub mod hostile;
 pub mod parse;
 mod pdfcheck;
+pub mod pdflayout;
 pub mod sandbox;
 
 pub use chunk::{Chunk, Chunker};

@@ -117,6 +117,7 @@ fn parse_pdf(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, IngestErro
     crate::pdfcheck::check(bytes, limits)?;
     let pages = pdf_extract::extract_text_from_mem_by_pages(bytes)
         .map_err(|e| IngestError::PdfCorrupt(e.to_string()))?;
+    let pages = crate::pdflayout::clean_pages(&pages);
     let mut text = String::new();
     let mut sections = Vec::new();
     for (i, page) in pages.iter().enumerate() {

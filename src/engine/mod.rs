@@ -563,6 +563,11 @@ impl Engine {
         }
     }
 
+    /// Ingestion jobs running (or being claimed) on this node now.
+    pub fn running_jobs(&self) -> usize {
+        self.running_jobs.load(Ordering::SeqCst)
+    }
+
     /// Wait until no ingestion job runs, or `deadline` passes; true if idle.
     pub async fn wait_idle(&self, deadline: Duration) -> bool {
         let end = Instant::now() + deadline;

@@ -75,6 +75,9 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
 }
 
 pub struct TestApp {
+    /// Dropped first: a test that saw its job succeed may end while the worker still collects
+    /// the old version's garbage in the data directory the test is about to delete.
+    pub _idle: IdleOnDrop,
     pub engine: Arc<Engine>,
     pub router: axum::Router,
     pub dir: tempfile::TempDir,
@@ -82,6 +85,19 @@ pub struct TestApp {
     /// to the next node) instead of through `router`.
     pub nodes: Vec<Server>,
     pub next: std::sync::atomic::AtomicUsize,
+}
+
+/// Drains the engine and waits (up to a minute) for its running jobs when dropped.
+pub struct IdleOnDrop(pub Arc<Engine>);
+
+impl Drop for IdleOnDrop {
+    fn drop(&mut self) {
+        self.0.begin_drain();
+        let end = Instant::now() + Duration::from_secs(60);
+        while self.0.running_jobs() > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// `key=value` configuration overrides as the `TENANTRY_*` variables a node process reads.
@@ -117,6 +133,7 @@ pub async fn app_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
         .unwrap();
     engine.start().await.unwrap();
     TestApp {
+        _idle: IdleOnDrop(engine.clone()),
         router: tenantry::api::router(engine.clone()),
         engine,
         dir,
