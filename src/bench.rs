@@ -888,13 +888,7 @@ async fn prepare_remote(
                 break;
             }
             let d = &corpus[(start + k) % corpus.len()];
-            let file = reqwest::multipart::Part::bytes(d.bytes.clone())
-                .file_name(d.id.as_str().to_string())
-                .mime_str(d.content_type.mime())
-                .map_err(fail)?;
-            let form = reqwest::multipart::Form::new()
-                .text("id", d.id.as_str().to_string())
-                .part("file", file);
+            let form = upload_form(d, d.id.as_str().to_string(), d.bytes.clone());
             let r = client
                 .post(format!("{url}/v1/documents?wait=true"))
                 .bearer_auth(&key)
@@ -935,6 +929,17 @@ async fn prepare_remote(
         load_seconds: load.elapsed().as_secs_f64(),
         baselines: Baselines::default(),
     })
+}
+
+/// The multipart upload of a corpus document's `bytes` as document `id`.
+fn upload_form(doc: &CorpusDoc, id: String, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    let file = reqwest::multipart::Part::bytes(bytes)
+        .file_name(doc.id.as_str().to_string())
+        .mime_str(doc.content_type.mime())
+        .expect("a corpus type's MIME string parses");
+    reqwest::multipart::Form::new()
+        .text("id", id)
+        .part("file", file)
 }
 
 fn urlencode(s: &str) -> String {
@@ -1205,13 +1210,7 @@ async fn timed_upload(
     if !matches!(doc.content_type, ContentType::Pdf) {
         bytes.extend(format!("\n\nprobe {id}\n").as_bytes());
     }
-    let form = reqwest::multipart::Form::new().text("id", id.clone()).part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes)
-            .file_name(doc.id.as_str().to_string())
-            .mime_str(doc.content_type.mime())
-            .expect("mime"),
-    );
+    let form = upload_form(&doc, id.clone(), bytes);
     let t = Instant::now();
     let r = client
         .post(format!("{url}/v1/documents?wait=true"))
@@ -1317,15 +1316,7 @@ async fn flood(f: Flood) -> (usize, usize, usize, usize) {
             if !matches!(d.content_type, ContentType::Pdf) {
                 bytes.extend(format!("\n\nflood {nonce}-{i}\n").as_bytes());
             }
-            let form = reqwest::multipart::Form::new()
-                .text("id", format!("flood-{nonce}-{i}"))
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(bytes)
-                        .file_name(d.id.as_str().to_string())
-                        .mime_str(d.content_type.mime())
-                        .expect("mime"),
-                );
+            let form = upload_form(d, format!("flood-{nonce}-{i}"), bytes);
             let r = client
                 .post(format!("{url}/v1/documents"))
                 .bearer_auth(&key)
@@ -1945,13 +1936,7 @@ async fn ingest_through(
     let started = Instant::now();
     let mut jobs = Vec::new();
     for (i, d) in docs.iter().enumerate() {
-        let file = reqwest::multipart::Part::bytes(d.bytes.clone())
-            .file_name(d.id.as_str().to_string())
-            .mime_str(d.content_type.mime())
-            .map_err(fail)?;
-        let form = reqwest::multipart::Form::new()
-            .text("id", d.id.as_str().to_string())
-            .part("file", file);
+        let form = upload_form(d, d.id.as_str().to_string(), d.bytes.clone());
         let r = client
             .post(format!("{}/v1/documents", urls[i % urls.len()]))
             .bearer_auth(&key)

@@ -1,4 +1,5 @@
 //! `tenantry` command line: the server, and operator commands on a local data directory.
+mod progress;
 mod remote;
 
 use std::net::SocketAddr;
@@ -1127,19 +1128,7 @@ async fn ingest(mut config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyh
             Ok(s) => jobs.push((f.clone(), s)),
         }
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} chunks, {per_sec}, ETA {eta} {msg}",
-        )
-        .expect("template"),
-    );
-    // Without a terminal (make demo's log, CI), a line every few seconds instead of a bar.
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if !tty {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut last_line = Instant::now();
+    let mut progress = progress::ChunkProgress::new(started);
     let mut finished: Vec<(PathBuf, tenantry::storage::catalog::JobRecord, DocId)> = Vec::new();
     loop {
         let (mut done, mut total) = (0u64, 0u64);
@@ -1159,34 +1148,13 @@ async fn ingest(mut config: Config, tenant: TenantId, paths: &[PathBuf]) -> anyh
             done += j.progress.chunks_total.unwrap_or(j.progress.chunks_done);
             total += j.progress.chunks_total.unwrap_or(j.progress.chunks_done);
         }
-        bar.set_length(total);
-        bar.set_position(done);
-        bar.set_message(format!(
-            "{}/{} files",
-            finished.len(),
-            finished.len() + jobs.len()
-        ));
-        if !tty && (last_line.elapsed() >= Duration::from_secs(5) || jobs.is_empty()) {
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let eta = if rate > 0.0 && total > done {
-                format!(", ETA {:.0} s", (total - done) as f64 / rate)
-            } else {
-                String::new()
-            };
-            eprintln!(
-                "ingesting: {done}/{total} chunks ({:.1} chunks/s{eta}), {}/{} files done",
-                rate,
-                finished.len(),
-                finished.len() + jobs.len()
-            );
-            last_line = Instant::now();
-        }
+        progress.show(done, total, finished.len(), finished.len() + jobs.len());
         if jobs.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    bar.finish_and_clear();
+    progress.finish();
     for (f, job, doc_id) in finished {
         match job.status {
             JobStatus::Succeeded => {

@@ -141,18 +141,7 @@ pub async fn ingest(
             Err(e) => failed.push((path, e)),
         }
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} chunks, {per_sec}, ETA {eta} {msg}",
-        )
-        .expect("template"),
-    );
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if !tty {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let (files_total, mut last_line) = (jobs.len(), Instant::now());
+    let mut progress = crate::progress::ChunkProgress::new(started);
     let mut finished: Vec<(PathBuf, Value)> = Vec::new();
     loop {
         let (mut done, mut total) = (0u64, 0u64);
@@ -179,23 +168,13 @@ pub async fn ingest(
             done += n;
             total += n;
         }
-        bar.set_length(total);
-        bar.set_position(done);
-        bar.set_message(format!("{}/{files_total} files", finished.len()));
-        if !tty && (last_line.elapsed() >= Duration::from_secs(5) || jobs.is_empty()) {
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
-                "ingesting: {done}/{total} chunks ({rate:.1} chunks/s), {}/{files_total} files done",
-                finished.len()
-            );
-            last_line = Instant::now();
-        }
+        progress.show(done, total, finished.len(), finished.len() + jobs.len());
         if jobs.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    bar.finish_and_clear();
+    progress.finish();
     let (mut ok, mut chunks) = (0usize, 0u64);
     for (path, job) in finished {
         if job["status"] == "succeeded" {

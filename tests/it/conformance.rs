@@ -287,6 +287,12 @@ async fn suite(app: &TestApp) {
 }
 
 fn run(extra: Vec<String>) {
+    run_over(extra, Vec::new());
+}
+
+/// The suite on an in-process engine configured by `extra`; with `nodes`, its requests go to
+/// them in turn.
+fn run_over(extra: Vec<String>, nodes: Vec<crate::common::Server>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -294,8 +300,11 @@ fn run(extra: Vec<String>) {
         .unwrap();
     rt.block_on(async {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let app = app_with(&extra).await;
+        let mut app = app_with(&extra).await;
+        app.nodes = nodes;
         suite(&app).await;
+        // Servers stop (blocking waits) outside the runtime.
+        std::mem::take(&mut app.nodes)
     });
 }
 
@@ -340,31 +349,13 @@ fn conformance_over_three_nodes() {
         return;
     };
     let pg = crate::pg::Postgres::start();
-    let mut extra = cluster.overrides(2);
+    let cluster_overrides = cluster.overrides(2);
+    let o = crate::nodes::shared(&pg, &cluster_overrides);
+    let (servers, _dirs): (Vec<_>, Vec<_>) = (0..3)
+        .map(|_| crate::nodes::node(&o))
+        .map(|n| (n.server, n._dir))
+        .unzip();
+    let mut extra = cluster_overrides;
     extra.extend(pg.overrides());
-    let mut env = extra.clone();
-    env.extend([
-        "limits.query_per_sec=0".to_string(),
-        "limits.ingest_per_sec=0".to_string(),
-    ]);
-    let env = crate::common::env_of(&env);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<crate::common::Server> = dirs
-        .iter()
-        .map(|d| crate::common::Server::start_with(d.path(), &env))
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let mut app = app_with(&extra).await;
-        app.nodes = nodes;
-        suite(&app).await;
-        // Servers stop (blocking waits) outside the runtime.
-        std::mem::take(&mut app.nodes)
-    });
+    run_over(extra, servers);
 }

@@ -14,12 +14,12 @@ use crate::common::{env_of, Server, ADMIN};
 use crate::pg::Postgres;
 
 /// A node on its own (throwaway) data directory, configured by `overrides`.
-struct Node {
-    server: Server,
-    _dir: tempfile::TempDir,
+pub struct Node {
+    pub server: Server,
+    pub _dir: tempfile::TempDir,
 }
 
-fn node(overrides: &[String]) -> Node {
+pub fn node(overrides: &[String]) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let env = env_of(overrides);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -30,7 +30,7 @@ fn node(overrides: &[String]) -> Node {
 }
 
 /// The deployment's settings every node of a test shares.
-fn shared(pg: &Postgres, extra: &[String]) -> Vec<String> {
+pub fn shared(pg: &Postgres, extra: &[String]) -> Vec<String> {
     let mut o = pg.overrides();
     o.extend([
         "limits.query_per_sec=0".to_string(),
@@ -56,6 +56,27 @@ fn long_text(tag: &str, paragraphs: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n\n")
+}
+
+/// Upload a text document without waiting: its job's id.
+fn submit(s: &Server, key: &str, id: &str, text: String) -> String {
+    let (st, body) = s.call(
+        Method::POST,
+        "/v1/documents",
+        key,
+        Some(json!({"id": id, "text": text})),
+    );
+    assert_eq!(st, 202, "{body}");
+    body["job_id"].as_str().unwrap().to_string()
+}
+
+/// Wait (up to a minute) until one of `jobs` runs.
+fn wait_running(s: &Server, key: &str, jobs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !jobs.iter().any(|j| job(s, key, j)["status"] == "running") {
+        assert!(Instant::now() < deadline, "no job started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn job(s: &Server, key: &str, id: &str) -> Value {
@@ -224,30 +245,13 @@ fn a_node_killed_mid_job_loses_nothing_and_shows_nothing_half_written() {
     let a = node(&o);
     let key = a.server.create_tenant("nodes-kill");
     let docs = ["k1", "k2", "k3"];
-    let mut jobs = Vec::new();
-    for (i, d) in docs.iter().enumerate() {
-        let (st, body) = a.server.call(
-            Method::POST,
-            "/v1/documents",
-            &key,
-            Some(json!({"id": d, "text": long_text(&format!("kill{i}"), 40)})),
-        );
-        assert_eq!(st, 202, "{body}");
-        jobs.push(body["job_id"].as_str().unwrap().to_string());
-    }
+    let jobs: Vec<String> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| submit(&a.server, &key, d, long_text(&format!("kill{i}"), 40)))
+        .collect();
     // Kill A while it runs jobs (two workers: two running).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let running = jobs
-            .iter()
-            .filter(|j| job(&a.server, &key, j)["status"] == "running")
-            .count();
-        if running > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no job started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running(&a.server, &key, &jobs);
     std::thread::sleep(Duration::from_millis(1500));
     let running: Vec<String> = jobs
         .iter()
@@ -324,19 +328,8 @@ fn a_draining_node_hands_its_jobs_back_at_once() {
     let o = shared(&pg, &extra);
     let a = node(&o);
     let key = a.server.create_tenant("nodes-drain");
-    let (st, body) = a.server.call(
-        Method::POST,
-        "/v1/documents",
-        &key,
-        Some(json!({"id": "big", "text": long_text("drain", 300)})),
-    );
-    assert_eq!(st, 202, "{body}");
-    let id = body["job_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while job(&a.server, &key, &id)["status"] != "running" {
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let id = submit(&a.server, &key, "big", long_text("drain", 300));
+    wait_running(&a.server, &key, std::slice::from_ref(&id));
     let b = node(&o);
     let Node { server, _dir } = a;
     server.sigterm();
@@ -364,17 +357,11 @@ fn postgres_restarting_costs_503s_never_data() {
     let key = a.server.create_tenant("nodes-pg");
     b.server.ingest_text(&key, "seed", &long_text("seed", 3));
     let docs: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
-    let mut jobs = Vec::new();
-    for (i, d) in docs.iter().enumerate() {
-        let (st, body) = a.server.call(
-            Method::POST,
-            "/v1/documents",
-            &key,
-            Some(json!({"id": d, "text": long_text(&format!("pg{i}"), 60)})),
-        );
-        assert_eq!(st, 202, "{body}");
-        jobs.push(body["job_id"].as_str().unwrap().to_string());
-    }
+    let jobs: Vec<String> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| submit(&a.server, &key, d, long_text(&format!("pg{i}"), 60)))
+        .collect();
     // Queries on both nodes all along; PostgreSQL restarts under them.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bases = [a.server.base.clone(), b.server.base.clone()];

@@ -443,6 +443,16 @@ impl LocalGates {
     }
 }
 
+/// Whether a job row (`status`, `node`, `attempts`) is still `job`'s to end: unfinished and,
+/// when `job` names a node, running under that node's same claim (a node that lost a lease and
+/// claimed the job again holds the new claim, not the old one). Both catalogs decide with it,
+/// under the job row's lock.
+fn still_held(job: &JobRecord, status: &str, node: Option<&str>, attempts: u32) -> bool {
+    !JobStatus::parse(status).is_final()
+        && (job.node.is_none()
+            || (status == "running" && node == job.node.as_deref() && attempts == job.attempts))
+}
+
 fn tenant_busy() -> EngineError {
     EngineError::Unavailable {
         reason: "the tenant is busy (ingestion or deletion); try again",

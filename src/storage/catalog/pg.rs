@@ -395,20 +395,25 @@ impl PostgresCatalog {
         })?
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
+    /// A connection of the pool, or 503 when none comes within the connect timeout.
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
         let pool = self.pool.as_ref().ok_or_else(|| {
             EngineError::from(InternalError::StorageUnavailable(
                 "catalog (postgres): closed".into(),
             ))
         })?;
-        let mut conn = pool.get().map_err(|e| {
+        pool.get().map_err(|e| {
             EngineError::from(InternalError::StorageUnavailable(format!(
                 "catalog (postgres): no connection: {e}"
             )))
-        })?;
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
         f(&mut conn).map_err(pg_err)
     }
 
@@ -1265,16 +1270,7 @@ impl Catalog for PostgresCatalog {
         exclusive: bool,
         wait: Duration,
     ) -> Result<TenantGate> {
-        let pool = self.pool.as_ref().ok_or_else(|| {
-            EngineError::from(InternalError::StorageUnavailable(
-                "catalog (postgres): closed".into(),
-            ))
-        })?;
-        let mut conn = pool.get().map_err(|e| {
-            EngineError::from(InternalError::StorageUnavailable(format!(
-                "catalog (postgres): no connection: {e}"
-            )))
-        })?;
+        let mut conn = self.conn()?;
         // Tried, not waited for on the server: a wait there would run into the statement
         // timeout, and would hold the connection without a deadline of ours.
         let try_lock = if exclusive {
@@ -1298,10 +1294,7 @@ impl Catalog for PostgresCatalog {
                 });
             }
             if std::time::Instant::now() >= deadline {
-                return Err(EngineError::Unavailable {
-                    reason: "the tenant is busy (ingestion or deletion); try again",
-                    retry_after_secs: 5,
-                });
+                return Err(tenant_busy());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -1717,10 +1710,8 @@ fn refuse_queue(
     Ok(caps.refuse(mine as u64, all as u64))
 }
 
-/// Whether the job is unfinished and, when it names a node, still held by that node under the
-/// same claim (the attempt: a node that lost a lease and claimed the job again holds the new
-/// claim, not the old one). Locks
-/// the job's row until the transaction ends.
+/// Whether the job is still `job`'s to end ([`still_held`]). Locks the job's row until the
+/// transaction ends.
 fn holds(
     tx: &mut postgres::Transaction<'_>,
     job: &JobRecord,
@@ -1729,17 +1720,7 @@ fn holds(
         "SELECT status, node, attempts FROM jobs WHERE id = $1 FOR UPDATE",
         &[&job.id],
     )?;
-    Ok(match row {
-        Some(r) => {
-            let status: &str = r.get(0);
-            let node: Option<String> = r.get(1);
-            let attempts = r.get::<_, i32>(2) as u32;
-            !JobStatus::parse(status).is_final()
-                && (job.node.is_none()
-                    || (status == "running" && node == job.node && attempts == job.attempts))
-        }
-        None => false,
-    })
+    Ok(row.is_some_and(|r| still_held(job, r.get(0), r.get(1), r.get::<_, i32>(2) as u32)))
 }
 
 /// Refuse an upload that would take the tenant past a quota (documents, stored bytes).

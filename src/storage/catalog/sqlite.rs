@@ -1329,8 +1329,7 @@ fn refuse_queue(
     Ok(caps.refuse(mine, all))
 }
 
-/// Whether the job is unfinished and, when it names a node, still held by that node under the
-/// same claim (the attempt).
+/// Whether the job is still `job`'s to end ([`still_held`]).
 fn holds(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<bool> {
     let row: Option<(String, Option<String>, i64)> = tx
         .query_row(
@@ -1339,14 +1338,9 @@ fn holds(tx: &rusqlite::Transaction<'_>, job: &JobRecord) -> rusqlite::Result<bo
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    Ok(match row {
-        Some((status, node, attempts)) => {
-            !JobStatus::parse(&status).is_final()
-                && (job.node.is_none()
-                    || (status == "running" && node == job.node && attempts as u32 == job.attempts))
-        }
-        None => false,
-    })
+    Ok(row.is_some_and(|(status, node, attempts)| {
+        still_held(job, &status, node.as_deref(), attempts as u32)
+    }))
 }
 
 /// Refuse an upload that would take the tenant past a quota (documents, stored bytes).
