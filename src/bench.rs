@@ -1907,7 +1907,8 @@ pub async fn nodes_scaling(
 }
 
 /// Upload `docs` to a fresh tenant through the nodes in turn (no waiting), then wait for every
-/// job: (chunks, seconds from the first upload to the last job's end, jobs not succeeded). The
+/// job: (chunks, seconds from the first upload to the last job's end, documents refused or
+/// whose job did not succeed). The
 /// tenant is new, so its embedding cache is empty: every chunk is embedded.
 async fn ingest_through(
     urls: &[String],
@@ -1934,7 +1935,7 @@ async fn ingest_through(
     let v: serde_json::Value = r.json().await.map_err(fail)?;
     let key = v["api_key"].as_str().unwrap_or_default().to_string();
     let started = Instant::now();
-    let mut jobs = Vec::new();
+    let (mut jobs, mut failed) = (Vec::new(), 0);
     for (i, d) in docs.iter().enumerate() {
         let form = upload_form(d, d.id.as_str().to_string(), d.bytes.clone());
         let r = client
@@ -1945,11 +1946,12 @@ async fn ingest_through(
             .await
             .map_err(fail)?;
         let v: serde_json::Value = r.json().await.map_err(fail)?;
-        if let Some(j) = v["job_id"].as_str() {
-            jobs.push(j.to_string());
+        // A refused upload (a 4xx, a full queue) is a document that was not ingested.
+        match v["job_id"].as_str() {
+            Some(j) => jobs.push(j.to_string()),
+            None => failed += 1,
         }
     }
-    let mut failed = 0;
     for (i, j) in jobs.iter().enumerate() {
         loop {
             let v: serde_json::Value = client
