@@ -197,6 +197,9 @@ fn embedding(c: &mut Criterion) {
             max_length: 256,
             batch_size: batch,
             intra_threads: 1,
+            ingest_sessions: 0,
+            ingest_sessions_busy: 1,
+            ingest_nice: 0,
             query_sessions: 2,
             query_threads: 1,
         })

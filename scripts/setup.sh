@@ -75,7 +75,8 @@ D=$ROOT/docs
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_apt=()
 # postgresql: the shared catalog's tests start a scratch server (scripts/pg-scratch.sh).
-for p in debian-faq python3.11-doc r-doc-html postgresql; do
+# r-doc-pdf: the R FAQ as a PDF, for `tenantry eval-pages`.
+for p in debian-faq python3.11-doc r-doc-html r-doc-pdf postgresql; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -87,6 +88,11 @@ if [ ! -f "$D/debian-faq/debian-faq.en.pdf" ]; then
   mkdir -p "$D/debian-faq"
   gzip -dc /usr/share/doc/debian/FAQ/debian-faq.en.pdf.gz > "$D/debian-faq/debian-faq.en.pdf.part"
   mv "$D/debian-faq/debian-faq.en.pdf.part" "$D/debian-faq/debian-faq.en.pdf"
+fi
+if [ ! -f "$D/r-manuals/R-FAQ.pdf" ]; then
+  mkdir -p "$D/r-manuals"
+  cp -L /usr/share/R/doc/manual/R-FAQ.pdf "$D/r-manuals/R-FAQ.pdf.part"
+  mv "$D/r-manuals/R-FAQ.pdf.part" "$D/r-manuals/R-FAQ.pdf"
 fi
 if [ ! -d "$D/python-tutorial" ]; then
   # The Python tutorial: 16 real HTML pages (with navigation, scripts and styles to strip).

@@ -104,6 +104,35 @@ pub struct NoisyResult {
     pub p99_ratio_unlimited: f64,
 }
 
+/// Hybrid queries of the bench tenants idle and while another tenant's large ingestion runs,
+/// at 1 and 8 clients.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IngestLoadResult {
+    pub seconds_per_phase: f64,
+    pub documents: usize,
+    pub chunks: u64,
+    pub rows: Vec<IngestLoadRow>,
+    /// Whether the ingestion still ran when the last loaded phase ended (else the loaded
+    /// figures are partly idle ones).
+    pub outlasted_queries: bool,
+    /// The ingestion's chunks/s from the first upload to the last job's end (queries ran during
+    /// part of it).
+    pub ingest_chunks_per_s: f64,
+    pub ingest_seconds: f64,
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IngestLoadRow {
+    pub clients: usize,
+    pub idle: Latency,
+    pub idle_qps: f64,
+    pub ingesting: Latency,
+    pub ingesting_qps: f64,
+    pub p50_ratio: f64,
+    pub p99_ratio: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Latency {
     pub p50_ms: f64,
@@ -155,8 +184,17 @@ pub struct Baselines {
     /// server reports spending on it (p50); the rest is network, gRPC and (de)serialisation.
     pub cluster_dense_client_ms: Option<f64>,
     pub cluster_dense_server_ms: Option<f64>,
-    /// The raw embedder on the ingestion documents' chunk texts.
+    /// The bare model on the ingestion documents' chunk texts, in its fastest layout of those
+    /// tried (sessions x threads, batch size; texts sorted by length): the best this machine
+    /// does with this model.
     pub raw_embed_passages_per_s: f64,
+    /// That layout, e.g. `2 sessions x 1 thread, batch 1`.
+    pub raw_embed_layout: String,
+    /// Every layout tried: (layout, passages/s).
+    pub raw_embed_tried: Vec<(String, f64)>,
+    /// Parsing and chunking the ingestion documents one after the other in the sandbox
+    /// (what ingestion does besides embedding and indexing).
+    pub parse_chunk_s: f64,
     /// The same documents through the ingestion pipeline (parse, chunk, embed, index, commit).
     pub ingest_chunks_per_s: f64,
     pub ingest_ratio: f64,
@@ -181,6 +219,7 @@ pub struct BenchReport {
     pub warm_query: Latency,
     pub runs: Vec<LoadResult>,
     pub noisy: Option<NoisyResult>,
+    pub ingest_load: Option<IngestLoadResult>,
     pub promotion: Option<PromotionResult>,
     pub server_peak_rss_mib: Option<f64>,
 }
@@ -385,6 +424,37 @@ async fn ingest_all(
     Ok(counts)
 }
 
+/// The bare model in every layout worth trying on this machine: one session per core with one
+/// thread each, and one session on every core, at batch sizes 1, 4 and 16 (length-sorted).
+fn raw_embedder_layouts(
+    config: &tenantry_ingest::EmbedderConfig,
+    texts: &[String],
+) -> Result<Vec<(String, f64)>> {
+    use tenantry_ingest::embed::{raw_throughput, RawLayout};
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut shapes = vec![(cores, 1)];
+    if cores > 1 {
+        shapes.push((1, cores));
+    }
+    let mut out = Vec::new();
+    for (sessions, threads) in shapes {
+        for batch in [1, 4, 16] {
+            let layout = RawLayout {
+                sessions,
+                threads,
+                batch,
+            };
+            let rate = raw_throughput(config, &refs, layout).map_err(InternalError::Embedding)?;
+            out.push((
+                format!("{sessions} sessions x {threads} threads, batch {batch}"),
+                rate,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 async fn tenant_exists(engine: &Arc<Engine>, tenant: &TenantId) -> Result<bool> {
     let (e, t) = (engine.clone(), tenant.clone());
     crate::runtime::blocking(move || e.catalog.tenant_exists(&t)).await
@@ -414,6 +484,7 @@ async fn prepare_in_process(
 
     // Ingestion against the raw embedder on the same chunk texts.
     let (mut probe_docs, mut texts) = (Vec::new(), Vec::new());
+    let parsing = Instant::now();
     for d in corpus {
         if probe_docs.len() >= opts.ingest_docs.max(1) {
             break;
@@ -423,20 +494,18 @@ async fn prepare_in_process(
             probe_docs.push(d);
         }
     }
-    let n_texts = texts.len();
-    let e2 = engine.clone();
-    let raw_s = tokio::task::spawn_blocking(move || -> Result<f64> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let t = Instant::now();
-        for batch in refs.chunks(32) {
-            e2.embedder
-                .embed(Lane::Ingest, batch)
-                .map_err(|e| InternalError::Embedding(e.to_string()))?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    });
-    let raw_s = raw_s.await.map_err(|e| bench_err(e.to_string()))??;
-    b.raw_embed_passages_per_s = n_texts as f64 / raw_s;
+    b.parse_chunk_s = parsing.elapsed().as_secs_f64();
+    let ecfg = crate::engine::embedder_config(engine.config());
+    let tried = tokio::task::spawn_blocking(move || raw_embedder_layouts(&ecfg, &texts))
+        .await
+        .map_err(|e| bench_err(e.to_string()))??;
+    let best = tried
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .cloned()
+        .unwrap_or_default();
+    (b.raw_embed_layout, b.raw_embed_passages_per_s) = best;
+    b.raw_embed_tried = tried;
     let probe = TenantId::parse(INGEST_PROBE)?;
     if tenant_exists(&engine, &probe).await? {
         engine.delete_tenant(probe.clone()).await?;
@@ -1053,6 +1122,11 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
     } else {
         None
     };
+    let ingest_load = if opts.noisy_seconds > 0.0 && !prepared.keys.is_empty() {
+        Some(queries_while_ingesting(&url, &prepared, &queries, &corpus, &opts).await?)
+    } else {
+        None
+    };
     let promotion = match (&cluster, prepared.keys.first()) {
         (Some(q), Some(key)) if opts.promote => {
             Some(promote_while_querying(q, &url, key, &queries).await?)
@@ -1073,6 +1147,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         warm_query: Latency::of(warm),
         runs,
         noisy,
+        ingest_load,
         promotion,
         server_peak_rss_mib,
     })
@@ -1493,6 +1568,140 @@ async fn noisy_neighbour(
     })
 }
 
+const INGESTER: &str = "bench-ingester";
+
+/// Hybrid queries over the bench tenants at 1 and 8 clients, idle, then while a fresh tenant
+/// ingests the whole corpus (nothing cached), with the server's own ingestion settings.
+async fn queries_while_ingesting(
+    url: &str,
+    prepared: &Prepared,
+    queries: &[String],
+    corpus: &[CorpusDoc],
+    opts: &BenchOptions,
+) -> Result<IngestLoadResult> {
+    let client = reqwest::Client::new();
+    let admin = prepared.admin_key.as_str();
+    let secs = opts.noisy_seconds;
+    let urls = [url.to_string()];
+    let phase = |clients: usize| BenchOptions {
+        concurrency: clients,
+        duration: Duration::from_secs_f64(secs),
+        ..opts.clone()
+    };
+    let mut rows = Vec::new();
+    for clients in [1, 8] {
+        let (lat, _, t) = closed_loop(
+            &urls,
+            &prepared.keys,
+            queries,
+            Target::Query(Mode::Hybrid),
+            &phase(clients),
+        )
+        .await;
+        rows.push(IngestLoadRow {
+            clients,
+            idle_qps: lat.len() as f64 / t.max(1e-9),
+            idle: Latency::of(lat),
+            ..Default::default()
+        });
+    }
+    let _ = client
+        .delete(format!("{url}/v1/tenants/{INGESTER}"))
+        .bearer_auth(admin)
+        .send()
+        .await;
+    let created = admin_call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{url}/v1/tenants"),
+        admin,
+        serde_json::json!({"id": INGESTER}),
+    )
+    .await?;
+    let key = created["api_key"].as_str().unwrap_or_default().to_string();
+    admin_call(
+        &client,
+        reqwest::Method::PUT,
+        &format!("{url}/v1/tenants/{INGESTER}/limits"),
+        admin,
+        serde_json::json!({"ingest_per_sec": 0.0}),
+    )
+    .await?;
+    // The tenant's queue cap bounds one upload burst; a larger corpus is cut there.
+    let docs: Vec<&CorpusDoc> = corpus.iter().take(60).collect();
+    let started = Instant::now();
+    let mut jobs = Vec::new();
+    for d in &docs {
+        let r = client
+            .post(format!("{url}/v1/documents"))
+            .bearer_auth(&key)
+            .multipart(upload_form(d, d.id.as_str().to_string(), d.bytes.clone()))
+            .send()
+            .await
+            .map_err(|e| bench_err(e.to_string()))?;
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        if let Some(j) = v["job_id"].as_str() {
+            jobs.push(j.to_string());
+        }
+    }
+    for row in &mut rows {
+        let (lat, _, t) = closed_loop(
+            &urls,
+            &prepared.keys,
+            queries,
+            Target::Query(Mode::Hybrid),
+            &phase(row.clients),
+        )
+        .await;
+        row.ingesting_qps = lat.len() as f64 / t.max(1e-9);
+        row.ingesting = Latency::of(lat);
+        row.p50_ratio = row.ingesting.p50_ms / row.idle.p50_ms.max(1e-9);
+        row.p99_ratio = row.ingesting.p99_ms / row.idle.p99_ms.max(1e-9);
+    }
+    let (mut chunks, mut failed, mut outlasted) = (0u64, 0usize, false);
+    for job in &jobs {
+        loop {
+            let v: serde_json::Value = client
+                .get(format!("{url}/v1/jobs/{job}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .map_err(|e| bench_err(e.to_string()))?
+                .json()
+                .await
+                .unwrap_or_default();
+            match v["status"].as_str() {
+                Some("succeeded") => chunks += v["chunks_done"].as_u64().unwrap_or(0),
+                Some("failed") => failed += 1,
+                _ => {
+                    // Polled after the last loaded phase: a job still open means the
+                    // ingestion outlasted the queries.
+                    outlasted = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    let _ = client
+        .delete(format!("{url}/v1/tenants/{INGESTER}"))
+        .bearer_auth(admin)
+        .send()
+        .await;
+    Ok(IngestLoadResult {
+        seconds_per_phase: secs,
+        documents: jobs.len(),
+        chunks,
+        rows,
+        outlasted_queries: outlasted,
+        ingest_chunks_per_s: chunks as f64 / ingest_seconds.max(1e-9),
+        ingest_seconds,
+        failed,
+    })
+}
+
 impl BenchReport {
     pub fn table(&self) -> String {
         let b = &self.baselines;
@@ -1537,14 +1746,25 @@ impl BenchReport {
             opt(b.dense_search_ms, " ms"),
             opt(b.bm25_search_ms, " ms")
         );
+        if !b.raw_embed_tried.is_empty() {
+            let tried: Vec<String> = b
+                .raw_embed_tried
+                .iter()
+                .map(|(l, r)| format!("{l}: {r:.1}"))
+                .collect();
+            s += &format!("bare model, passages/s: {}\n", tried.join("; "));
+        }
         if b.ingest_chunks > 0 {
             s += &format!(
-                "ingestion: {:.1} chunks/s vs raw embedder {:.1} passages/s on the same {} chunks ({:.2}x); \
+                "ingestion: {:.1} chunks/s vs the bare model's best {:.1} passages/s ({}) on the same {} chunks ({:.2}x; \
+                 parsing and chunking them alone took {:.1} s); \
                  re-ingest of unchanged documents {:.3} s vs {:.1} s first ({:.0}x faster)\n",
                 b.ingest_chunks_per_s,
                 b.raw_embed_passages_per_s,
+                b.raw_embed_layout,
                 b.ingest_chunks,
                 b.ingest_ratio,
+                b.parse_chunk_s,
                 b.reingest_s,
                 b.first_ingest_s,
                 b.reingest_speedup
@@ -1576,6 +1796,24 @@ impl BenchReport {
                 n.flooder_uploads_accepted, n.flooder_uploads_refused, n.flooder_unlimited_qps,
                 n.quiet_upload_alone_ms, n.quiet_upload_flooded_ms,
             );
+        }
+        if let Some(l) = &self.ingest_load {
+            s += &format!(
+                "hybrid queries while another tenant ingests {} documents ({} chunks, {:.1} chunks/s over {:.0} s, {} failed; \
+                 ingestion {} the queries), {:.0} s per phase:\n\
+                 | clients | idle p50 ms | idle p99 ms | idle QPS | ingesting p50 ms | ingesting p99 ms | ingesting QPS | p50 ratio | p99 ratio |\n\
+                 |---------|-------------|-------------|----------|------------------|------------------|---------------|-----------|-----------|\n",
+                l.documents, l.chunks, l.ingest_chunks_per_s, l.ingest_seconds, l.failed,
+                if l.outlasted_queries { "outlasted" } else { "ended before" },
+                l.seconds_per_phase
+            );
+            for r in &l.rows {
+                s += &format!(
+                    "| {:>7} | {:>11.1} | {:>11.1} | {:>8.1} | {:>16.1} | {:>16.1} | {:>13.1} | {:>8.2}x | {:>8.2}x |\n",
+                    r.clients, r.idle.p50_ms, r.idle.p99_ms, r.idle_qps, r.ingesting.p50_ms,
+                    r.ingesting.p99_ms, r.ingesting_qps, r.p50_ratio, r.p99_ratio
+                );
+            }
         }
         s += &format!(
             "server RSS: {} after the runs, peak {}\n",

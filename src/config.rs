@@ -109,6 +109,13 @@ pub struct IngestConfig {
     pub chunk_tokens: usize,
     pub embed_batch: usize,
     pub embed_threads: usize,
+    /// Ingestion model sessions (0 = one per core), all embedding while no query runs.
+    pub embed_sessions: usize,
+    /// Ingestion sessions that go on embedding while queries run (>= 1).
+    pub embed_sessions_busy: usize,
+    /// PDF text clean-up before chunking (contents and index pages, running headers, page
+    /// numbers, hyphenation); `tenantry eval --pdf-pages` measures it against `false`.
+    pub pdf_layout_cleanup: bool,
     pub workers: usize,
     pub queue_capacity: usize,
     pub tenant_queue_max: usize,
@@ -458,11 +465,12 @@ impl Config {
             || i.queue_capacity == 0
             || i.tenant_queue_max == 0
             || i.embed_batch == 0
+            || i.embed_sessions_busy == 0
             || i.job_timeout_secs == 0
             || !(0..=19).contains(&i.nice)
         {
             return Err(ConfigError(
-                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch, job_timeout_secs must be >= 1; nice in 0..=19"
+                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch, embed_sessions_busy, job_timeout_secs must be >= 1; nice in 0..=19"
                     .into(),
             ));
         }

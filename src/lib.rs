@@ -14,6 +14,7 @@ pub mod fairq;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod pagehit;
 pub mod query;
 pub mod runtime;
 pub mod secrets;

@@ -114,6 +114,16 @@ enum Command {
         #[arg(long)]
         runs: Option<PathBuf>,
     },
+    /// PDF page hits: questions from the PDFs' outlines (bookmarks ending in `?`), whose answer
+    /// pages are known, asked in every mode with the PDF clean-up off and then on. Scratch
+    /// data directories; nothing else is touched.
+    EvalPages {
+        #[arg(default_values = [".tenantry/docs/debian-faq/debian-faq.en.pdf", ".tenantry/docs/r-manuals/R-FAQ.pdf"])]
+        pdfs: Vec<PathBuf>,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Exit 0 when this configuration's server answers GET /healthz within 2 s (the
     /// container's HEALTHCHECK: no curl needed in the image).
     Healthcheck {
@@ -762,6 +772,14 @@ async fn run() -> anyhow::Result<()> {
             json,
             runs,
         } => eval(config, &dataset, &split, json.as_deref(), runs.as_deref()).await,
+        Command::EvalPages { pdfs, json } => {
+            let report = tenantry::pagehit::run(config, &pdfs).await?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report.rows)? + "\n")?;
+            }
+            Ok(())
+        }
         Command::Bench {
             url,
             admin_key,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tenantry_ingest::embed::cosine;
+use tenantry_ingest::embed::{cosine, QueryActivity};
 use tenantry_ingest::{Chunker, Embedder, Lane};
 
 use crate::config::QueryConfig;
@@ -261,6 +261,8 @@ pub struct Retriever {
     /// The model's tokenizer: query tokens are metered as embedding usage.
     tokens: Arc<Chunker>,
     meter: Arc<Meter>,
+    /// Where queries report that they run: ingestion yields cores to them.
+    activity: Arc<QueryActivity>,
     /// One per query model session, handed out round-robin between tenants.
     permits: FairPermits,
     config: QueryConfig,
@@ -275,6 +277,7 @@ impl Retriever {
         embedder: Arc<dyn Embedder>,
         tokens: Arc<Chunker>,
         meter: Arc<Meter>,
+        activity: Arc<QueryActivity>,
         config: QueryConfig,
     ) -> Self {
         let sessions = match config.embed_sessions {
@@ -288,6 +291,7 @@ impl Retriever {
             embedder,
             tokens,
             meter,
+            activity,
             permits: FairPermits::new(sessions),
             config,
         }
@@ -309,6 +313,7 @@ impl Retriever {
 
 async fn run(retriever: &Arc<Retriever>, ctx: &TenantCtx, q: Query) -> Result<QueryOutput> {
     q.validate()?;
+    let _running = retriever.activity.enter();
     let total = Instant::now();
     let cfg = &retriever.config;
     let candidates = q

@@ -19,7 +19,7 @@ pub use chunk::{Chunk, Chunker};
 pub use detect::{detect, ContentType};
 pub use embed::{Embedder, EmbedderConfig, FastEmbedder, Lane, ModelSource};
 pub use error::{IngestError, IngestErrorCode};
-pub use parse::{parse, Extracted, ParseLimits, Section};
+pub use parse::{parse, pdf_outline, Extracted, OutlineEntry, ParseLimits, Section};
 pub use sandbox::{Parsed, Sandbox, SandboxConfig};
 
 /// The largest character boundary of `s` at or below byte `index` (clamped to `s.len()`):

@@ -41,9 +41,12 @@ pub struct Extracted {
     pub sections: Vec<Section>,
 }
 
-/// What one document may cost a parser.
+/// What one document may cost a parser, and how PDF text is cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParseLimits {
+    /// Drop contents and index pages, running headers and page numbers, and join hyphenated
+    /// words ([`crate::pdflayout`]). Off only to measure what the clean-up does.
+    pub clean_pdf_layout: bool,
     /// Deepest element (HTML), block (Markdown) or Form XObject chain (PDF).
     pub max_depth: u32,
     /// One heading's text is cut to this many bytes: it is repeated in every chunk's context.
@@ -57,6 +60,7 @@ pub struct ParseLimits {
 impl Default for ParseLimits {
     fn default() -> Self {
         Self {
+            clean_pdf_layout: true,
             max_depth: 256,
             max_heading_bytes: 256,
             max_decompressed_bytes: 256 << 20,
@@ -113,11 +117,48 @@ fn single_section(text: String) -> Extracted {
     Extracted { text, sections }
 }
 
+/// One entry of a PDF's outline (its bookmarks): the heading and the physical page (1-based)
+/// it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlineEntry {
+    pub level: usize,
+    pub title: String,
+    pub page: u32,
+}
+
+/// A PDF's outline in document order; empty when it has none. For evaluation on the
+/// operator's own files: it does not run in the sandbox, so never call it on uploads.
+pub fn pdf_outline(bytes: &[u8]) -> Result<Vec<OutlineEntry>, IngestError> {
+    let doc =
+        lopdf::Document::load_mem(bytes).map_err(|e| IngestError::PdfCorrupt(e.to_string()))?;
+    let has_outline = doc.catalog().is_ok_and(|c| c.get(b"Outlines").is_ok());
+    if !has_outline {
+        return Ok(vec![]);
+    }
+    match doc.get_toc() {
+        Ok(toc) => Ok(toc
+            .toc
+            .into_iter()
+            .map(|t| OutlineEntry {
+                level: t.level,
+                title: t.title,
+                page: t.page as u32,
+            })
+            .collect()),
+        Err(lopdf::Error::NoOutline) => Ok(vec![]),
+        Err(e) => Err(IngestError::PdfCorrupt(e.to_string())),
+    }
+}
+
 fn parse_pdf(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, IngestError> {
     crate::pdfcheck::check(bytes, limits)?;
     let pages = pdf_extract::extract_text_from_mem_by_pages(bytes)
         .map_err(|e| IngestError::PdfCorrupt(e.to_string()))?;
-    let pages = crate::pdflayout::clean_pages(&pages);
+    let pages = if limits.clean_pdf_layout {
+        crate::pdflayout::clean_pages(&pages)
+    } else {
+        pages
+    };
     let mut text = String::new();
     let mut sections = Vec::new();
     for (i, page) in pages.iter().enumerate() {

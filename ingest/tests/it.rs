@@ -165,6 +165,37 @@ fn real_debian_faq_pdf_keeps_physical_pages() {
     assert!(chunks.iter().all(|c| c.page.is_some_and(|p| p >= 1)));
 }
 
+/// The page-hit evaluation takes answer pages from the outline; they must be the physical pages
+/// that chunks carry, or every hit would be off by the front matter.
+#[test]
+fn real_pdf_outlines_point_at_the_pages_chunks_carry() {
+    let path = provisioned("docs/debian-faq/debian-faq.en.pdf");
+    let outline = tenantry_ingest::pdf_outline(&std::fs::read(&path).unwrap()).unwrap();
+    let bug = outline
+        .iter()
+        .find(|e| e.title.ends_with("How do I report a bug in Debian?"))
+        .expect("the FAQ's outline has its questions");
+    let (_, _, chunks) = ingest_file(&path, MAX_CHUNK_TOKENS);
+    assert!(
+        chunks.iter().any(
+            |c| c.page == Some(bug.page) && c.text.contains("How do I report a bug in Debian?")
+        ),
+        "no chunk on page {} holds the question",
+        bug.page
+    );
+    let r = provisioned("docs/r-manuals/R-FAQ.pdf");
+    let r_outline = tenantry_ingest::pdf_outline(&std::fs::read(r).unwrap()).unwrap();
+    assert_eq!(
+        r_outline.iter().filter(|e| e.title.ends_with('?')).count(),
+        75
+    );
+    // A PDF without an outline has none, not an error.
+    let plain = provisioned("docs/pdf-parse/01-valid.pdf");
+    assert!(tenantry_ingest::pdf_outline(&std::fs::read(plain).unwrap())
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn real_python_docs_html_drops_navigation() {
     let path = provisioned("docs/python-tutorial/controlflow.html");
@@ -274,6 +305,9 @@ fn real_embeddings_are_normalised_and_meaningful() {
         max_length: 256,
         batch_size: 8,
         intra_threads: 1,
+        ingest_sessions: 2,
+        ingest_sessions_busy: 1,
+        ingest_nice: 0,
         query_sessions: 2,
         query_threads: 1,
     })
@@ -325,4 +359,27 @@ fn real_embeddings_are_normalised_and_meaningful() {
             }
         }
     });
+    // Ingestion callers share one queue served by both sessions; texts of different callers
+    // are embedded together, and each caller gets its own vectors back, in order, also while
+    // queries hold all but one session back.
+    let running = e.query_activity().enter();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = questions
+            .chunks(5)
+            .map(|part| {
+                let e = &e;
+                s.spawn(move || {
+                    let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+                    e.embed(Lane::Ingest, &refs).unwrap()
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            for (j, v) in h.join().unwrap().iter().enumerate() {
+                assert!(dot(v, &alone[5 * i + j]) > 0.9999, "text {}", 5 * i + j);
+            }
+        }
+    });
+    drop(running);
+    assert_eq!(e.embed(Lane::Ingest, &[] as &[&str]).unwrap().len(), 0);
 }

@@ -112,21 +112,11 @@ fn open_legs(
     })
 }
 
-/// Raise this thread's nice value (Linux: per thread). Lowering priority needs no privilege.
+/// Raise this thread's nice value (Linux: per thread), so queries win the CPU.
 fn lower_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    if nice > 0 {
-        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice)
-        };
-        if rc != 0 {
-            tracing::warn!(nice, "could not lower the ingestion thread's priority");
-        }
+    if !tenantry_ingest::embed::lower_thread_priority(nice) {
+        tracing::warn!(nice, "could not lower the ingestion thread's priority");
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }
 
 impl Drop for Engine {
@@ -243,6 +233,7 @@ impl Engine {
             CatalogBackend::Postgres => Arc::new(PostgresCatalog::connect(&config.postgres)?),
         };
         let (vectors, lexical) = open_legs(&config, &data, embedder.dim())?;
+        let activity = embedder.query_activity();
         let embedder: Arc<dyn Embedder> = Arc::new(embedder);
         let chunker = Arc::new(chunker);
         let meter = Arc::new(Meter::default());
@@ -253,6 +244,7 @@ impl Engine {
             embedder.clone(),
             chunker.clone(),
             meter.clone(),
+            activity,
             config.query.clone(),
         ));
         let admin_key = read_or_create_admin_key(&config)?;
@@ -651,6 +643,7 @@ fn sandbox_config(config: &Config) -> Result<SandboxConfig> {
         tokenizer: std::path::absolute(config.model_dir.join("tokenizer.json"))?,
         chunk_tokens: config.ingest.chunk_tokens,
         limits: ParseLimits {
+            clean_pdf_layout: config.ingest.pdf_layout_cleanup,
             max_depth: s.max_depth,
             max_heading_bytes: s.max_heading_bytes,
             max_decompressed_bytes: s.max_decompressed_mb << 20,
@@ -676,6 +669,9 @@ pub(crate) fn embedder_config(config: &Config) -> EmbedderConfig {
         max_length: tenantry_ingest::chunk::MODEL_MAX_TOKENS,
         batch_size: config.ingest.embed_batch,
         intra_threads: config.ingest.embed_threads,
+        ingest_sessions: config.ingest.embed_sessions,
+        ingest_sessions_busy: config.ingest.embed_sessions_busy,
+        ingest_nice: config.ingest.nice,
         query_sessions: config.query.embed_sessions,
         query_threads: config.query.embed_threads,
     }

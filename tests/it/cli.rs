@@ -200,7 +200,28 @@ fn bench_runs_small_and_reuses_its_data() {
     ] {
         assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {b}");
     }
+    // The bare model is tried in every layout (one session per core and one on all cores, at
+    // batch 1, 4 and 16), and the best is the baseline.
+    let tried = b["raw_embed_tried"].as_array().unwrap();
+    assert!(tried.len() >= 3, "{b}");
+    let best = tried
+        .iter()
+        .map(|t| t[1].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(b["raw_embed_passages_per_s"].as_f64().unwrap(), best, "{b}");
+    assert!(b["parse_chunk_s"].as_f64().unwrap() > 0.0, "{b}");
     assert!(first["cold_first_query"]["p50_ms"].as_f64().unwrap() > 0.0);
+    // Queries idle and while another tenant ingests the corpus, at 1 and 8 clients.
+    let l = &first["ingest_load"];
+    let rows = l["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{l}");
+    for r in rows {
+        assert!(r["idle"]["p99_ms"].as_f64().unwrap() > 0.0, "{l}");
+        assert!(r["ingesting"]["p99_ms"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    // fixtures/docs holds one PDF without text (pdf_no_text); the rest ingest.
+    assert_eq!(l["failed"], 1, "{l}");
+    assert!(l["chunks"].as_u64().unwrap() > 0, "{l}");
     // The noisy-neighbour run: the flooder hits its query limit (20/s over a 1 s phase with
     // more clients than that allows) and the quiet tenant keeps being answered.
     let n = &first["noisy"];
