@@ -192,6 +192,8 @@ pub struct Baselines {
     pub raw_embed_layout: String,
     /// Every layout tried: (layout, passages/s).
     pub raw_embed_tried: Vec<(String, f64)>,
+    /// The best layout again, right after the ingestion measurement.
+    pub raw_embed_again_passages_per_s: f64,
     /// Parsing and chunking the ingestion documents one after the other in the sandbox
     /// (what ingestion does besides embedding and indexing).
     pub parse_chunk_s: f64,
@@ -429,7 +431,7 @@ async fn ingest_all(
 fn raw_embedder_layouts(
     config: &tenantry_ingest::EmbedderConfig,
     texts: &[String],
-) -> Result<Vec<(String, f64)>> {
+) -> Result<Vec<(tenantry_ingest::embed::RawLayout, String, f64)>> {
     use tenantry_ingest::embed::{raw_throughput, RawLayout};
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -447,6 +449,7 @@ fn raw_embedder_layouts(
             };
             let rate = raw_throughput(config, &refs, layout).map_err(InternalError::Embedding)?;
             out.push((
+                layout,
                 format!("{sessions} sessions x {threads} threads, batch {batch}"),
                 rate,
             ));
@@ -496,16 +499,19 @@ async fn prepare_in_process(
     }
     b.parse_chunk_s = parsing.elapsed().as_secs_f64();
     let ecfg = crate::engine::embedder_config(engine.config());
-    let tried = tokio::task::spawn_blocking(move || raw_embedder_layouts(&ecfg, &texts))
+    let texts = Arc::new(texts);
+    let (cfg2, texts2) = (ecfg.clone(), texts.clone());
+    let tried = tokio::task::spawn_blocking(move || raw_embedder_layouts(&cfg2, &texts2))
         .await
         .map_err(|e| bench_err(e.to_string()))??;
-    let best = tried
+    let (best_layout, best_label, best_rate) = tried
         .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .max_by(|a, b| a.2.total_cmp(&b.2))
         .cloned()
-        .unwrap_or_default();
-    (b.raw_embed_layout, b.raw_embed_passages_per_s) = best;
-    b.raw_embed_tried = tried;
+        .ok_or_else(|| bench_err("no layout of the bare model ran"))?;
+    b.raw_embed_layout = best_label;
+    b.raw_embed_passages_per_s = best_rate;
+    b.raw_embed_tried = tried.into_iter().map(|(_, l, r)| (l, r)).collect();
     let probe = TenantId::parse(INGEST_PROBE)?;
     if tenant_exists(&engine, &probe).await? {
         engine.delete_tenant(probe.clone()).await?;
@@ -517,6 +523,17 @@ async fn prepare_in_process(
     b.first_ingest_s = t.elapsed().as_secs_f64();
     b.ingest_chunks = counts.iter().sum::<u64>() as usize;
     b.ingest_chunks_per_s = b.ingest_chunks as f64 / b.first_ingest_s;
+    // The machine's speed drifts within a run: the best layout runs again right after the
+    // ingestion, and the faster of its two runs is the baseline.
+    let again = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        tenantry_ingest::embed::raw_throughput(&ecfg, &refs, best_layout)
+    })
+    .await
+    .map_err(|e| bench_err(e.to_string()))?
+    .map_err(InternalError::Embedding)?;
+    b.raw_embed_again_passages_per_s = again;
+    b.raw_embed_passages_per_s = b.raw_embed_passages_per_s.max(again);
     b.ingest_ratio = b.ingest_chunks_per_s / b.raw_embed_passages_per_s;
     let t = Instant::now();
     ingest_all(&engine, &probe_ctx, &probe_docs).await?;
@@ -1752,7 +1769,11 @@ impl BenchReport {
                 .iter()
                 .map(|(l, r)| format!("{l}: {r:.1}"))
                 .collect();
-            s += &format!("bare model, passages/s: {}\n", tried.join("; "));
+            s += &format!(
+                "bare model, passages/s: {}; the best again after the ingestion: {:.1}\n",
+                tried.join("; "),
+                b.raw_embed_again_passages_per_s
+            );
         }
         if b.ingest_chunks > 0 {
             s += &format!(
