@@ -248,9 +248,11 @@ fn a_node_killed_mid_job_loses_nothing_and_shows_nothing_half_written() {
     let jobs: Vec<String> = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| submit(&a.server, &key, d, long_text(&format!("kill{i}"), 40)))
+        // About 100 chunks each: long enough to be running when A dies, now that ingestion
+        // embeds on every core.
+        .map(|(i, d)| submit(&a.server, &key, d, long_text(&format!("kill{i}"), 200)))
         .collect();
-    // Kill A while it runs jobs (two workers: two running).
+    // Kill A while it runs jobs.
     wait_running(&a.server, &key, &jobs);
     std::thread::sleep(Duration::from_millis(1500));
     let running: Vec<String> = jobs
