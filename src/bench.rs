@@ -1261,6 +1261,29 @@ async fn admin_call(
     }
 }
 
+/// Creates tenant `id` (deleting what an earlier run left of it) and returns its key.
+async fn fresh_tenant(
+    client: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    id: &str,
+) -> Result<String> {
+    let _ = client
+        .delete(format!("{url}/v1/tenants/{id}"))
+        .bearer_auth(admin)
+        .send()
+        .await;
+    let created = admin_call(
+        client,
+        reqwest::Method::POST,
+        &format!("{url}/v1/tenants"),
+        admin,
+        serde_json::json!({ "id": id }),
+    )
+    .await?;
+    Ok(created["api_key"].as_str().unwrap_or_default().to_string())
+}
+
 /// One client of the quiet tenant, hybrid queries, for `secs`.
 async fn quiet_client(
     url: String,
@@ -1453,20 +1476,7 @@ async fn noisy_neighbour(
     let secs = opts.noisy_seconds;
     let clients = opts.concurrency.max(2) * 2;
     let (q_rate, i_rate) = (20.0, 2.0);
-    let _ = client
-        .delete(format!("{url}/v1/tenants/{FLOODER}"))
-        .bearer_auth(admin)
-        .send()
-        .await;
-    let created = admin_call(
-        &client,
-        reqwest::Method::POST,
-        &format!("{url}/v1/tenants"),
-        admin,
-        serde_json::json!({"id": FLOODER}),
-    )
-    .await?;
-    let flood_key = created["api_key"].as_str().unwrap_or_default().to_string();
+    let flood_key = fresh_tenant(&client, url, admin, FLOODER).await?;
     let limits_url = format!("{url}/v1/tenants/{FLOODER}/limits");
     admin_call(&client, reqwest::Method::PUT, &limits_url, admin, serde_json::json!({
         "query_per_sec": q_rate, "query_burst": q_rate as u32, "ingest_per_sec": i_rate, "ingest_burst": 5
@@ -1622,20 +1632,7 @@ async fn queries_while_ingesting(
             ..Default::default()
         });
     }
-    let _ = client
-        .delete(format!("{url}/v1/tenants/{INGESTER}"))
-        .bearer_auth(admin)
-        .send()
-        .await;
-    let created = admin_call(
-        &client,
-        reqwest::Method::POST,
-        &format!("{url}/v1/tenants"),
-        admin,
-        serde_json::json!({"id": INGESTER}),
-    )
-    .await?;
-    let key = created["api_key"].as_str().unwrap_or_default().to_string();
+    let key = fresh_tenant(&client, url, admin, INGESTER).await?;
     admin_call(
         &client,
         reqwest::Method::PUT,

@@ -214,25 +214,17 @@ pub fn documents_in_rank_order<S>(
         .collect()
 }
 
-/// Ingest the corpus into `ctx`'s tenant (which should be empty) and score every variant.
-pub async fn run(
+/// Queue every upload, then wait for all of them; any failed document fails the evaluation.
+pub async fn ingest_all(
     engine: &Arc<Engine>,
     ctx: &TenantCtx,
-    name: &str,
-    data: &Dataset,
-    variants: &[Variant],
-) -> Result<Report> {
-    let mut jobs = Vec::with_capacity(data.corpus.len());
-    for d in &data.corpus {
-        let upload = Upload {
-            doc_id: Some(DocId::parse(&d.id)?),
-            title: Some(d.title.clone()),
-            declared_type: Some("text/plain".into()),
-            bytes: d.text.clone().into_bytes(),
-            ..Default::default()
-        };
+    uploads: Vec<Upload>,
+) -> Result<Vec<DocId>> {
+    let mut jobs = Vec::with_capacity(uploads.len());
+    for upload in uploads {
         jobs.push(engine.submit(ctx, upload).await?.job_id);
     }
+    let mut docs = Vec::with_capacity(jobs.len());
     for job in jobs {
         let j = engine
             .wait_job(ctx, &job, Duration::from_secs(3600))
@@ -245,7 +237,33 @@ pub async fn run(
             ))
             .into());
         }
+        docs.push(j.doc_id);
     }
+    Ok(docs)
+}
+
+/// Ingest the corpus into `ctx`'s tenant (which should be empty) and score every variant.
+pub async fn run(
+    engine: &Arc<Engine>,
+    ctx: &TenantCtx,
+    name: &str,
+    data: &Dataset,
+    variants: &[Variant],
+) -> Result<Report> {
+    let uploads = data
+        .corpus
+        .iter()
+        .map(|d| {
+            Ok(Upload {
+                doc_id: Some(DocId::parse(&d.id)?),
+                title: Some(d.title.clone()),
+                declared_type: Some("text/plain".into()),
+                bytes: d.text.clone().into_bytes(),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    ingest_all(engine, ctx, uploads).await?;
     let mut chunks = 0;
     let mut after = None;
     loop {

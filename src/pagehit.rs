@@ -13,7 +13,6 @@ use crate::domain::{ChunkFilter, DocId, FusionOverrides, Mode, TenantCtx, Tenant
 use crate::engine::{Engine, Upload};
 use crate::error::{InternalError, Result};
 use crate::query::Query;
-use crate::storage::catalog::JobStatus;
 
 /// A question and the pages of the section that answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -203,27 +202,21 @@ async fn ingest(
     ctx: &TenantCtx,
     docs: &[(String, Vec<u8>, usize)],
 ) -> Result<u64> {
-    let mut jobs = Vec::new();
-    for (id, bytes, _) in docs {
-        let upload = Upload {
-            doc_id: Some(DocId::parse(id)?),
-            declared_type: Some("application/pdf".into()),
-            file_name: Some(format!("{id}.pdf")),
-            bytes: bytes.clone(),
-            ..Default::default()
-        };
-        jobs.push(engine.submit(ctx, upload).await?.job_id);
-    }
+    let uploads = docs
+        .iter()
+        .map(|(id, bytes, _)| {
+            Ok(Upload {
+                doc_id: Some(DocId::parse(id)?),
+                declared_type: Some("application/pdf".into()),
+                file_name: Some(format!("{id}.pdf")),
+                bytes: bytes.clone(),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut chunks = 0;
-    for job in jobs {
-        let j = engine
-            .wait_job(ctx, &job, Duration::from_secs(3600))
-            .await?;
-        if j.status != JobStatus::Succeeded {
-            let (code, msg) = j.error.unwrap_or_default();
-            return Err(InternalError::Other(format!("{} failed: {code} {msg}", j.doc_id)).into());
-        }
-        chunks += engine.document(ctx, &j.doc_id).await?.chunk_count;
+    for id in crate::eval::ingest_all(engine, ctx, uploads).await? {
+        chunks += engine.document(ctx, &id).await?.chunk_count;
     }
     Ok(chunks)
 }

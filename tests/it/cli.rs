@@ -208,7 +208,13 @@ fn bench_runs_small_and_reuses_its_data() {
         .iter()
         .map(|t| t[1].as_f64().unwrap())
         .fold(0.0, f64::max);
-    assert_eq!(b["raw_embed_passages_per_s"].as_f64().unwrap(), best, "{b}");
+    // ... and runs again after the ingestion: the faster of the two is the baseline.
+    let again = b["raw_embed_again_passages_per_s"].as_f64().unwrap();
+    assert_eq!(
+        b["raw_embed_passages_per_s"].as_f64().unwrap(),
+        best.max(again),
+        "{b}"
+    );
     assert!(b["parse_chunk_s"].as_f64().unwrap() > 0.0, "{b}");
     assert!(first["cold_first_query"]["p50_ms"].as_f64().unwrap() > 0.0);
     // Queries idle and while another tenant ingests the corpus, at 1 and 8 clients.
