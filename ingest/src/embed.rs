@@ -144,11 +144,14 @@ impl Drop for QueryGuard {
     }
 }
 
+/// A text's position in its caller's input and its vector (or what went wrong).
+type Answer = (usize, Result<Vec<f32>, String>);
+
 /// One text waiting for an ingestion session; its vector goes back on `reply` with `index`.
 struct Item {
     text: String,
     index: usize,
-    reply: mpsc::Sender<(usize, Result<Vec<f32>, String>)>,
+    reply: mpsc::Sender<Answer>,
 }
 
 #[derive(Default)]
@@ -613,12 +616,7 @@ impl Embedder for FastEmbedder {
 mod tests {
     use super::*;
 
-    fn queue(
-        lens: &[usize],
-    ) -> (
-        VecDeque<Item>,
-        mpsc::Receiver<(usize, Result<Vec<f32>, String>)>,
-    ) {
+    fn queue(lens: &[usize]) -> (VecDeque<Item>, mpsc::Receiver<Answer>) {
         let (tx, rx) = mpsc::channel();
         let items = lens
             .iter()
