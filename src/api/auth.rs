@@ -80,6 +80,17 @@ pub struct TenantManager {
 /// Keys by id: the admin (any key) or a `tenant_admin` (its own tenant's keys only).
 pub struct KeyManager(pub Option<TenantCtx>);
 
+/// Any valid credential, for the one endpoint that only says whose it is.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<Engine>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, engine: &Arc<Engine>) -> Result<Self, ApiError> {
+        principal(parts, engine).await.map(Caller)
+    }
+}
+
 impl FromRequestParts<Arc<Engine>> for Admin {
     type Rejection = ApiError;
 

@@ -302,6 +302,16 @@ pub struct UsageResponse {
     pub stored: StoredDto,
 }
 
+/// Whose credential this is (what the console shows follows it; the API enforces it).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmIResponse {
+    /// `admin` (the deployment's operator) or `tenant`.
+    pub kind: String,
+    /// The credential's tenant (absent for the admin).
+    pub tenant: Option<String>,
+    pub role: Option<RoleDto>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantDto {
     pub id: String,

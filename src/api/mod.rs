@@ -2,6 +2,7 @@
 mod admin;
 mod answer;
 pub mod auth;
+mod console;
 pub mod dto;
 pub mod error;
 mod observe;
@@ -21,7 +22,7 @@ use self::auth::{Admin, Reader, Writer};
 use self::dto::*;
 use self::error::{ApiError, ErrorCode};
 use crate::domain::{scalar, term, ChunkFilter};
-use crate::domain::{DocId, TenantId};
+use crate::domain::{DocId, Principal, TenantId};
 use crate::domain::{FusionMethod, FusionOverrides, Mode};
 use crate::engine::{Engine, Upload};
 use crate::limits::Class;
@@ -138,6 +139,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/tenants/{id}/usage", get(admin::tenant_usage))
         .route("/v1/usage", get(admin::own_usage))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/export", get(admin::export))
         .route("/metrics", get(admin::metrics))
         .route(
@@ -158,6 +160,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/threads/{id}",
             get(answer::get_thread).delete(answer::delete_thread),
         )
+        .merge(if engine.config().console.enabled {
+            console::routes()
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
         // A body that trickles in slower than this is cut off (the handler sees an error).
@@ -176,7 +183,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     info(title = "Tenantry", description = "Multi-tenant RAG retrieval engine. The tenant of every request is the API key's tenant."),
     paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, admin::create_key, admin::list_keys,
           admin::revoke_key, admin::rotate_key, admin::get_limits, admin::put_limits, admin::own_usage,
-          admin::tenant_usage, admin::metrics, admin::export, submit_document,
+          admin::tenant_usage, admin::metrics, whoami, admin::export, submit_document,
           list_documents, get_document, delete_document, get_job, query, answer::answer, answer::get_thread,
           answer::delete_thread, answer::get_config, answer::put_config),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
@@ -185,7 +192,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
         KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse,
-        AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest)),
+        AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest, WhoAmIResponse)),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]
@@ -304,6 +311,23 @@ async fn openapi_json() -> Response {
         openapi_json_string(),
     )
         .into_response()
+}
+
+/// Whose credential this is: the admin, or a tenant with its role.
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmIResponse), (status = 401, body = ErrorResponse)))]
+async fn whoami(auth::Caller(p): auth::Caller) -> Json<WhoAmIResponse> {
+    Json(match p {
+        Principal::Admin => WhoAmIResponse {
+            kind: "admin".into(),
+            tenant: None,
+            role: None,
+        },
+        Principal::Tenant(ctx, role) => WhoAmIResponse {
+            kind: "tenant".into(),
+            tenant: Some(ctx.tenant().to_string()),
+            role: Some(admin::role_dto(role)),
+        },
+    })
 }
 
 #[utoipa::path(get, path = "/healthz", security(), responses((status = 200, body = StatusResponse)))]

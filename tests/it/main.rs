@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod common;
 mod conformance;
+mod console;
 mod container;
 mod crash;
 mod fuzz;

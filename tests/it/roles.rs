@@ -34,6 +34,8 @@ enum Need {
     Manager,
     /// `/v1/keys/{id}`: the admin or the key's tenant's tenant_admin.
     KeyManager,
+    /// Any valid credential (`/v1/whoami`).
+    Anyone,
 }
 
 /// A fresh object of tenant a made for each call, so destructive calls do not disturb others.
@@ -76,6 +78,7 @@ fn endpoints() -> Vec<Endpoint> {
             Admin,
         ),
         ep("GET", "/v1/tenants", None, Fresh::No, Admin),
+        ep("GET", "/v1/whoami", None, Fresh::No, Anyone),
         ep("DELETE", "/v1/tenants/{fresh}", None, Fresh::Tenant, Admin),
         ep(
             "POST",
@@ -208,6 +211,7 @@ fn expected(need: Need, who: Who) -> Option<StatusCode> {
         (Need::KeyManager, Who::Admin | Who::Own(Role::TenantAdmin)) => None,
         (Need::KeyManager, Who::Foreign(Role::TenantAdmin)) => Some(S::NOT_FOUND),
         (Need::KeyManager, _) => Some(S::FORBIDDEN),
+        (Need::Anyone, _) => None,
     }
 }
 

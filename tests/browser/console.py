@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The web console in a real headless browser (Debian's chromium and chromedriver, Python's
+selenium from PyPI), against a running `tenantry serve`. Run by tests/it/console.rs.
+
+Usage: console.py BASE_URL ADMIN_KEY SCREENSHOT_DIR PDF MARKDOWN
+Exits non-zero (with the reason) on the first failed check."""
+import json, os, sys, time, urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, ADMIN, SHOTS, PDF, MD = sys.argv[1:6]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def api(method, path, key, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+class Console:
+    def __init__(self, driver):
+        self.d = driver
+        self.wait = WebDriverWait(driver, 60)
+
+    def shot(self, name):
+        os.makedirs(SHOTS, exist_ok=True)
+        self.d.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+    def find(self, css):
+        try:
+            return self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+        except TimeoutException:
+            self.shot("failure")
+            body = self.d.find_element(By.TAG_NAME, "body").text
+            sys.exit(f"timed out waiting for {css}; the page says:\n{body}")
+
+    def text_in(self, css, text):
+        try:
+            self.wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+        except TimeoutException:
+            self.shot("failure")
+            body = self.d.find_element(By.TAG_NAME, "body").text
+            sys.exit(f"timed out waiting for {text!r} in {css}; the page says:\n{body}")
+
+    def sign_in(self, key):
+        self.d.get(BASE + "/console#/signin")
+        self.find("#key").send_keys(key)
+        self.d.find_element(By.ID, "signin").click()
+        self.text_in("#who", "tenant" if not key == ADMIN else "operator")
+
+    def sign_out(self):
+        self.d.find_element(By.ID, "signout").click()
+        self.find("#key")
+
+    def go(self, page):
+        self.d.get(f"{BASE}/console#/{page}")
+        self.d.refresh()
+
+    def check(self, cond, msg):
+        if not cond:
+            self.shot("failure")
+            sys.exit(msg)
+
+
+def main():
+    alpha = api("POST", "/v1/tenants", ADMIN, {"id": "alpha"})["api_key"]
+    beta = api("POST", "/v1/tenants", ADMIN, {"id": "beta"})["api_key"]
+    # Untrusted tenant data in every place the console renders it.
+    api("POST", "/v1/documents?wait=true", alpha, {"id": "xss", "title": XSS,
+        "text": "The quokka ledger is kept in cabinet seven. " + XSS})
+
+    c = Console(browser())
+    try:
+        c.d.get(BASE + "/console")
+        c.find("#key")
+        c.shot("01-sign-in")
+
+        c.sign_in(alpha)
+        c.text_in("main", "Documents")
+        title = c.find('tr[data-doc="xss"] td.title')
+        c.check(title.text == XSS, f"the XSS title renders as {title.text!r}")
+        c.check(not c.d.find_elements(By.CSS_SELECTOR, "main img"), "an <img> from tenant data was created")
+        c.shot("02-documents")
+
+        c.go("upload")
+        c.find("#files").send_keys(f"{os.path.abspath(PDF)}\n{os.path.abspath(MD)}")
+        c.text_in("#upload-summary", "2 of 2 succeeded")
+        c.shot("03-upload")
+
+        c.go("search")
+        c.find("#q").send_keys("quokka ledger cabinet")
+        c.d.find_element(By.ID, "search").click()
+        c.find("#results .hit")
+        hit = c.d.find_elements(By.CSS_SELECTOR, "#results .hit")[0]
+        c.check(hit.find_elements(By.CSS_SELECTOR, "mark"), "the snippet has no highlighted term")
+        c.check(not c.d.find_elements(By.CSS_SELECTOR, "main img"), "a snippet created an <img>")
+        hit.find_element(By.CSS_SELECTOR, "summary").click()
+        c.shot("04-search")
+
+        c.go("answer")
+        c.find("#question").send_keys("How do I check that the install is healthy?")
+        c.d.find_element(By.ID, "ask").click()
+        c.find("#citations .citation")
+        c.check("healthz" in c.find("#answer-text").text, "the answer does not say how")
+        c.shot("05-answer")
+        q = c.find("#question")
+        q.clear()
+        q.send_keys("What is the boiling point of tungsten in kelvin?")
+        c.d.find_element(By.ID, "ask").click()
+        c.find("#refusal")
+        c.shot("06-refusal")
+
+        c.go("usage")
+        c.find("svg.chart rect")
+        c.shot("07-usage")
+        c.sign_out()
+
+        # Another tenant sees none of alpha's data.
+        c.sign_in(beta)
+        c.text_in("main", "No documents yet")
+        c.go("search")
+        c.find("#q").send_keys("quokka ledger cabinet")
+        c.d.find_element(By.ID, "search").click()
+        c.text_in("#results", "No results")
+        c.check("cabinet seven" not in c.d.find_element(By.TAG_NAME, "body").text, "beta saw alpha's text")
+        c.shot("08-other-tenant")
+        c.sign_out()
+
+        # The operator sees both tenants with their usage.
+        c.sign_in(ADMIN)
+        row = c.find('tr[data-tenant="alpha"]')
+        c.find('tr[data-tenant="beta"]')
+        queries = int(row.find_element(By.CSS_SELECTOR, "td.queries").text or 0)
+        c.check(queries >= 2, f"alpha's queries in the last 30 days: {queries}")
+        c.shot("09-operator")
+
+        # Nothing was blocked by the Content-Security-Policy and nothing failed in a script.
+        errors = [e for e in c.d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        c.check(not errors, f"browser errors: {errors}")
+        # The key is kept in the tab only: no cookie, nothing in the URL.
+        c.check(not c.d.get_cookies(), f"cookies: {c.d.get_cookies()}")
+        c.check(ADMIN not in c.d.current_url, "the key is in the URL")
+    finally:
+        c.d.quit()
+    print("console: every check passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+//! The web console's files and their headers, through the real router. (What the console does
+//! in a browser is the browser tests' business.)
+use axum::http::StatusCode;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn the_console_is_served_same_origin_under_a_strict_policy() {
+    let app = app().await;
+    for (path, mime) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let r = app.call("GET", path, "", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let h = |k: &str| r.headers[k].to_str().unwrap().to_string();
+        assert!(
+            h("content-type").starts_with(mime),
+            "{path}: {}",
+            h("content-type")
+        );
+        let csp = h("content-security-policy");
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert_eq!(h("referrer-policy"), "no-referrer");
+    }
+    let html = app.call("GET", "/console", "", None).await.body;
+    let html = html.as_str().unwrap();
+    // No inline script or style (the policy would block them anyway), nothing from elsewhere.
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"/console/").count()
+    );
+    assert!(
+        !html.contains("<style") && !html.contains(" style="),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    // Tenant data is only ever set as text.
+    let js = app.call("GET", "/console/app.js", "", None).await.body;
+    let js = js.as_str().unwrap();
+    for banned in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "localStorage",
+        "document.cookie",
+    ] {
+        assert!(!js.contains(banned), "app.js uses {banned}");
+    }
+    assert_eq!(
+        app.call("GET", "/console/nope.js", "", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Off means gone.
+    let off = app_with(&["console.enabled=false"]).await;
+    assert_eq!(
+        off.call("GET", "/console", "", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn whoami_says_whose_credential_it_is() {
+    let app = app().await;
+    let key = app.tenant("acme").await;
+    let r = app.call("GET", "/v1/whoami", &key, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["kind"], "tenant");
+    assert_eq!(r.body["tenant"], "acme");
+    assert_eq!(r.body["role"], "tenant_admin");
+    let r = app.call("GET", "/v1/whoami", ADMIN, None).await;
+    assert_eq!(
+        (r.body["kind"].as_str(), r.body["tenant"].is_null()),
+        (Some("admin"), true)
+    );
+    let r = app.call("GET", "/v1/whoami", "tny_not_a_key", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The console in a real headless browser (Debian's `chromium` and `chromium-driver`,
+/// selenium from PyPI, all installed by `make setup`) against the real server:
+/// tests/browser/console.py signs in as a tenant, uploads a real PDF and a Markdown file and
+/// watches them succeed, searches and opens a hit, streams an answer with citations, meets a
+/// refusal, signs in as a second tenant and sees none of the first's data, signs in as the
+/// operator and sees both tenants' usage; a document titled `<img src=x onerror=alert(1)>`
+/// renders as text. Screenshots of every page go to target/console-screenshots.
+#[test]
+fn the_console_in_a_real_browser() {
+    let python = provisioned("venv/bin/python3");
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: run `make setup` (Debian packages chromium and chromium-driver)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let shots = root().join("target/console-screenshots");
+    let out = std::process::Command::new(python)
+        .arg(root().join("tests/browser/console.py"))
+        .args([server.base.as_str(), ADMIN])
+        .arg(&shots)
+        .arg(root().join("fixtures/docs/three-pages.pdf"))
+        .arg(root().join("fixtures/docs/guide.md"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "browser test failed:\n{text}");
+    assert!(text.contains("every check passed"), "{text}");
+    for page in ["01-sign-in", "02-documents", "05-answer", "09-operator"] {
+        assert!(shots.join(format!("{page}.png")).exists(), "{page}");
+    }
+}
