@@ -1673,8 +1673,13 @@ async fn queries_while_ingesting(
         row.p99_ratio = row.ingesting.p99_ms / row.idle.p99_ms.max(1e-9);
     }
     let (mut chunks, mut failed, mut outlasted) = (0u64, 0usize, false);
+    // A job that never ends (or a server that stopped answering) ends the bench with an error.
+    let deadline = Instant::now() + Duration::from_secs(3600);
     for job in &jobs {
         loop {
+            if Instant::now() > deadline {
+                return Err(bench_err(format!("job {job} did not end within an hour")));
+            }
             let v: serde_json::Value = client
                 .get(format!("{url}/v1/jobs/{job}"))
                 .bearer_auth(&key)

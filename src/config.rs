@@ -474,11 +474,12 @@ impl Config {
             || i.tenant_queue_max == 0
             || i.embed_batch == 0
             || i.embed_sessions_busy == 0
+            || (i.embed_sessions > 0 && i.embed_sessions_busy > i.embed_sessions)
             || i.job_timeout_secs == 0
             || !(0..=19).contains(&i.nice)
         {
             return Err(ConfigError(
-                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch, embed_sessions_busy, job_timeout_secs must be >= 1; nice in 0..=19"
+                "ingest: workers, queue_capacity, tenant_queue_max, embed_batch, embed_sessions_busy, job_timeout_secs must be >= 1; embed_sessions_busy <= embed_sessions; nice in 0..=19"
                     .into(),
             ));
         }

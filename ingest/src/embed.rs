@@ -395,24 +395,40 @@ impl FastEmbedder {
         };
         let activity = Arc::new(QueryActivity::default());
         let ingest_sessions = or_cores(config.ingest_sessions);
-        let shared = Arc::new((Mutex::new(IngestQueue::default()), Condvar::new()));
-        // Every session is built before any thread starts: a failure leaves no thread behind.
-        let sessions: Vec<TextEmbedding> = (0..ingest_sessions)
-            .map(|_| make(config.intra_threads, config.intra_threads <= 1))
-            .collect::<Result<_, _>>()?;
-        for (rank, session) in sessions.into_iter().enumerate() {
-            let (shared, activity) = (shared.clone(), activity.clone());
-            let (busy, batch, nice) = (
-                config.ingest_sessions_busy.max(1),
-                config.batch_size.max(1),
-                config.ingest_nice,
-            );
+        // More sessions kept busy than exist would never yield to queries.
+        let busy = config.ingest_sessions_busy.clamp(1, ingest_sessions);
+        // The pool exists before any thread does: whatever fails below, its drop stops the
+        // threads already started.
+        let ingest = IngestPool {
+            shared: Arc::new((Mutex::new(IngestQueue::default()), Condvar::new())),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        for rank in 0..ingest_sessions {
+            let (shared, activity, ready) =
+                (ingest.shared.clone(), activity.clone(), ready_tx.clone());
+            let (config, env) = (config.clone(), env.clone());
             std::thread::Builder::new()
                 .name(format!("tenantry-embed-{rank}"))
                 .spawn(move || {
-                    if !lower_thread_priority(nice) {
-                        tracing::warn!(nice, "could not lower the embedding thread's priority");
+                    // Lowered before the session exists, so that the threads ONNX Runtime
+                    // starts for it (embed_threads > 1) inherit the priority too.
+                    if !lower_thread_priority(config.ingest_nice) {
+                        tracing::warn!(
+                            nice = config.ingest_nice,
+                            "could not lower the embedding thread's priority"
+                        );
                     }
+                    let threads = config.intra_threads;
+                    let session = match build_session(&config, &env, threads, threads <= 1) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    drop(ready);
+                    let batch = config.batch_size.max(1);
                     serve_ingest(
                         rank,
                         ingest_sessions,
@@ -425,7 +441,12 @@ impl FastEmbedder {
                 })
                 .map_err(|e| format!("cannot start an embedding thread: {e}"))?;
         }
-        let ingest = IngestPool { shared };
+        drop(ready_tx);
+        for _ in 0..ingest_sessions {
+            ready_rx
+                .recv()
+                .map_err(|_| "an embedding thread stopped while loading the model".to_string())??;
+        }
         let model_id = match &config.source {
             ModelSource::Local(dir) => format!(
                 "local:{}",

@@ -341,6 +341,19 @@ fn configuration_mistakes_fail_in_one_line() {
     assert!(err.contains("query.nope"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(!err.contains("backtrace"), "{err}");
+    // More sessions kept busy under queries than there are would never yield to queries.
+    let (code, err) = run(
+        &[
+            ("TENANTRY_INGEST__EMBED_SESSIONS", "1"),
+            ("TENANTRY_INGEST__EMBED_SESSIONS_BUSY", "2"),
+        ],
+        &["tenants", "list"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("embed_sessions_busy <= embed_sessions"),
+        "{err}"
+    );
 }
 
 /// `ingest`, `query` and `answer` against a running server (`--url`/`--key`, or
