@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pagehit;
 pub mod query;
+pub mod report;
 pub mod runtime;
 pub mod secrets;
 pub mod storage;

@@ -113,6 +113,9 @@ enum Command {
         /// Also write one TREC run file per mode into this directory.
         #[arg(long)]
         runs: Option<PathBuf>,
+        /// Also write a self-contained HTML page: the table and a bar chart per metric.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// PDF page hits: questions from the PDFs' outlines (bookmarks ending in `?`), whose answer
     /// pages are known, asked in every mode with the PDF clean-up off and then on. Scratch
@@ -771,7 +774,18 @@ async fn run() -> anyhow::Result<()> {
             split,
             json,
             runs,
-        } => eval(config, &dataset, &split, json.as_deref(), runs.as_deref()).await,
+            report,
+        } => {
+            eval(
+                config,
+                &dataset,
+                &split,
+                json.as_deref(),
+                runs.as_deref(),
+                report.as_deref(),
+            )
+            .await
+        }
         Command::EvalPages { pdfs, json } => {
             let report = tenantry::pagehit::run(config, &pdfs).await?;
             print!("{}", report.table());
@@ -911,6 +925,7 @@ async fn eval(
     split: &str,
     json: Option<&std::path::Path>,
     runs: Option<&std::path::Path>,
+    html: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let data = tenantry::eval::Dataset::load(dataset, split)?;
     let scratch = tempfile::tempdir()?;
@@ -940,6 +955,9 @@ async fn eval(
             path,
             serde_json::to_string_pretty(&tenantry::eval::as_json(&report))? + "\n",
         )?;
+    }
+    if let Some(path) = html {
+        std::fs::write(path, tenantry::report::eval_html(&report))?;
     }
     if let Some(dir) = runs {
         std::fs::create_dir_all(dir)?;

@@ -89,6 +89,7 @@ fn eval_reports_every_variant_deterministically() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("unused");
     let dataset = root().join("fixtures/beir-tiny");
+    let html = dir.path().join("eval.html");
     let run = |n: usize| {
         let out = dir.path().join(format!("eval{n}.json"));
         let (ok, text) = tenantry(
@@ -98,6 +99,8 @@ fn eval_reports_every_variant_deterministically() {
                 dataset.to_str().unwrap(),
                 "--json",
                 out.to_str().unwrap(),
+                "--report",
+                html.to_str().unwrap(),
             ],
         );
         assert!(
@@ -124,6 +127,17 @@ fn eval_reports_every_variant_deterministically() {
     }
     // Four unambiguous documents: dense retrieval gets every first hit right.
     assert_eq!(variants["dense"]["mrr_at_10"].as_f64(), Some(1.0));
+    // The HTML report holds its charts with their data: one bar per variant and chart (nDCG@10,
+    // recall@10, MRR@10), and dense's MRR bar is 1.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 3, "{page}");
+    assert_eq!(
+        page.matches("data-value=").count(),
+        3 * variants.len(),
+        "{page}"
+    );
+    assert!(page.contains("<title>dense: 1.0000</title>"), "{page}");
+    assert!(!page.contains("<script"), "{page}");
     assert_eq!(run(2), first, "two runs give identical numbers");
     assert!(
         !data.exists(),

@@ -1,0 +1,139 @@
+//! Self-contained HTML reports (`--report FILE.html`): one page with its charts drawn here as
+//! inline SVG. No script, no stylesheet, nothing fetched: the page opens offline from a file,
+//! and every string in it (dataset and variant names) is escaped.
+use crate::eval::Report;
+
+/// Text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A whole page around `body` (already HTML).
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title></head>\n<body>\n<h1>{t}</h1>\n{body}</body></html>\n",
+        t = escape(title)
+    )
+}
+
+/// A table: `rows` are cells of plain text.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = String::from("<table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">\n<tr>");
+    for h in headers {
+        s += &format!("<th>{}</th>", escape(h));
+    }
+    s += "</tr>\n";
+    for r in rows {
+        s += "<tr>";
+        for c in r {
+            s += &format!("<td>{}</td>", escape(c));
+        }
+        s += "</tr>\n";
+    }
+    s + "</table>\n"
+}
+
+/// Horizontal bars, one per (label, value), scaled to `max` (or the largest value). Each bar
+/// carries its value in `data-value`, so a test can read the chart back.
+pub fn bar_chart(title: &str, bars: &[(String, f64)], max: Option<f64>) -> String {
+    let (label_w, bar_w, row_h) = (230.0, 420.0, 22.0);
+    let max = max
+        .unwrap_or_else(|| bars.iter().map(|b| b.1).fold(0.0, f64::max))
+        .max(1e-12);
+    let h = row_h * bars.len() as f64 + 34.0;
+    let mut s = format!(
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
+         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>\n",
+        w = label_w + bar_w + 70.0,
+        t = escape(title)
+    );
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 26.0 + i as f64 * row_h;
+        let len = (bar_w * v / max).clamp(0.0, bar_w);
+        s += &format!(
+            "<text x=\"0\" y=\"{ty}\" font-size=\"12\">{l}</text>\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{len:.1}\" height=\"{bh}\" fill=\"#1f5fbf\" data-value=\"{v}\"><title>{l}: {v:.4}</title></rect>\
+             <text x=\"{tx:.1}\" y=\"{ty}\" font-size=\"12\">{v:.4}</text>\n",
+            ty = y + 13.0,
+            l = escape(label),
+            bh = row_h - 6.0,
+            tx = label_w + len + 6.0,
+        );
+    }
+    s + "</svg></figure>\n"
+}
+
+/// `tenantry eval --report`: the quality table and one bar chart per metric over the variants.
+pub fn eval_html(r: &Report) -> String {
+    let rows: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.variant.clone(),
+                format!("{:.4}", row.ndcg_at_10),
+                format!("{:.4}", row.recall_at_10),
+                format!("{:.4}", row.recall_at_100),
+                format!("{:.4}", row.mrr_at_10),
+            ]
+        })
+        .collect();
+    let mut body = format!(
+        "<p>Dataset {}: {} documents, {} chunks, {} queries.</p>\n",
+        escape(&r.dataset),
+        r.documents,
+        r.chunks,
+        r.rows.first().map_or(0, |x| x.queries)
+    );
+    body += &table(
+        &["mode", "nDCG@10", "recall@10", "recall@100", "MRR@10"],
+        &rows,
+    );
+    type Metric = fn(&crate::eval::Row) -> f64;
+    let metrics: [(&str, Metric); 3] = [
+        ("nDCG@10", |x| x.ndcg_at_10),
+        ("recall@10", |x| x.recall_at_10),
+        ("MRR@10", |x| x.mrr_at_10),
+    ];
+    for (name, f) in metrics {
+        let bars: Vec<(String, f64)> = r.rows.iter().map(|x| (x.variant.clone(), f(x))).collect();
+        body += &bar_chart(&format!("{name} by mode"), &bars, Some(1.0));
+    }
+    page(&format!("Retrieval quality: {}", r.dataset), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_and_bars_carry_their_values() {
+        let svg = bar_chart(
+            "<b>t</b>",
+            &[("a\"<x>".into(), 0.5), ("b".into(), 1.0)],
+            None,
+        );
+        assert!(!svg.contains("<b>") && !svg.contains("a\"<x>"), "{svg}");
+        assert!(svg.contains("&lt;b&gt;t&lt;/b&gt;") && svg.contains("a&quot;&lt;x&gt;"));
+        assert_eq!(svg.matches("data-value=").count(), 2);
+        // The longest bar is the full width; the other is half of it.
+        assert!(
+            svg.contains("width=\"420.0\"") && svg.contains("width=\"210.0\""),
+            "{svg}"
+        );
+        // Nothing runs and nothing is fetched: the only URL is the SVG namespace.
+        let p = page("x", &svg);
+        assert!(!p.contains("<script"));
+        assert_eq!(
+            p.matches("http").count(),
+            p.matches("http://www.w3.org/2000/svg").count()
+        );
+    }
+}
