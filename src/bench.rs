@@ -171,6 +171,9 @@ pub struct LoadResult {
     pub server_rss_mib: Option<f64>,
     /// CPU time taken by the hypervisor during the run, in percent: a noisy-machine warning.
     pub cpu_steal_pct: Option<f64>,
+    /// Every answered request's latency, for the report's distribution (not in the JSON).
+    #[serde(skip)]
+    pub samples_ms: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -1122,6 +1125,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         let latency = Latency::of(lat.clone());
         let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
         runs.push(LoadResult {
+            samples_ms: lat.clone(),
             mode: mode.name().into(),
             requests: lat.len() + errors,
             errors,
@@ -2139,6 +2143,7 @@ pub async fn nodes_scaling(
             latency,
             server_rss_mib: None,
             cpu_steal_pct: steal_pct(jiffies),
+            samples_ms: lat,
         };
         let (chunks, ingest_seconds, failed) =
             ingest_through(&urls, &prepared.admin_key, &probe, n).await?;

@@ -176,6 +176,9 @@ enum Command {
         noisy_seconds: f64,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write a self-contained HTML page with the latency distributions and phases.
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// `qdrant`: run the bench on the embedded backend and then on the Qdrant cluster of
         /// `[qdrant]` (its own bench directory `<data-dir>-qdrant` and collection
         /// `<prefix>_bench_chunks`), at each of --clients, and print both with their ratio.
@@ -809,6 +812,7 @@ async fn run() -> anyhow::Result<()> {
             ingest_docs,
             noisy_seconds,
             json,
+            report: html,
             backend,
             clients,
             nodes,
@@ -912,6 +916,9 @@ async fn run() -> anyhow::Result<()> {
             print!("{}", report.table());
             if let Some(path) = json {
                 std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+            }
+            if let Some(path) = html {
+                std::fs::write(path, tenantry::report::bench_html(&report))?;
             }
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! Self-contained HTML reports (`--report FILE.html`): one page with its charts drawn here as
 //! inline SVG. No script, no stylesheet, nothing fetched: the page opens offline from a file,
 //! and every string in it (dataset and variant names) is escaped.
+use crate::bench::BenchReport;
 use crate::eval::Report;
 
 /// Text for HTML element content and attribute values.
@@ -107,6 +108,152 @@ pub fn eval_html(r: &Report) -> String {
         body += &bar_chart(&format!("{name} by mode"), &bars, Some(1.0));
     }
     page(&format!("Retrieval quality: {}", r.dataset), &body)
+}
+
+/// Cumulative distributions, one line per series of samples (ms), on a shared axis up to the
+/// largest p99 (the tail past it is cut, so one outlier does not flatten the rest). Each line
+/// carries its sample count in `data-samples`.
+pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
+    const COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
+    let (left, top, w, h) = (50.0, 24.0, 560.0, 240.0);
+    let p99 = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(f64::total_cmp);
+        v.get((v.len() * 99 / 100).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let xmax = series
+        .iter()
+        .map(|(_, v)| p99(v))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let mut s = format!(
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{fw}\" height=\"{fh}\" \
+         viewBox=\"0 0 {fw} {fh}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
+         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>\
+         <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+         <text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0 ms</text>\
+         <text x=\"{right}\" y=\"{lx}\" font-size=\"11\" text-anchor=\"end\">{xmax:.1} ms</text>\
+         <text x=\"4\" y=\"{ty}\" font-size=\"11\">100%</text><text x=\"4\" y=\"{bottom}\" font-size=\"11\">0%</text>\n",
+        fw = left + w + 170.0,
+        fh = top + h + 30.0,
+        t = escape(title),
+        bottom = top + h,
+        right = left + w,
+        lx = top + h + 16.0,
+        ty = top + 8.0,
+    );
+    for (i, (name, samples)) in series.iter().enumerate() {
+        let mut v = samples.clone();
+        v.sort_by(f64::total_cmp);
+        let n = v.len().max(1) as f64;
+        let points: Vec<String> = v
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x <= xmax)
+            .map(|(k, x)| {
+                format!(
+                    "{:.1},{:.1}",
+                    left + w * x / xmax,
+                    top + h - h * (k as f64 + 1.0) / n
+                )
+            })
+            .collect();
+        let color = COLORS[i % COLORS.len()];
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-samples=\"{}\"><title>{}</title></polyline>\
+             <text x=\"{lx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{}</text>\n",
+            points.join(" "),
+            samples.len(),
+            escape(name),
+            escape(name),
+            lx = left + w + 10.0,
+            ly = top + 14.0 + 16.0 * i as f64,
+        );
+    }
+    s + "</svg></figure>\n"
+}
+
+/// `tenantry bench --report`: the load table, latency distributions per mode, QPS per mode, and
+/// the noisy-neighbour and ingestion-load phases.
+pub fn bench_html(r: &BenchReport) -> String {
+    let f = |v: f64| format!("{v:.1}");
+    let mut body = format!(
+        "<p>{} tenants, {} chunks in all, {} closed-loop clients per mode.</p>\n",
+        r.tenants, r.total_chunks, r.concurrency
+    );
+    let rows: Vec<Vec<String>> = r
+        .runs
+        .iter()
+        .map(|x| {
+            vec![
+                x.mode.clone(),
+                x.requests.to_string(),
+                x.errors.to_string(),
+                f(x.qps),
+                format!("{:.2}", x.latency.p50_ms),
+                format!("{:.2}", x.latency.p95_ms),
+                format!("{:.2}", x.latency.p99_ms),
+                format!("{:.2}", x.latency.max_ms),
+            ]
+        })
+        .collect();
+    body += &table(
+        &[
+            "mode", "requests", "errors", "QPS", "p50 ms", "p95 ms", "p99 ms", "max ms",
+        ],
+        &rows,
+    );
+    let series: Vec<(String, Vec<f64>)> = r
+        .runs
+        .iter()
+        .map(|x| (x.mode.clone(), x.samples_ms.clone()))
+        .collect();
+    body += &cdf_chart(
+        &format!("Latency distribution at {} clients (CDF)", r.concurrency),
+        &series,
+    );
+    let qps: Vec<(String, f64)> = r.runs.iter().map(|x| (x.mode.clone(), x.qps)).collect();
+    body += &bar_chart(&format!("QPS at {} clients", r.concurrency), &qps, None);
+    if let Some(n) = &r.noisy {
+        let phases = [
+            ("alone", &n.quiet_alone),
+            ("flooder at limits, polite", &n.quiet_flood_polite),
+            ("flooder at limits, hostile", &n.quiet_flood_limited),
+            ("flooder without limits", &n.quiet_flood_unlimited),
+        ];
+        let bars: Vec<(String, f64)> = phases
+            .iter()
+            .map(|(name, l)| (name.to_string(), l.p99_ms))
+            .collect();
+        body += &bar_chart("Noisy neighbour: the quiet tenant's p99 ms", &bars, None);
+    }
+    if let Some(l) = &r.ingest_load {
+        let bars: Vec<(String, f64)> = l
+            .rows
+            .iter()
+            .flat_map(|x| {
+                [
+                    (format!("{} clients, idle", x.clients), x.idle.p99_ms),
+                    (
+                        format!("{} clients, ingesting", x.clients),
+                        x.ingesting.p99_ms,
+                    ),
+                ]
+            })
+            .collect();
+        body += &bar_chart(
+            &format!(
+                "Hybrid p99 ms while another tenant ingests {} chunks",
+                l.chunks
+            ),
+            &bars,
+            None,
+        );
+    }
+    page("Tenantry bench", &body)
 }
 
 #[cfg(test)]

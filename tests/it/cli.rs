@@ -170,6 +170,8 @@ fn bench(data: &std::path::Path, json: &std::path::Path) -> serde_json::Value {
             "1",
             "--json",
             json.to_str().unwrap(),
+            "--report",
+            json.with_extension("html").to_str().unwrap(),
         ],
     );
     assert!(ok, "{out}");
@@ -256,6 +258,21 @@ fn bench_runs_small_and_reuses_its_data() {
     );
     assert!(n["flooder_ok"].as_u64().unwrap() > 0, "{n}");
     assert!(n["flooder_uploads_accepted"].as_u64().unwrap() > 0, "{n}");
+    // The HTML report holds its charts with their data: a latency CDF line per mode drawn from
+    // every answered request, QPS per mode, the noisy-neighbour phases, the ingestion-load rows.
+    let page = std::fs::read_to_string(json.with_extension("html")).unwrap();
+    assert_eq!(page.matches("<polyline").count(), 4, "{page}");
+    for r in runs {
+        let answered = r["requests"].as_u64().unwrap() - r["errors"].as_u64().unwrap();
+        assert!(
+            page.contains(&format!("data-samples=\"{answered}\"")),
+            "{} has no line of {answered} samples",
+            r["mode"]
+        );
+    }
+    // QPS (4 modes), noisy phases (4), idle/ingesting at 1 and 8 clients (4).
+    assert_eq!(page.matches("data-value=").count(), 12, "{page}");
+    assert!(!page.contains("<script"), "{page}");
     // A re-run finds every tenant loaded and embeds nothing.
     let second = bench(&data, &json);
     assert_eq!(second["embedded_during_load"], 0);
