@@ -1601,6 +1601,87 @@ async fn noisy_neighbour(
 
 const INGESTER: &str = "bench-ingester";
 
+/// Uploads `docs` (document i to node i mod N) without waiting: the job ids, and how many
+/// uploads were refused (a 4xx, a full queue: documents that were not ingested).
+async fn submit_all(
+    client: &reqwest::Client,
+    urls: &[String],
+    key: &str,
+    docs: &[&CorpusDoc],
+) -> Result<(Vec<String>, usize)> {
+    let (mut jobs, mut refused) = (Vec::new(), 0);
+    for (i, d) in docs.iter().enumerate() {
+        let v: serde_json::Value = client
+            .post(format!("{}/v1/documents", urls[i % urls.len()]))
+            .bearer_auth(key)
+            .multipart(upload_form(d, d.id.as_str().to_string(), d.bytes.clone()))
+            .send()
+            .await
+            .map_err(|e| bench_err(format!("bench upload: {e}")))?
+            .json()
+            .await
+            .unwrap_or_default();
+        match v["job_id"].as_str() {
+            Some(j) => jobs.push(j.to_string()),
+            None => refused += 1,
+        }
+    }
+    Ok((jobs, refused))
+}
+
+/// How a set of jobs ended.
+struct JobsEnded {
+    /// Chunks of the jobs that succeeded.
+    chunks: u64,
+    failed: usize,
+    /// Whether any job was still open at its first poll.
+    waited: bool,
+}
+
+/// Follows every job (job i on node i mod N) to its end. A job that never ends, or a server
+/// that stops answering, ends the bench with an error.
+async fn wait_jobs(
+    client: &reqwest::Client,
+    urls: &[String],
+    key: &str,
+    jobs: &[String],
+) -> Result<JobsEnded> {
+    let fail = |e: reqwest::Error| bench_err(format!("bench job poll: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut ended = JobsEnded {
+        chunks: 0,
+        failed: 0,
+        waited: false,
+    };
+    for (i, job) in jobs.iter().enumerate() {
+        loop {
+            if Instant::now() > deadline {
+                return Err(bench_err(format!("job {job} did not end within an hour")));
+            }
+            let v: serde_json::Value = client
+                .get(format!("{}/v1/jobs/{job}", urls[i % urls.len()]))
+                .bearer_auth(key)
+                .send()
+                .await
+                .map_err(fail)?
+                .json()
+                .await
+                .map_err(fail)?;
+            match v["status"].as_str() {
+                Some("succeeded") => ended.chunks += v["chunks_done"].as_u64().unwrap_or(0),
+                Some("failed") => ended.failed += 1,
+                _ => {
+                    ended.waited = true;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+    Ok(ended)
+}
+
 /// Hybrid queries over the bench tenants at 1 and 8 clients, idle, then while a fresh tenant
 /// ingests the whole corpus (nothing cached), with the server's own ingestion settings.
 async fn queries_while_ingesting(
@@ -1648,20 +1729,7 @@ async fn queries_while_ingesting(
     // The tenant's queue cap bounds one upload burst; a larger corpus is cut there.
     let docs: Vec<&CorpusDoc> = corpus.iter().take(60).collect();
     let started = Instant::now();
-    let mut jobs = Vec::new();
-    for d in &docs {
-        let r = client
-            .post(format!("{url}/v1/documents"))
-            .bearer_auth(&key)
-            .multipart(upload_form(d, d.id.as_str().to_string(), d.bytes.clone()))
-            .send()
-            .await
-            .map_err(|e| bench_err(e.to_string()))?;
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        if let Some(j) = v["job_id"].as_str() {
-            jobs.push(j.to_string());
-        }
-    }
+    let (jobs, refused) = submit_all(&client, &urls, &key, &docs).await?;
     for row in &mut rows {
         let (lat, _, t) = closed_loop(
             &urls,
@@ -1676,38 +1744,11 @@ async fn queries_while_ingesting(
         row.p50_ratio = row.ingesting.p50_ms / row.idle.p50_ms.max(1e-9);
         row.p99_ratio = row.ingesting.p99_ms / row.idle.p99_ms.max(1e-9);
     }
-    let (mut chunks, mut failed, mut outlasted) = (0u64, 0usize, false);
-    // A job that never ends (or a server that stopped answering) ends the bench with an error.
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    for job in &jobs {
-        loop {
-            if Instant::now() > deadline {
-                return Err(bench_err(format!("job {job} did not end within an hour")));
-            }
-            let v: serde_json::Value = client
-                .get(format!("{url}/v1/jobs/{job}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .map_err(|e| bench_err(e.to_string()))?
-                .json()
-                .await
-                .unwrap_or_default();
-            match v["status"].as_str() {
-                Some("succeeded") => chunks += v["chunks_done"].as_u64().unwrap_or(0),
-                Some("failed") => failed += 1,
-                _ => {
-                    // Polled after the last loaded phase: a job still open means the
-                    // ingestion outlasted the queries.
-                    outlasted = true;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            break;
-        }
-    }
+    // Polled after the last loaded phase: a job still open means the ingestion outlasted the
+    // queries.
+    let ended = wait_jobs(&client, &urls, &key, &jobs).await?;
     let ingest_seconds = started.elapsed().as_secs_f64();
+    let (chunks, failed, outlasted) = (ended.chunks, ended.failed + refused, ended.waited);
     let _ = client
         .delete(format!("{url}/v1/tenants/{INGESTER}"))
         .bearer_auth(admin)
@@ -1715,7 +1756,7 @@ async fn queries_while_ingesting(
         .await;
     Ok(IngestLoadResult {
         seconds_per_phase: secs,
-        documents: jobs.len(),
+        documents: docs.len(),
         chunks,
         rows,
         outlasted_queries: outlasted,
@@ -2201,55 +2242,10 @@ async fn ingest_through(
     let v: serde_json::Value = r.json().await.map_err(fail)?;
     let key = v["api_key"].as_str().unwrap_or_default().to_string();
     let started = Instant::now();
-    let (mut jobs, mut failed) = (Vec::new(), 0);
-    for (i, d) in docs.iter().enumerate() {
-        let form = upload_form(d, d.id.as_str().to_string(), d.bytes.clone());
-        let r = client
-            .post(format!("{}/v1/documents", urls[i % urls.len()]))
-            .bearer_auth(&key)
-            .multipart(form)
-            .send()
-            .await
-            .map_err(fail)?;
-        let v: serde_json::Value = r.json().await.map_err(fail)?;
-        // A refused upload (a 4xx, a full queue) is a document that was not ingested.
-        match v["job_id"].as_str() {
-            Some(j) => jobs.push(j.to_string()),
-            None => failed += 1,
-        }
-    }
-    for (i, j) in jobs.iter().enumerate() {
-        loop {
-            let v: serde_json::Value = client
-                .get(format!("{}/v1/jobs/{j}", urls[i % urls.len()]))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .map_err(fail)?
-                .json()
-                .await
-                .map_err(fail)?;
-            match v["status"].as_str() {
-                Some("succeeded") => break,
-                Some("failed") => {
-                    failed += 1;
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
+    let (jobs, refused) = submit_all(&client, urls, &key, docs).await?;
+    let ended = wait_jobs(&client, urls, &key, &jobs).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let v: serde_json::Value = client
-        .get(format!("{}/v1/usage", urls[0]))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .map_err(fail)?
-        .json()
-        .await
-        .map_err(fail)?;
-    let chunks = v["stored"]["chunks"].as_u64().unwrap_or(0);
+    let (chunks, failed) = (ended.chunks, ended.failed + refused);
     let _ = client
         .delete(format!("{}/v1/tenants/{tenant}", urls[0]))
         .bearer_auth(admin_key)

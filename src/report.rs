@@ -40,6 +40,17 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s + "</table>\n"
 }
 
+/// A chart's opening: the figure, its SVG canvas of `w` x `h` and its title (also its
+/// accessible name).
+fn svg_open(title: &str, w: f64, h: f64) -> String {
+    format!(
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
+         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>\n",
+        t = escape(title)
+    )
+}
+
 /// Horizontal bars, one per (label, value), scaled to `max` (or the largest value). Each bar
 /// carries its value in `data-value`, so a test can read the chart back.
 pub fn bar_chart(title: &str, bars: &[(String, f64)], max: Option<f64>) -> String {
@@ -48,13 +59,7 @@ pub fn bar_chart(title: &str, bars: &[(String, f64)], max: Option<f64>) -> Strin
         .unwrap_or_else(|| bars.iter().map(|b| b.1).fold(0.0, f64::max))
         .max(1e-12);
     let h = row_h * bars.len() as f64 + 34.0;
-    let mut s = format!(
-        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
-         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
-         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>\n",
-        w = label_w + bar_w + 70.0,
-        t = escape(title)
-    );
+    let mut s = svg_open(title, label_w + bar_w + 70.0, h);
     for (i, (label, v)) in bars.iter().enumerate() {
         let y = 26.0 + i as f64 * row_h;
         let len = (bar_w * v / max).clamp(0.0, bar_w);
@@ -116,38 +121,33 @@ pub fn eval_html(r: &Report) -> String {
 pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
     const COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
     let (left, top, w, h) = (50.0, 24.0, 560.0, 240.0);
-    let p99 = |v: &Vec<f64>| {
-        let mut v = v.clone();
-        v.sort_by(f64::total_cmp);
+    let sorted: Vec<Vec<f64>> = series
+        .iter()
+        .map(|(_, v)| {
+            let mut v = v.clone();
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
+    let p99 = |v: &[f64]| {
         v.get((v.len() * 99 / 100).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0.0)
     };
-    let xmax = series
-        .iter()
-        .map(|(_, v)| p99(v))
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let mut s = format!(
-        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{fw}\" height=\"{fh}\" \
-         viewBox=\"0 0 {fw} {fh}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
-         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>\
-         <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+    let xmax = sorted.iter().map(|v| p99(v)).fold(0.0, f64::max).max(1e-9);
+    let mut s = svg_open(title, left + w + 170.0, top + h + 30.0);
+    s += &format!(
+        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
          <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>\
          <text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0 ms</text>\
          <text x=\"{right}\" y=\"{lx}\" font-size=\"11\" text-anchor=\"end\">{xmax:.1} ms</text>\
          <text x=\"4\" y=\"{ty}\" font-size=\"11\">100%</text><text x=\"4\" y=\"{bottom}\" font-size=\"11\">0%</text>\n",
-        fw = left + w + 170.0,
-        fh = top + h + 30.0,
-        t = escape(title),
         bottom = top + h,
         right = left + w,
         lx = top + h + 16.0,
         ty = top + 8.0,
     );
-    for (i, (name, samples)) in series.iter().enumerate() {
-        let mut v = samples.clone();
-        v.sort_by(f64::total_cmp);
+    for (i, ((name, samples), v)) in series.iter().zip(&sorted).enumerate() {
         let n = v.len().max(1) as f64;
         let points: Vec<String> = v
             .iter()
@@ -179,7 +179,6 @@ pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
 /// `tenantry bench --report`: the load table, latency distributions per mode, QPS per mode, and
 /// the noisy-neighbour and ingestion-load phases.
 pub fn bench_html(r: &BenchReport) -> String {
-    let f = |v: f64| format!("{v:.1}");
     let mut body = format!(
         "<p>{} tenants, {} chunks in all, {} closed-loop clients per mode.</p>\n",
         r.tenants, r.total_chunks, r.concurrency
@@ -192,7 +191,7 @@ pub fn bench_html(r: &BenchReport) -> String {
                 x.mode.clone(),
                 x.requests.to_string(),
                 x.errors.to_string(),
-                f(x.qps),
+                format!("{:.1}", x.qps),
                 format!("{:.2}", x.latency.p50_ms),
                 format!("{:.2}", x.latency.p95_ms),
                 format!("{:.2}", x.latency.p99_ms),
