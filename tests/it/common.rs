@@ -120,12 +120,14 @@ pub async fn app_with(extra: &[&str]) -> TestApp {
 
 /// An app on a given data directory (kept alive by the app).
 pub async fn app_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
-    if std::env::var("TENANTRY_TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TENANTRY_TEST_LOG"))
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    // Errors are always shown: a 500 in a test is otherwise unexplained, since the body is
+    // generic by design. TENANTRY_TEST_LOG widens the filter.
+    let filter = std::env::var("TENANTRY_TEST_LOG").unwrap_or_else(|_| "error".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cfg = config(dir.path(), extra);
     let engine = tokio::task::spawn_blocking(move || Engine::open(cfg))
         .await
