@@ -1,7 +1,7 @@
 //! Prometheus metrics, rendered by hand in the text exposition format. Labels never carry ids
 //! other than the tenant (routes are templates such as `/v1/documents/{id}`), and the number of
 //! distinct tenant labels is capped.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -55,6 +55,88 @@ impl Histogram {
     }
 }
 
+/// Fine latency buckets for the recent history: each bound 20% above the last, from 0.25 ms
+/// to about 70 s, so a quantile read from them is within 20% of the true one.
+const FINE_BUCKETS: usize = 70;
+const FINE_FIRST_SECS: f64 = 0.000_25;
+const FINE_GROWTH: f64 = 1.2;
+
+fn fine_bound(i: usize) -> f64 {
+    FINE_FIRST_SECS * FINE_GROWTH.powi(i as i32)
+}
+
+fn fine_bucket(secs: f64) -> usize {
+    if secs <= FINE_FIRST_SECS {
+        return 0;
+    }
+    let i = ((secs / FINE_FIRST_SECS).ln() / FINE_GROWTH.ln()).ceil() as usize;
+    i.min(FINE_BUCKETS - 1)
+}
+
+/// One tenant's requests in one minute.
+#[derive(Clone)]
+struct MinuteSlot {
+    requests: u64,
+    client_errors: u64,
+    throttled: u64,
+    server_errors: u64,
+    queries: u64,
+    query_latency: [u32; FINE_BUCKETS],
+}
+
+impl Default for MinuteSlot {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            client_errors: 0,
+            throttled: 0,
+            server_errors: 0,
+            queries: 0,
+            query_latency: [0; FINE_BUCKETS],
+        }
+    }
+}
+
+impl MinuteSlot {
+    /// The upper bound of the bucket holding the q-th quantile (so never an underestimate).
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.queries == 0 {
+            return None;
+        }
+        let rank = ((q * self.queries as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (i, n) in self.query_latency.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                return Some(fine_bound(i) * 1000.0);
+            }
+        }
+        Some(fine_bound(FINE_BUCKETS - 1) * 1000.0)
+    }
+}
+
+/// One tenant's minute, as the operator's history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteStats {
+    /// Unix seconds at the start of the minute.
+    pub minute: u64,
+    pub requests: u64,
+    /// 4xx answers other than 429.
+    pub client_errors: u64,
+    /// 429 and 503: the request was refused to protect the service, and may be retried.
+    pub throttled: u64,
+    /// 5xx answers other than 503.
+    pub server_errors: u64,
+    /// `POST /v1/query` requests, and their latency quantiles (ms, bucket upper bounds).
+    pub queries: u64,
+    pub query_p50_ms: Option<f64>,
+    pub query_p95_ms: Option<f64>,
+    pub query_p99_ms: Option<f64>,
+}
+
+/// How far back the per-tenant history goes, in one-minute slots.
+pub const HISTORY_MINUTES: u64 = 180;
+
 #[derive(Default)]
 struct State {
     requests: BTreeMap<(String, String, u16, String), u64>,
@@ -62,6 +144,9 @@ struct State {
     jobs: BTreeMap<&'static str, u64>,
     embed_batch: Histogram,
     tenants: HashSet<TenantId>,
+    /// Per minute (Unix seconds at its start), per tenant label: the last
+    /// `HISTORY_MINUTES`, oldest first.
+    recent: VecDeque<(u64, BTreeMap<String, MinuteSlot>)>,
 }
 
 /// Gauges read at render time.
@@ -120,7 +205,22 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let attributed = tenant.is_some();
         let tenant = self.tenant_label(&mut st, tenant);
+        if attributed {
+            let slot = minute_slot(&mut st.recent, unix_minute(), &tenant);
+            slot.requests += 1;
+            match status {
+                429 | 503 => slot.throttled += 1,
+                400..=499 => slot.client_errors += 1,
+                500..=599 => slot.server_errors += 1,
+                _ => {}
+            }
+            if route == "/v1/query" && method == "POST" && status < 400 {
+                slot.queries += 1;
+                slot.query_latency[fine_bucket(elapsed.as_secs_f64())] += 1;
+            }
+        }
         *st.requests
             .entry((route.into(), method.into(), status, tenant.clone()))
             .or_default() += 1;
@@ -155,7 +255,36 @@ impl Metrics {
             let t = tenant.as_str();
             st.requests.retain(|k, _| k.3 != t);
             st.latency.retain(|k, _| k.2 != t);
+            for (_, tenants) in st.recent.iter_mut() {
+                tenants.remove(t);
+            }
         }
+    }
+
+    /// Each tenant label's last `minutes` (at most `HISTORY_MINUTES`) on this node, minutes
+    /// without requests left out. The label is the tenant id, `_other` past the label cap, or
+    /// empty when per-tenant metrics are off.
+    pub fn recent(&self, minutes: u64) -> BTreeMap<String, Vec<MinuteStats>> {
+        let from =
+            unix_minute().saturating_sub(minutes.min(HISTORY_MINUTES).saturating_sub(1) * 60);
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: BTreeMap<String, Vec<MinuteStats>> = BTreeMap::new();
+        for (minute, tenants) in st.recent.iter().filter(|(m, _)| *m >= from) {
+            for (label, slot) in tenants {
+                out.entry(label.clone()).or_default().push(MinuteStats {
+                    minute: *minute,
+                    requests: slot.requests,
+                    client_errors: slot.client_errors,
+                    throttled: slot.throttled,
+                    server_errors: slot.server_errors,
+                    queries: slot.queries,
+                    query_p50_ms: slot.quantile_ms(0.50),
+                    query_p95_ms: slot.quantile_ms(0.95),
+                    query_p99_ms: slot.quantile_ms(0.99),
+                });
+            }
+        }
+        out
     }
 
     pub fn render(&self, g: &Gauges) -> String {
@@ -208,6 +337,31 @@ impl Metrics {
     }
 }
 
+fn unix_minute() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    secs - secs % 60
+}
+
+/// The label's slot for `minute`, dropping minutes older than the history.
+fn minute_slot<'a>(
+    recent: &'a mut VecDeque<(u64, BTreeMap<String, MinuteSlot>)>,
+    minute: u64,
+    label: &str,
+) -> &'a mut MinuteSlot {
+    if recent.back().is_none_or(|(m, _)| *m < minute) {
+        recent.push_back((minute, BTreeMap::new()));
+    }
+    let horizon = minute.saturating_sub((HISTORY_MINUTES - 1) * 60);
+    while recent.front().is_some_and(|(m, _)| *m < horizon) {
+        recent.pop_front();
+    }
+    // A clock step backwards lands in the newest minute rather than reordering history.
+    let (_, tenants) = recent.back_mut().expect("pushed above");
+    tenants.entry(label.to_string()).or_default()
+}
+
 fn labels(route: &str, method: &str, status: Option<u16>, tenant: &str) -> String {
     let mut s = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
     if let Some(st) = status {
@@ -252,5 +406,80 @@ mod tests {
         assert!(text.contains("tenant=\"_other\"} 2"), "{text}");
         assert!(!text.contains("tenant=\"b\""));
         assert!(text.contains("le=\"0.005\",") || text.contains("le=\"0.005\"}"));
+    }
+
+    #[test]
+    fn recent_history_reads_quantiles_within_a_bucket_and_forgets_tenants() {
+        let m = Metrics::new(&MetricsConfig {
+            per_tenant: true,
+            max_tenant_labels: 10,
+        });
+        let a = TenantId::parse("a").unwrap();
+        let b = TenantId::parse("b").unwrap();
+        // 1..=100 ms: p50 is 50 ms, p95 95 ms, p99 99 ms.
+        for ms in 1..=100u64 {
+            m.request(
+                "/v1/query",
+                "POST",
+                200,
+                Some(&a),
+                Duration::from_millis(ms),
+            );
+        }
+        m.request("/v1/query", "POST", 429, Some(&a), Duration::from_millis(1));
+        m.request("/v1/query", "POST", 500, Some(&a), Duration::from_millis(1));
+        m.request(
+            "/v1/documents",
+            "GET",
+            404,
+            Some(&a),
+            Duration::from_millis(1),
+        );
+        m.request(
+            "/v1/documents",
+            "GET",
+            200,
+            Some(&b),
+            Duration::from_millis(1),
+        );
+        m.request("/healthz", "GET", 200, None, Duration::from_millis(1));
+        let recent = m.recent(60);
+        assert_eq!(
+            recent.len(),
+            2,
+            "untenanted requests are not in the history"
+        );
+        let sa: u64 = recent["a"].iter().map(|x| x.requests).sum();
+        assert_eq!(sa, 103);
+        let last = recent["a"].last().unwrap();
+        assert_eq!(last.queries, 100, "refused queries are not latency samples");
+        assert_eq!(
+            (last.throttled, last.server_errors, last.client_errors),
+            (1, 1, 1)
+        );
+        for (got, want) in [
+            (last.query_p50_ms, 50.0),
+            (last.query_p95_ms, 95.0),
+            (last.query_p99_ms, 99.0),
+        ] {
+            let got = got.unwrap();
+            assert!(got >= want && got <= want * 1.2, "{got} for {want}");
+        }
+        assert_eq!(recent["b"].last().unwrap().query_p50_ms, None);
+        m.forget_tenant(&a);
+        assert!(!m.recent(60).contains_key("a"));
+    }
+
+    #[test]
+    fn history_keeps_only_its_horizon() {
+        let mut recent = VecDeque::new();
+        for minute in 0..(HISTORY_MINUTES + 5) {
+            minute_slot(&mut recent, minute * 60, "a").requests += 1;
+        }
+        assert_eq!(recent.len() as u64, HISTORY_MINUTES);
+        assert_eq!(recent.front().unwrap().0, 5 * 60);
+        // A clock that steps back counts in the newest minute.
+        minute_slot(&mut recent, 0, "a").requests += 1;
+        assert_eq!(recent.back().unwrap().1["a"].requests, 2);
     }
 }

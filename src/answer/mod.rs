@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::error::{InternalError, Result, UserError};
 use crate::query::{Hit, Query};
 use crate::runtime::blocking;
-use crate::storage::catalog::TurnRecord;
+use crate::storage::catalog::{ThreadSummary, TurnRecord};
 use crate::usage::Metric;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -512,6 +512,16 @@ impl Engine {
     }
 
     /// A tenant's thread, oldest turn first.
+    /// The caller's own threads (a thread belongs to the key or token subject that began it).
+    pub async fn threads(
+        self: &Arc<Self>,
+        ctx: &TenantCtx,
+        limit: usize,
+    ) -> Result<Vec<ThreadSummary>> {
+        let (me, c) = (self.clone(), ctx.clone());
+        blocking(move || me.catalog.threads(c.tenant(), c.subject(), limit)).await
+    }
+
     pub async fn thread(self: &Arc<Self>, ctx: &TenantCtx, id: ThreadId) -> Result<Thread> {
         let (me, c) = (self.clone(), ctx.clone());
         blocking(move || {

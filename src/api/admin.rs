@@ -12,7 +12,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::auth::{Admin, KeyManager, TenantAdmin, TenantManager};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
-use super::{decode_json, invalid, tenant_path, ApiJson, ApiQuery};
+use super::{decode_json, invalid, job_dto, list_limit, tenant_path, ApiJson, ApiQuery};
 use crate::domain::Role;
 use crate::domain::TenantId;
 use crate::engine::{CreatedKey, Engine, UsageReport};
@@ -253,6 +253,68 @@ pub(crate) async fn tenant_usage(
     ApiQuery(p): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     usage_response(&engine, tenant_path(&id)?, p).await
+}
+
+#[utoipa::path(get, path = "/v1/queue", params(JobListParams),
+    responses((status = 200, body = QueueResponse), (status = 400, body = ErrorResponse)))]
+pub(crate) async fn queue(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    ApiQuery(p): ApiQuery<JobListParams>,
+) -> Result<Json<QueueResponse>, ApiError> {
+    let (unfinished, page) = engine.queue(list_limit(p.limit)?, p.before).await?;
+    let dto = |j: crate::storage::catalog::JobRecord| QueueJobDto {
+        tenant: j.tenant.to_string(),
+        node: j.node.clone(),
+        job: job_dto(j),
+    };
+    Ok(Json(QueueResponse {
+        unfinished: unfinished.into_iter().map(dto).collect(),
+        recent: page.jobs.into_iter().map(dto).collect(),
+        next_before: page.next,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/stats", params(StatsParams),
+    responses((status = 200, body = StatsResponse), (status = 400, body = ErrorResponse)))]
+pub(crate) async fn stats(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    ApiQuery(p): ApiQuery<StatsParams>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let minutes = p.minutes.unwrap_or(60);
+    if !(1..=crate::metrics::HISTORY_MINUTES).contains(&minutes) {
+        return Err(invalid(format!(
+            "minutes must be between 1 and {}",
+            crate::metrics::HISTORY_MINUTES
+        )));
+    }
+    let tenants = engine
+        .recent_stats(minutes)
+        .into_iter()
+        .map(|(tenant, ms)| TenantStatsDto {
+            tenant,
+            minutes: ms
+                .into_iter()
+                .map(|m| MinuteDto {
+                    minute: m.minute,
+                    requests: m.requests,
+                    client_errors: m.client_errors,
+                    throttled: m.throttled,
+                    server_errors: m.server_errors,
+                    queries: m.queries,
+                    query_p50_ms: m.query_p50_ms,
+                    query_p95_ms: m.query_p95_ms,
+                    query_p99_ms: m.query_p99_ms,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(StatsResponse {
+        node: engine.node_id().to_string(),
+        minutes,
+        tenants,
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics",

@@ -12,7 +12,7 @@ use axum::Json;
 use super::auth::{Reader, TenantManager};
 use super::dto::*;
 use super::error::{ApiError, ErrorCode};
-use super::{filter_from, invalid, mode_from, ApiJson};
+use super::{filter_from, invalid, list_limit, mode_from, ApiJson, ApiQuery};
 use crate::answer::settings::{ApiKeyChange, GeneratorSettings, OpenAiSettings, TenantConfigView};
 use crate::answer::{Answer, AnswerCode, AnswerRequest, Citation, GeneratorKind, Thread};
 use crate::domain::{TenantId, ThreadId};
@@ -191,6 +191,28 @@ fn thread_dto(t: Thread) -> ThreadDto {
             })
             .collect(),
     }
+}
+
+#[utoipa::path(get, path = "/v1/threads", params(ThreadListParams),
+    responses((status = 200, body = ThreadList), (status = 400, body = ErrorResponse)))]
+pub(super) async fn list_threads(
+    Reader(ctx): Reader,
+    State(engine): State<Arc<Engine>>,
+    ApiQuery(p): ApiQuery<ThreadListParams>,
+) -> Result<Json<ThreadList>, ApiError> {
+    let threads = engine.threads(&ctx, list_limit(p.limit)?).await?;
+    Ok(Json(ThreadList {
+        threads: threads
+            .into_iter()
+            .map(|t| ThreadSummaryDto {
+                id: t.id,
+                created_at: t.created_at,
+                updated_at: t.updated_at,
+                turns: t.turns,
+                first_question: t.first_question,
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/threads/{id}", params(("id" = String, Path)),

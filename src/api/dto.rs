@@ -378,6 +378,120 @@ pub struct JobDto {
     pub updated_at: i64,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// A previous page's `next_before`: jobs submitted before that page's last.
+    pub before: Option<String>,
+}
+
+/// Jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+/// A job in the operator's queue view: the job and its tenant.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueJobDto {
+    pub tenant: String,
+    /// The node running it, while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(flatten)]
+    pub job: JobDto,
+}
+
+/// The whole deployment's ingestion queue (operator only).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueResponse {
+    /// Queued and running jobs, oldest first.
+    pub unfinished: Vec<QueueJobDto>,
+    /// Every tenant's jobs, newest first (finished ones included).
+    pub recent: Vec<QueueJobDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Minutes of history, 1..=180, default 60.
+    #[param(minimum = 1, maximum = 180)]
+    pub minutes: Option<u64>,
+}
+
+/// One tenant's requests in one minute on this node.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MinuteDto {
+    /// Start of the minute, Unix seconds.
+    pub minute: u64,
+    pub requests: u64,
+    /// 4xx answers other than 429.
+    pub client_errors: u64,
+    /// 429 and 503 answers (refused to protect the service; retry after the header's delay).
+    pub throttled: u64,
+    /// 5xx answers other than 503.
+    pub server_errors: u64,
+    /// Answered `POST /v1/query` requests, and their latency quantiles in ms.
+    pub queries: u64,
+    /// Each quantile is the upper bound of its histogram bucket (buckets 20% apart), so it
+    /// is at most 20% above the exact value, never below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_p95_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantStatsDto {
+    /// The tenant id; `_other` past `metrics.max_tenant_labels`; empty when
+    /// `metrics.per_tenant` is off (every tenant together).
+    pub tenant: String,
+    /// Minutes with requests, oldest first.
+    pub minutes: Vec<MinuteDto>,
+}
+
+/// Per-tenant request rates, errors and query latency over the last minutes, from this
+/// node's own metrics (each node keeps its own; ask each node in a cluster).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsResponse {
+    pub node: String,
+    pub minutes: u64,
+    pub tenants: Vec<TenantStatsDto>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ThreadListParams {
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ThreadSummaryDto {
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub turns: u32,
+    /// The thread's first question, as asked.
+    pub first_question: String,
+}
+
+/// The caller's threads, most recently updated first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ThreadList {
+    pub threads: Vec<ThreadSummaryDto>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DocumentDto {
     pub id: String,

@@ -153,7 +153,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/documents/{id}",
             get(get_document).delete(delete_document),
         )
+        .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/queue", get(admin::queue))
+        .route("/v1/stats", get(admin::stats))
+        .route("/v1/threads", get(answer::list_threads))
         .route("/v1/query", post(query))
         .route("/v1/answer", post(answer::answer))
         .route(
@@ -184,7 +188,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
     paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, admin::create_key, admin::list_keys,
           admin::revoke_key, admin::rotate_key, admin::get_limits, admin::put_limits, admin::own_usage,
           admin::tenant_usage, admin::metrics, whoami, admin::export, submit_document,
-          list_documents, get_document, delete_document, get_job, query, answer::answer, answer::get_thread,
+          list_documents, get_document, delete_document, list_jobs, get_job, admin::queue, admin::stats,
+          query, answer::answer, answer::list_threads, answer::get_thread,
           answer::delete_thread, answer::get_config, answer::put_config),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
         JsonDocumentRequest, SubmitResponse, JobDto, DocumentDto, DocumentList, QueryRequest, FilterDto, FusionDto,
@@ -192,7 +197,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         AnswerRequestDto, CitationDto, AnswerContextDto, AnswerTimingsDto, AnswerResponse, TurnDto, ThreadDto,
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
         KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse,
-        AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest, WhoAmIResponse)),
+        AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest, WhoAmIResponse, JobList, QueueJobDto,
+        QueueResponse, MinuteDto, TenantStatsDto, StatsResponse, ThreadSummaryDto, ThreadList)),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]
@@ -417,7 +423,7 @@ fn doc_dto(d: DocumentRecord) -> DocumentDto {
     }
 }
 
-fn job_dto(j: JobRecord) -> JobDto {
+pub(crate) fn job_dto(j: JobRecord) -> JobDto {
     JobDto {
         id: j.id,
         document_id: j.doc_id.to_string(),
@@ -590,10 +596,7 @@ async fn list_documents(
     State(engine): State<Arc<Engine>>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit must be between 1 and 1000"));
-    }
+    let limit = list_limit(p.limit)?;
     let docs = engine.documents(&ctx, limit, p.after).await?;
     let next_after = (docs.len() == limit)
         .then(|| docs.last().map(|d| d.id.to_string()))
@@ -623,6 +626,29 @@ async fn delete_document(
 ) -> Result<StatusCode, ApiError> {
     engine.delete_document(&ctx, &doc_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/jobs", params(JobListParams),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorResponse)))]
+async fn list_jobs(
+    Reader(ctx): Reader,
+    State(engine): State<Arc<Engine>>,
+    ApiQuery(p): ApiQuery<JobListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let page = engine.jobs(&ctx, list_limit(p.limit)?, p.before).await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.into_iter().map(job_dto).collect(),
+        next_before: page.next,
+    }))
+}
+
+/// A page size from `?limit=`: 1..=1000, default 100.
+pub(crate) fn list_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 1000"));
+    }
+    Ok(limit)
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)),

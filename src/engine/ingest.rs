@@ -215,6 +215,38 @@ impl Engine {
         .await
     }
 
+    /// The tenant's jobs, newest first.
+    pub async fn jobs(
+        self: &Arc<Self>,
+        ctx: &TenantCtx,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<JobPage> {
+        let (me, ctx) = (self.clone(), ctx.clone());
+        blocking(move || {
+            me.catalog
+                .recent_jobs(Some(ctx.tenant()), limit, before.as_deref())
+        })
+        .await
+    }
+
+    /// The operator's view of the queue: every tenant's unfinished jobs, oldest first, and
+    /// every tenant's jobs newest first. Only the admin credential reaches this.
+    pub async fn queue(
+        self: &Arc<Self>,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<(Vec<JobRecord>, JobPage)> {
+        let me = self.clone();
+        blocking(move || {
+            Ok((
+                me.catalog.unfinished_jobs()?,
+                me.catalog.recent_jobs(None, limit, before.as_deref())?,
+            ))
+        })
+        .await
+    }
+
     pub async fn document(self: &Arc<Self>, ctx: &TenantCtx, id: &DocId) -> Result<DocumentRecord> {
         let (me, ctx, id) = (self.clone(), ctx.clone(), id.clone());
         blocking(move || {

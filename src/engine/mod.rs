@@ -27,8 +27,8 @@ use crate::metrics::{Gauges, Metrics};
 use crate::query::{Query, QueryOutput, Retriever};
 use crate::runtime::blocking;
 use crate::storage::catalog::{
-    Catalog, CommitOutcome, DocumentRecord, JobProgress, JobRecord, JobStage, KeyRecord, NewUpload,
-    NodeInfo, Payload, PostgresCatalog, QueueCaps, SqliteCatalog, UploadOutcome,
+    Catalog, CommitOutcome, DocumentRecord, JobPage, JobProgress, JobRecord, JobStage, KeyRecord,
+    NewUpload, NodeInfo, Payload, PostgresCatalog, QueueCaps, SqliteCatalog, UploadOutcome,
 };
 use crate::storage::lexical::{LexicalStore, TantivyLexicalStore};
 use crate::storage::qdrant::QdrantStore;
@@ -590,6 +590,14 @@ impl Engine {
     }
 
     /// Prometheus text for `/metrics`.
+    /// Each tenant's last minutes on this node (see `Metrics::recent`).
+    pub fn recent_stats(
+        &self,
+        minutes: u64,
+    ) -> std::collections::BTreeMap<String, Vec<crate::metrics::MinuteStats>> {
+        self.governor.metrics.recent(minutes)
+    }
+
     pub fn render_metrics(&self) -> String {
         self.governor.render_metrics(&Gauges {
             node: &self.node.id,

@@ -66,6 +66,65 @@ async fn suite(app: &TestApp) {
         let lang = if i % 2 == 0 { "en" } else { "de" };
         put(app, &a, id, title, text, json!({"lang": lang, "n": i})).await;
     }
+    put(app, &b, "b-first", "", "Bravo's first note.", json!({})).await;
+
+    // Jobs, newest first, a page at a time; a tenant sees its own, the operator everyone's.
+    let r = app.call("GET", "/v1/jobs?limit=3", &a, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let docs_of = |r: &Resp| -> Vec<String> {
+        r.body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["document_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(docs_of(&r), ["museum", "bakery", "glacier"]);
+    assert!(r.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "succeeded"));
+    let next = r.body["next_before"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let r = app
+        .call("GET", &format!("/v1/jobs?limit=3&before={next}"), &a, None)
+        .await;
+    assert_eq!(docs_of(&r), ["ferry"], "{:?}", r.body);
+    assert!(r.body.get("next_before").is_none(), "{:?}", r.body);
+    let r = app.call("GET", "/v1/jobs", &b, None).await;
+    assert_eq!(docs_of(&r), ["b-first"]);
+    let r = app.call("GET", "/v1/jobs?before=x", &a, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = app.call("GET", "/v1/queue?limit=5", ADMIN, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let recent: Vec<(String, String)> = r.body["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["tenant"].as_str().unwrap().to_string(),
+                j["document_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            ("bravo", "b-first"),
+            ("acme", "museum"),
+            ("acme", "bakery"),
+            ("acme", "glacier"),
+            ("acme", "ferry")
+        ]
+        .map(|(t, d)| (t.to_string(), d.to_string()))
+    );
+    assert_eq!(r.body["unfinished"], json!([]));
+    let r = app.call("DELETE", "/v1/documents/b-first", &b, None).await;
+    assert!(r.status.is_success(), "{:?}", r.body);
 
     // Modes and fusion: the document a question is about comes first in each.
     for mode in ["hybrid", "dense", "bm25"] {
@@ -284,6 +343,34 @@ async fn suite(app: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["grounded"], false, "{:?}", r.body);
+
+    // Threads: the caller's own, most recently updated first.
+    for (thread, q) in [
+        ("t-bread", "When does the bakery open?"),
+        ("t-ferry", "When does the ferry leave?"),
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/answer",
+                &a,
+                Some(json!({"question": q, "thread_id": thread})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let r = app.call("GET", "/v1/threads", &a, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let threads = r.body["threads"].as_array().unwrap();
+    let mut ids: Vec<_> = threads.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["t-bread", "t-ferry"], "{threads:?}");
+    assert!(threads[0]["updated_at"].as_i64() >= threads[1]["updated_at"].as_i64());
+    let ferry = threads.iter().find(|t| t["id"] == "t-ferry").unwrap();
+    assert_eq!(ferry["turns"], 1);
+    assert_eq!(ferry["first_question"], "When does the ferry leave?");
+    let r = app.call("GET", "/v1/threads", &b, None).await;
+    assert_eq!(r.body["threads"], json!([]), "{:?}", r.body);
 }
 
 fn run(extra: Vec<String>) {

@@ -100,6 +100,63 @@ async fn whoami_says_whose_credential_it_is() {
 /// refusal, signs in as a second tenant and sees none of the first's data, signs in as the
 /// operator and sees both tenants' usage; a document titled `<img src=x onerror=alert(1)>`
 /// renders as text. Screenshots of every page go to target/console-screenshots.
+/// The operator's latency and error history comes from the server's own request metrics, per
+/// tenant and minute.
+#[tokio::test]
+async fn the_operator_sees_each_tenants_recent_latency_and_errors() {
+    let app = app().await;
+    let a = app.tenant("a").await;
+    let b = app.tenant("b").await;
+    assert_eq!(
+        app.put_text(&a, "d", "Quiet harbours and lighthouses.")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            app.query(&a, "lighthouse", "hybrid", 3).await.status,
+            StatusCode::OK
+        );
+    }
+    let r = app.call("GET", "/v1/documents/missing", &b, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.call("GET", "/v1/stats?minutes=5", ADMIN, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["minutes"], 5);
+    let tenant = |id: &str| {
+        r.body["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {:?}", r.body))
+            .clone()
+    };
+    let sum = |t: &serde_json::Value, k: &str| -> u64 {
+        t["minutes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[k].as_u64().unwrap())
+            .sum()
+    };
+    let ta = tenant("a");
+    assert_eq!(sum(&ta, "queries"), 5, "{ta}");
+    assert_eq!(sum(&ta, "client_errors") + sum(&ta, "server_errors"), 0);
+    let last = ta["minutes"].as_array().unwrap().last().unwrap().clone();
+    let p50 = last["query_p50_ms"].as_f64().unwrap();
+    let p99 = last["query_p99_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p99, "{last}");
+    let tb = tenant("b");
+    assert_eq!(sum(&tb, "client_errors"), 1, "{tb}");
+    assert_eq!(sum(&tb, "queries"), 0);
+    for bad in ["/v1/stats?minutes=0", "/v1/stats?minutes=181"] {
+        let r = app.call("GET", bad, ADMIN, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
 #[test]
 fn the_console_in_a_real_browser() {
     let python = provisioned("venv/bin/python3");

@@ -190,6 +190,22 @@ fn endpoints() -> Vec<Endpoint> {
             role(Role::TenantAdmin, false),
         ),
         ep("GET", "/metrics", None, Fresh::No, Admin),
+        ep("GET", "/v1/queue", None, Fresh::No, Admin),
+        ep("GET", "/v1/stats", None, Fresh::No, Admin),
+        ep(
+            "GET",
+            "/v1/jobs",
+            None,
+            Fresh::No,
+            role(Role::Reader, false),
+        ),
+        ep(
+            "GET",
+            "/v1/threads",
+            None,
+            Fresh::No,
+            role(Role::Reader, false),
+        ),
     ]
 }
 

@@ -30,6 +30,23 @@ pub struct TurnRecord {
     pub created_at: i64,
 }
 
+/// A conversation thread as listed: its first question stands for it.
+#[derive(Debug, Clone)]
+pub struct ThreadSummary {
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub turns: u32,
+    pub first_question: String,
+}
+
+/// A page of jobs, newest first, and where the next page starts (opaque to callers).
+#[derive(Debug, Clone, Default)]
+pub struct JobPage {
+    pub jobs: Vec<JobRecord>,
+    pub next: Option<String>,
+}
+
 /// An API key as listed: never its secret or hash.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
@@ -112,6 +129,33 @@ impl Quota {
 const KEY_COLS: &str = "id, tenant, role, name, created_at";
 const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
 const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at, node, stage, chunks_done, chunks_total";
+
+/// A job page cursor: the backend's submission sequence of the last job shown.
+fn job_cursor(before: Option<&str>) -> Result<i64> {
+    match before {
+        None => Ok(i64::MAX),
+        Some(s) => {
+            s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                crate::error::UserError::Invalid("malformed job cursor".into()).into()
+            })
+        }
+    }
+}
+
+/// `rows` holds up to `limit + 1` jobs with their sequence: one more than the page means
+/// there is a next page, starting after the page's last job.
+fn page_of(mut rows: Vec<(i64, JobRecord)>, limit: usize) -> JobPage {
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    JobPage {
+        jobs: rows.into_iter().map(|(_, j)| j).collect(),
+        next,
+    }
+}
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::Value::Object(m.clone()).to_string()
@@ -586,6 +630,9 @@ pub trait Catalog: Send + Sync {
 
     fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool>;
 
+    /// The owner's threads in the tenant, most recently updated first.
+    fn threads(&self, tenant: &TenantId, owner: &str, limit: usize) -> Result<Vec<ThreadSummary>>;
+
     fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>>;
 
     fn put_tenant_config(&self, tenant: &TenantId, settings: &str, key: KeyUpdate) -> Result<()>;
@@ -611,6 +658,15 @@ pub trait Catalog: Send + Sync {
 
     /// Jobs queued or running.
     fn unfinished_jobs(&self) -> Result<Vec<JobRecord>>;
+
+    /// Jobs newest first (by submission): one tenant's, or with `None` every tenant's (the
+    /// operator's view). `before` is a page's `next`; a malformed one is the caller's error.
+    fn recent_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<JobPage>;
 
     /// Queued and running jobs of the whole deployment.
     fn queue_depth(&self) -> Result<u64>;

@@ -149,6 +149,11 @@ CREATE TABLE tenant_config (
          ALTER TABLE jobs ADD COLUMN chunks_done BIGINT;
          ALTER TABLE jobs ADD COLUMN chunks_total BIGINT;",
     ),
+    (
+        5,
+        "CREATE INDEX jobs_recent ON jobs(seq);
+         CREATE INDEX jobs_tenant_recent ON jobs(tenant, seq);",
+    ),
 ];
 
 /// Every table of the catalog, in the order `import_sqlite` copies them.
@@ -947,6 +952,30 @@ impl Catalog for PostgresCatalog {
         })
     }
 
+    fn threads(&self, tenant: &TenantId, owner: &str, limit: usize) -> Result<Vec<ThreadSummary>> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT t.id, t.created_at, t.updated_at,
+                        (SELECT COUNT(*) FROM thread_turns u WHERE u.tenant = t.tenant AND u.thread = t.id),
+                        COALESCE((SELECT question FROM thread_turns u
+                                  WHERE u.tenant = t.tenant AND u.thread = t.id ORDER BY seq LIMIT 1), '')
+                 FROM threads t WHERE t.tenant = $1 AND t.owner = $2
+                 ORDER BY t.updated_at DESC, t.id LIMIT $3",
+                &[&tenant.as_str(), &owner, &(limit.clamp(1, 1000) as i64)],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| ThreadSummary {
+                id: r.get(0),
+                created_at: r.get(1),
+                updated_at: r.get(2),
+                turns: r.get::<_, i64>(3) as u32,
+                first_question: r.get(4),
+            })
+            .collect())
+    }
+
     fn delete_thread(&self, tenant: &TenantId, owner: &str, thread: &str) -> Result<bool> {
         self.with(|c| {
             let mut tx = c.transaction()?;
@@ -1113,6 +1142,37 @@ impl Catalog for PostgresCatalog {
             )
         })?;
         row.map(|r| job_row(&r)).transpose()
+    }
+
+    fn recent_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<JobPage> {
+        let before = job_cursor(before)?;
+        let limit = limit.clamp(1, 1000);
+        let take = limit as i64 + 1;
+        let rows = self.with(|c| match tenant {
+            Some(t) => c.query(
+                &format!(
+                    "SELECT {JOB_COLS}, seq FROM jobs WHERE tenant = $1 AND seq < $2
+                     ORDER BY seq DESC LIMIT $3"
+                ),
+                &[&t.as_str(), &before, &take],
+            ),
+            None => c.query(
+                &format!(
+                    "SELECT {JOB_COLS}, seq FROM jobs WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+                ),
+                &[&before, &take],
+            ),
+        })?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.get::<_, i64>(19), job_row(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(rows, limit))
     }
 
     fn job_by_id(&self, job_id: &str) -> Result<Option<JobRecord>> {

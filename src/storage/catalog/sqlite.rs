@@ -681,6 +681,29 @@ impl Catalog for SqliteCatalog {
         })
     }
 
+    fn threads(&self, tenant: &TenantId, owner: &str, limit: usize) -> Result<Vec<ThreadSummary>> {
+        self.read(|c| {
+            c.prepare(
+                "SELECT t.id, t.created_at, t.updated_at,
+                        (SELECT COUNT(*) FROM thread_turns u WHERE u.tenant = t.tenant AND u.thread = t.id),
+                        COALESCE((SELECT question FROM thread_turns u
+                                  WHERE u.tenant = t.tenant AND u.thread = t.id ORDER BY seq LIMIT 1), '')
+                 FROM threads t WHERE t.tenant = ?1 AND t.owner = ?2
+                 ORDER BY t.updated_at DESC, t.id LIMIT ?3",
+            )?
+            .query_map(params![tenant.as_str(), owner, limit.clamp(1, 1000) as i64], |r| {
+                Ok(ThreadSummary {
+                    id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    updated_at: r.get(2)?,
+                    turns: r.get::<_, i64>(3)? as u32,
+                    first_question: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
     fn tenant_config(&self, tenant: &TenantId) -> Result<Option<StoredTenantConfig>> {
         self.with(|c| {
             c.query_row(
@@ -836,6 +859,38 @@ impl Catalog for SqliteCatalog {
             let rows = st.query_map([], job_row)?;
             rows.collect()
         })
+    }
+
+    fn recent_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<JobPage> {
+        let before = job_cursor(before)?;
+        let limit = limit.clamp(1, 1000);
+        let rows: Vec<(i64, JobRecord)> = self.read(|c| {
+            // The sequence comes after the job's columns (index 19).
+            let cols = format!("SELECT {JOB_COLS}, rowid FROM jobs");
+            let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, JobRecord)> {
+                Ok((r.get(19)?, job_row(r)?))
+            };
+            match tenant {
+                Some(t) => c
+                    .prepare(&format!(
+                        "{cols} WHERE tenant = ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3"
+                    ))?
+                    .query_map(params![t.as_str(), before, limit as i64 + 1], row)?
+                    .collect(),
+                None => c
+                    .prepare(&format!(
+                        "{cols} WHERE rowid < ?1 ORDER BY rowid DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![before, limit as i64 + 1], row)?
+                    .collect(),
+            }
+        })?;
+        Ok(page_of(rows, limit))
     }
 
     fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>> {
