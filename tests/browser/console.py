@@ -82,12 +82,24 @@ class Console:
             sys.exit(msg)
 
 
+def no_sideways_scroll(c, what):
+    over = c.d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    c.check(over <= 1, f"{what} scrolls sideways by {over} px at phone width")
+
+
 def main():
     alpha = api("POST", "/v1/tenants", ADMIN, {"id": "alpha"})["api_key"]
     beta = api("POST", "/v1/tenants", ADMIN, {"id": "beta"})["api_key"]
     # Untrusted tenant data in every place the console renders it.
     api("POST", "/v1/documents?wait=true", alpha, {"id": "xss", "title": XSS,
         "text": "The quokka ledger is kept in cabinet seven. " + XSS})
+    os.makedirs(SHOTS, exist_ok=True)
+    for old in os.listdir(SHOTS):
+        if old.endswith(".png"):
+            os.remove(os.path.join(SHOTS, old))
+    broken = os.path.join(SHOTS, "broken.pdf")
+    with open(broken, "wb") as f:
+        f.write(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer garbage")
 
     c = Console(browser())
     try:
@@ -100,12 +112,23 @@ def main():
         title = c.find('tr[data-doc="xss"] td.title')
         c.check(title.text == XSS, f"the XSS title renders as {title.text!r}")
         c.check(not c.d.find_elements(By.CSS_SELECTOR, "main img"), "an <img> from tenant data was created")
+        c.check("1970" not in c.d.find_element(By.TAG_NAME, "main").text, "a timestamp was read as milliseconds")
         c.shot("02-documents")
 
         c.go("upload")
-        c.find("#files").send_keys(f"{os.path.abspath(PDF)}\n{os.path.abspath(MD)}")
-        c.text_in("#upload-summary", "2 of 2 succeeded")
+        c.find("#files").send_keys(f"{os.path.abspath(PDF)}\n{os.path.abspath(MD)}\n{os.path.abspath(broken)}")
+        c.text_in("#upload-summary", "2 of 3 succeeded")
+        c.text_in("#main", "pdf_corrupt")
         c.shot("03-upload")
+
+        # Jobs: each upload's outcome, the failure with its stable code, and the outcome bars.
+        c.go("jobs")
+        c.find('#jobs tr[data-status="failed"]')
+        c.check(len(c.d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-status="succeeded"]')) >= 3, "fewer than 3 succeeded jobs")
+        c.text_in('#jobs tr[data-status="failed"]', "pdf_corrupt")
+        bars = {b.get_attribute("data-key"): int(b.get_attribute("data-value")) for b in c.d.find_elements(By.CSS_SELECTOR, "#outcomes rect")}
+        c.check(bars.get("failed: pdf_corrupt") == 1 and bars.get("succeeded", 0) >= 3, f"outcome bars: {bars}")
+        c.shot("04-jobs")
 
         c.go("search")
         c.find("#q").send_keys("quokka ledger cabinet")
@@ -115,24 +138,33 @@ def main():
         c.check(hit.find_elements(By.CSS_SELECTOR, "mark"), "the snippet has no highlighted term")
         c.check(not c.d.find_elements(By.CSS_SELECTOR, "main img"), "a snippet created an <img>")
         hit.find_element(By.CSS_SELECTOR, "summary").click()
-        c.shot("04-search")
+        c.shot("05-search")
 
         c.go("answer")
         c.find("#question").send_keys("How do I check that the install is healthy?")
+        c.find("#thread").send_keys("setup")
         c.d.find_element(By.ID, "ask").click()
         c.find("#citations .citation")
         c.check("healthz" in c.find("#answer-text").text, "the answer does not say how")
-        c.shot("05-answer")
+        c.shot("06-answer")
         q = c.find("#question")
         q.clear()
+        c.find("#thread").clear()
         q.send_keys("What is the boiling point of tungsten in kelvin?")
         c.d.find_element(By.ID, "ask").click()
         c.find("#refusal")
-        c.shot("06-refusal")
+        c.shot("07-refusal")
+
+        # The thread begun above, and its turn.
+        c.go("threads")
+        c.find('#threads tr[data-thread="setup"] a').click()
+        c.text_in("main", "How do I check that the install is healthy?")
+        c.text_in("main", "healthz")
+        c.shot("08-thread")
 
         c.go("usage")
         c.find("svg.chart rect")
-        c.shot("07-usage")
+        c.shot("09-usage")
         c.sign_out()
 
         # Another tenant sees none of alpha's data.
@@ -143,7 +175,11 @@ def main():
         c.d.find_element(By.ID, "search").click()
         c.text_in("#results", "No results")
         c.check("cabinet seven" not in c.d.find_element(By.TAG_NAME, "body").text, "beta saw alpha's text")
-        c.shot("08-other-tenant")
+        c.go("jobs")
+        c.text_in("main", "No jobs yet")
+        c.go("threads")
+        c.text_in("main", "No threads yet")
+        c.shot("10-other-tenant")
         c.sign_out()
 
         # The operator sees both tenants with their usage.
@@ -152,7 +188,51 @@ def main():
         c.find('tr[data-tenant="beta"]')
         queries = int(row.find_element(By.CSS_SELECTOR, "td.queries").text or 0)
         c.check(queries >= 2, f"alpha's queries in the last 30 days: {queries}")
-        c.shot("09-operator")
+        c.shot("11-operator-tenants")
+
+        # Latency and errors per tenant over the last minutes, drawn from the server's metrics.
+        c.go("activity")
+        row = c.find('#activity tr[data-tenant="alpha"]')
+        c.check(int(row.find_element(By.CSS_SELECTOR, "td.queries").text) >= 1, "alpha's queries are missing")
+        c.find('#activity tr[data-tenant="beta"]')
+        p99 = c.find('section[data-tenant="alpha"] g[data-series="p99"]')
+        c.check(int(p99.get_attribute("data-points")) >= 1, "alpha's p99 line has no point")
+        c.shot("12-operator-activity")
+
+        # The shared ingestion queue: every tenant's jobs and their outcomes.
+        c.go("queue")
+        c.find('#recent tr[data-status="failed"]')
+        c.text_in("#recent", "alpha")
+        c.find('#outcomes rect[data-key="failed: pdf_corrupt"]')
+        c.shot("13-operator-queue")
+
+        # A tenant's page: its limits can be set, and its charts.
+        c.go("tenant/alpha")
+        burst = c.find("#limit-query_burst")
+        burst.clear()
+        burst.send_keys("37")
+        c.d.find_element(By.ID, "save-limits").click()
+        c.find("#limits-saved")
+        lim = api("GET", "/v1/tenants/alpha/limits", ADMIN)
+        c.check(lim["overrides"].get("query_burst") == 37, f"limits after saving: {lim}")
+        c.find('g[data-series="p50"]')
+        c.shot("14-operator-tenant")
+
+        # Phone width: the pages reflow instead of scrolling sideways (wide tables scroll in
+        # their own box).
+        c.d.set_window_size(390, 844)
+        c.go("activity")
+        c.find('#activity tr[data-tenant="alpha"]')
+        no_sideways_scroll(c, "the activity page")
+        c.shot("15-phone-activity")
+        c.sign_out()
+        c.sign_in(alpha)
+        c.find('tr[data-doc="xss"]')
+        no_sideways_scroll(c, "the documents page")
+        c.shot("16-phone-documents")
+        c.go("answer")
+        c.find("#question")
+        no_sideways_scroll(c, "the answer page")
 
         # Nothing was blocked by the Content-Security-Policy and nothing failed in a script.
         errors = [e for e in c.d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]

@@ -184,7 +184,17 @@ fn the_console_in_a_real_browser() {
     );
     assert!(out.status.success(), "browser test failed:\n{text}");
     assert!(text.contains("every check passed"), "{text}");
-    for page in ["01-sign-in", "02-documents", "05-answer", "09-operator"] {
+    for page in [
+        "01-sign-in",
+        "02-documents",
+        "04-jobs",
+        "06-answer",
+        "11-operator-tenants",
+        "12-operator-activity",
+        "13-operator-queue",
+        "14-operator-tenant",
+        "15-phone-activity",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}");
     }
 }

@@ -36,7 +36,7 @@ function main() { return document.getElementById("main"); }
 
 function show(...nodes) {
   const m = main();
-  m.replaceChildren(...nodes);
+  m.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
   m.focus();
 }
 
@@ -46,8 +46,23 @@ function toast(msg) {
   setTimeout(() => t.remove(), 5000);
 }
 
-function when(ms) {
-  return ms ? new Date(ms).toLocaleString() : "";
+// The API's timestamps are Unix seconds.
+function when(secs) {
+  return secs ? new Date(secs * 1000).toLocaleString() : "";
+}
+
+// The last 30 UTC days, as the usage endpoints take them.
+function last30Days() {
+  const to = new Date(), from = new Date(Date.now() - 29 * 86400000);
+  const day = (d) => d.toISOString().slice(0, 10);
+  return { from, to, day, query: `from=${day(from)}&to=${day(to)}` };
+}
+
+function ago(secs) {
+  const s = Math.max(0, Math.round(Date.now() / 1000 - secs));
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
 }
 
 function bytes(n) {
@@ -147,12 +162,14 @@ function signInPage() {
 const TENANT_PAGES = [
   ["documents", "Documents", "reader"],
   ["upload", "Upload", "writer"],
+  ["jobs", "Jobs", "reader"],
   ["search", "Search", "reader"],
   ["answer", "Answer", "reader"],
+  ["threads", "Threads", "reader"],
   ["usage", "Usage", "tenant_admin"],
   ["keys", "Keys", "tenant_admin"],
 ];
-const ADMIN_PAGES = [["tenants", "Tenants", null]];
+const ADMIN_PAGES = [["tenants", "Tenants", null], ["activity", "Latency & errors", null], ["queue", "Ingestion queue", null]];
 const RANK = { reader: 0, writer: 1, tenant_admin: 2 };
 
 function pagesFor(who) {
@@ -323,8 +340,9 @@ function searchPage() {
   q.focus();
 }
 
-function answerPage() {
+function answerPage(thread) {
   const q = el("input", { type: "search", id: "question", required: true, "aria-label": "Question", placeholder: "A question about your documents" });
+  const tid = el("input", { type: "text", id: "thread", pattern: "[A-Za-z0-9._\\-]{1,128}", "aria-label": "Thread id (optional)", placeholder: "optional", value: thread ? decodeURIComponent(thread) : "" });
   const text = el("div", { class: "text", id: "answer-text", "aria-live": "polite" });
   const cites = el("div", { id: "citations" });
   const status = el("div");
@@ -332,7 +350,9 @@ function answerPage() {
     ev.preventDefault();
     text.textContent = ""; cites.replaceChildren(); status.replaceChildren(el("p", { class: "muted", text: "Answering…" }));
     try {
-      const r = await api("POST", "/v1/answer", { question: q.value, stream: true }, { raw: true });
+      const body = { question: q.value, stream: true };
+      if (tid.value.trim()) body.thread_id = tid.value.trim();
+      const r = await api("POST", "/v1/answer", body, { raw: true });
       if (!r.ok) { const j = await r.json().catch(() => ({})); throw new ApiError(r.status, (j.error || {}).code, (j.error || {}).message || r.statusText); }
       const reader = r.body.getReader();
       const dec = new TextDecoder();
@@ -365,7 +385,7 @@ function answerPage() {
         c.heading ? el("span", { class: "muted", text: ` · ${c.heading}` }) : null,
         el("div", { text: c.quote }))) : [el("p", { class: "muted", text: "No citations." })]));
     } catch (e) { status.replaceChildren(errorBox(e)); }
-  } } }, el("label", {}, "Question", q), el("button", { type: "submit", id: "ask" }, "Ask"));
+  } } }, el("label", {}, "Question", q), el("label", {}, "Thread", tid), el("button", { type: "submit", id: "ask" }, "Ask"));
   show(el("h1", { text: "Answer" }), form, status, el("div", { class: "answer" }, text, cites));
   q.focus();
 }
@@ -387,22 +407,26 @@ function barChart(days, counter, label) {
     }));
 }
 
-async function usagePage(tenant) {
-  const title = tenant ? `Usage of ${tenant}` : "Usage";
-  show(el("h1", { text: title }), el("p", { class: "muted", text: "Loading…" }));
-  const to = new Date(), from = new Date(Date.now() - 29 * 86400000);
-  const day = (d) => d.toISOString().slice(0, 10);
-  const path = tenant ? `/v1/tenants/${encodeURIComponent(tenant)}/usage` : "/v1/usage";
-  try {
-    const u = await api("GET", `${path}?from=${day(from)}&to=${day(to)}`);
-    const byDay = new Map(u.days.map((d) => [d.day, d]));
-    const days = [];
-    for (let t = from.getTime(); t <= to.getTime(); t += 86400000) { const k = day(new Date(t)); days.push(byDay.get(k) || { day: k, counters: {} }); }
-    const total = (c) => days.reduce((s, d) => s + (d.counters[c] || 0), 0);
-    show(el("h1", { text: title }),
-      el("p", {}, `Stored: ${u.stored.documents} documents, ${u.stored.chunks} chunks, ${bytes(u.stored.bytes)}. Last 30 days: ${total("queries")} queries, ${total("answers")} answers, ${total("chunks_ingested")} chunks ingested.`),
-      barChart(days, "queries", "Queries"), barChart(days, "chunks_ingested", "Chunks ingested"));
-  } catch (e) { show(el("h1", { text: title }), errorBox(e)); }
+// A usage response's 30 days, every day present (days without counters are zeros).
+function usageDays(u) {
+  const { from, to, day } = last30Days();
+  const byDay = new Map(u.days.map((d) => [d.day, d]));
+  const days = [];
+  for (let t = from.getTime(); t <= to.getTime(); t += 86400000) { const k = day(new Date(t)); days.push(byDay.get(k) || { day: k, counters: {} }); }
+  return days;
+}
+
+function usageCharts(u) {
+  const days = usageDays(u);
+  const total = (c) => days.reduce((s, d) => s + (d.counters[c] || 0), 0);
+  return [el("p", {}, `Stored: ${u.stored.documents} documents, ${u.stored.chunks} chunks, ${bytes(u.stored.bytes)}. Last 30 days: ${total("queries")} queries, ${total("answers")} answers, ${total("chunks_ingested")} chunks ingested.`),
+    barChart(days, "queries", "Queries"), barChart(days, "chunks_ingested", "Chunks ingested")];
+}
+
+async function usagePage() {
+  show(el("h1", { text: "Usage" }), el("p", { class: "muted", text: "Loading…" }));
+  try { show(el("h1", { text: "Usage" }), usageCharts(await api("GET", `/v1/usage?${last30Days().query}`))); }
+  catch (e) { show(el("h1", { text: "Usage" }), errorBox(e)); }
 }
 
 async function keysPage() {
@@ -429,15 +453,124 @@ async function keysPage() {
   render();
 }
 
+function jobRow(j, withTenant) {
+  const progress = j.chunks_total ? `${j.chunks_done} / ${j.chunks_total}` : j.status === "succeeded" ? String(j.chunks_done) : "";
+  const cls = j.status === "failed" ? "error" : j.status === "succeeded" ? "ok" : "";
+  return el("tr", { "data-job": j.id, "data-status": j.status },
+    withTenant ? el("td", {}, el("a", { href: `#/tenant/${encodeURIComponent(j.tenant)}`, text: j.tenant })) : null,
+    el("td", { class: "title", text: j.document_id }),
+    el("td", { class: cls, text: j.stage ? `${j.status} · ${j.stage}` : j.status }),
+    el("td", { text: progress }),
+    el("td", { class: "error", text: j.error ? `${j.error.code}: ${j.error.message}` : "" }),
+    withTenant ? el("td", { text: j.node || "" }) : null,
+    el("td", { title: when(j.created_at), text: ago(j.created_at) }));
+}
+
+function jobTable(jobs, withTenant, id) {
+  const heads = [withTenant ? "Tenant" : null, "Document", "Status", "Chunks", "Error", withTenant ? "Node" : null, "Submitted"].filter(Boolean);
+  return el("div", { class: "table-wrap" }, el("table", { id },
+    el("thead", {}, el("tr", {}, heads.map((h) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, jobs.map((j) => jobRow(j, withTenant)))));
+}
+
+// Outcomes of a list of jobs by status, and failures by code, as bars.
+function outcomeChart(jobs, label) {
+  const counts = new Map();
+  for (const j of jobs) {
+    const k = j.status === "failed" ? `failed: ${(j.error || {}).code || "?"}` : j.status;
+    counts.set(k, (counts.get(k) || 0) + 1);
+  }
+  const rows = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  const w = 720, rh = 22, left = 220, h = rows.length * rh + 24;
+  const max = Math.max(1, ...rows.map((r) => r[1]));
+  return svg("svg", { class: "chart", id: "outcomes", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": label },
+    svg("title", {}, label),
+    rows.map(([k, n], i) => svg("g", {},
+      svg("text", { x: 4, y: 16 + i * rh }, k),
+      svg("rect", { class: k.startsWith("failed") ? "bar bad" : "bar", x: left, y: 4 + i * rh, width: Math.max(1, ((w - left - 60) * n) / max), height: rh - 6, "data-value": n, "data-key": k }, svg("title", {}, `${k}: ${n}`)),
+      svg("text", { x: left + ((w - left - 60) * n) / max + 6, y: 16 + i * rh }, String(n)))));
+}
+
+// Pages through a job listing: `load(before)` returns { jobs, next_before }.
+function pagedJobs(load, withTenant, id) {
+  const box = el("div");
+  const all = [];
+  const more = el("button", { type: "button", class: "secondary", id: `${id}-more`, hidden: true }, "Older jobs");
+  let next = null;
+  const render = () => box.replaceChildren(all.length ? jobTable(all, withTenant, id) : el("p", { class: "empty", text: "No jobs yet." }));
+  const fetchPage = async () => {
+    try {
+      const page = await load(next);
+      all.push(...page.jobs);
+      next = page.next_before || null;
+      more.hidden = !next;
+      render();
+    } catch (e) { box.replaceChildren(errorBox(e)); }
+  };
+  more.addEventListener("click", fetchPage);
+  const reset = () => { all.length = 0; next = null; };
+  return { node: el("div", {}, box, more), first: fetchPage, reset, all };
+}
+
+async function jobsPage() {
+  const list = pagedJobs((before) => api("GET", `/v1/jobs?limit=50${before ? `&before=${encodeURIComponent(before)}` : ""}`), false, "jobs");
+  const chart = el("div");
+  show(el("h1", { text: "Jobs" }),
+    el("p", { class: "muted", text: "Every upload is a job: queued, then parsing, embedding and indexing, then succeeded or failed with a stable code. Newest first." }),
+    chart, list.node);
+  const refresh = async () => {
+    await list.first();
+    if (list.all.length) chart.replaceChildren(outcomeChart(list.all, "Outcomes of the jobs shown"));
+    // While some are unfinished, look again (only while this page is shown).
+    if (list.all.some((j) => j.status === "queued" || j.status === "running")) {
+      setTimeout(() => { if (location.hash === "#/jobs") { list.reset(); refresh(); } }, 2000);
+    }
+  };
+  await refresh();
+}
+
+async function threadsPage(id) {
+  if (id) return threadPage(decodeURIComponent(id));
+  show(el("h1", { text: "Threads" }), el("p", { class: "muted", text: "Loading…" }));
+  let threads;
+  try { threads = (await api("GET", "/v1/threads?limit=200")).threads; } catch (e) { return show(el("h1", { text: "Threads" }), errorBox(e)); }
+  show(el("h1", { text: "Threads" }),
+    el("p", { class: "muted", text: "Conversations begun with this key (a thread belongs to the key or token that started it). Ask in a thread from the Answer page." }),
+    threads.length ? el("div", { class: "table-wrap" }, el("table", { id: "threads" },
+      el("thead", {}, el("tr", {}, ["Thread", "First question", "Turns", "Updated"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, threads.map((t) => el("tr", { "data-thread": t.id },
+        el("td", {}, el("a", { href: `#/threads/${encodeURIComponent(t.id)}`, text: t.id })),
+        el("td", { class: "title", text: t.first_question }),
+        el("td", { text: t.turns }),
+        el("td", { title: when(t.updated_at), text: ago(t.updated_at) })))))) :
+      el("p", { class: "empty", text: "No threads yet. Give a thread id on the Answer page to start one." }));
+}
+
+async function threadPage(id) {
+  let t;
+  try { t = await api("GET", `/v1/threads/${encodeURIComponent(id)}`); } catch (e) { return show(el("h1", { text: `Thread ${id}` }), errorBox(e)); }
+  show(el("h1", { text: `Thread ${id}` }),
+    el("div", { class: "row" },
+      el("a", { href: `#/answer/${encodeURIComponent(id)}`, class: "button", text: "Continue this thread" }),
+      el("button", { type: "button", class: "danger", on: { click: async () => {
+        if (!confirm(`Delete thread ${id}?`)) return;
+        try { await api("DELETE", `/v1/threads/${encodeURIComponent(id)}`); location.hash = "#/threads"; } catch (e) { toast(e.message); } } } }, "Delete thread")),
+    t.turns.map((turn) => el("article", { class: "hit turn" },
+      el("h2", { text: turn.question }),
+      turn.standalone_question && turn.standalone_question !== turn.question ? el("p", { class: "muted", text: `searched as: ${turn.standalone_question}` }) : null,
+      el("p", { class: turn.grounded ? "text" : "refusal", text: turn.answer }),
+      turn.citations.length ? el("ol", { class: "muted" }, turn.citations.map((c) => el("li", { text: `${c.title}${c.page ? ` · page ${c.page}` : ""}: ${c.quote}` }))) : null,
+      el("div", { class: "meta", text: when(turn.created_at) }))));
+}
+
 // ---------- operator pages ----------
 async function tenantsPage() {
   show(el("h1", { text: "Tenants" }), el("p", { class: "muted", text: "Loading…" }));
   let tenants;
   try { tenants = (await api("GET", "/v1/tenants")).tenants; } catch (e) { return show(el("h1", { text: "Tenants" }), errorBox(e)); }
-  const to = new Date(), from = new Date(Date.now() - 29 * 86400000);
-  const day = (d) => d.toISOString().slice(0, 10);
-  const usage = await Promise.all(tenants.map((t) => api("GET", `/v1/tenants/${encodeURIComponent(t.id)}/usage?from=${day(from)}&to=${day(to)}`).catch(() => null)));
-  const id = el("input", { type: "text", id: "new-tenant", required: true, pattern: "[a-z0-9][a-z0-9_-]{0,62}", "aria-label": "New tenant id" });
+  const { query } = last30Days();
+  const usage = await Promise.all(tenants.map((t) => api("GET", `/v1/tenants/${encodeURIComponent(t.id)}/usage?${query}`).catch(() => null)));
+  const id = el("input", { type: "text", id: "new-tenant", required: true, pattern: "[a-z0-9][a-z0-9_\\-]{0,62}", "aria-label": "New tenant id" });
   const created = el("div");
   const sum = (u, c) => (u ? u.days.reduce((s, d) => s + (d.counters[c] || 0), 0) : "");
   show(el("h1", { text: "Tenants" }),
@@ -460,11 +593,133 @@ async function tenantsPage() {
       el("p", { class: "empty", text: "No tenants yet." }));
 }
 
+// A line chart over time: `series` = [{ name, cls, points: [[unixSecs, value], ...] }].
+function lineChart(series, from, to, label, unit) {
+  const w = 720, h = 220, left = 48, right = 12, top = 22, bottom = 28;
+  const max = Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p[1])));
+  const x = (t) => left + ((w - left - right) * (t - from)) / Math.max(1, to - from);
+  const y = (v) => h - bottom - ((h - top - bottom) * v) / max;
+  const tick = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return svg("svg", { class: "chart", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": label },
+    svg("title", {}, label),
+    svg("line", { class: "axis", x1: left, y1: h - bottom, x2: w - right, y2: h - bottom }),
+    svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: h - bottom }),
+    svg("text", { x: 4, y: 14 }, `${label} (max ${max.toFixed(1)} ${unit})`),
+    svg("text", { x: left - 4, y: top + 10, "text-anchor": "end" }, max.toFixed(0)),
+    svg("text", { x: left - 4, y: h - bottom, "text-anchor": "end" }, "0"),
+    [0, 0.5, 1].map((f) => svg("text", { x: x(from + f * (to - from)), y: h - 8, "text-anchor": f === 0 ? "start" : f === 1 ? "end" : "middle" }, tick(from + f * (to - from)))),
+    series.map((s, i) => svg("g", { class: `series ${s.cls || ""}`, "data-series": s.name, "data-points": s.points.length },
+      svg("polyline", { points: s.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }),
+      s.points.map(([t, v]) => svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5 }, svg("title", {}, `${s.name} ${tick(t)}: ${v.toFixed(1)} ${unit}`))),
+      svg("text", { x: w - right - 150, y: 14 + i * 13, class: "legend" }, `— ${s.name}`))));
+}
+
+function statsCharts(t, from, to) {
+  const pts = (k) => t.minutes.filter((m) => m[k] !== undefined && m[k] !== null).map((m) => [m.minute, m[k]]);
+  return [
+    lineChart([{ name: "p50", cls: "p50", points: pts("query_p50_ms") }, { name: "p95", cls: "p95", points: pts("query_p95_ms") }, { name: "p99", cls: "p99", points: pts("query_p99_ms") }],
+      from, to, `Query latency of ${t.tenant || "all tenants"} per minute`, "ms"),
+    lineChart([{ name: "requests", cls: "p50", points: pts("requests") },
+      { name: "errors (4xx, 5xx)", cls: "p99", points: t.minutes.map((m) => [m.minute, m.client_errors + m.server_errors]) },
+      { name: "throttled (429, 503)", cls: "p95", points: pts("throttled") }],
+      from, to, `Requests and errors of ${t.tenant || "all tenants"} per minute`, "req"),
+  ];
+}
+
+function statsSummary(t) {
+  const sum = (k) => t.minutes.reduce((s, m) => s + (m[k] || 0), 0);
+  const worst = (k) => Math.max(0, ...t.minutes.map((m) => m[k] || 0));
+  const req = sum("requests"), err = sum("client_errors") + sum("server_errors");
+  return { req, err, rate: req ? (100 * err) / req : 0, throttled: sum("throttled"), server: sum("server_errors"), queries: sum("queries"), p50: worst("query_p50_ms"), p99: worst("query_p99_ms") };
+}
+
+async function activityPage(minutesArg) {
+  const minutes = Number(minutesArg) || 60;
+  show(el("h1", { text: "Latency & errors" }), el("p", { class: "muted", text: "Loading…" }));
+  let st;
+  try { st = await api("GET", `/v1/stats?minutes=${minutes}`); } catch (e) { return show(el("h1", { text: "Latency & errors" }), errorBox(e)); }
+  const to = Math.floor(Date.now() / 60000) * 60, from = to - (minutes - 1) * 60;
+  const rows = st.tenants.map((t) => ({ t, s: statsSummary(t) })).sort((a, b) => b.s.req - a.s.req);
+  const pick = el("div", { class: "row" }, [15, 60, 180].map((m) => el("a", { href: `#/activity/${m}`, "aria-current": m === minutes ? "page" : false, class: "pill", text: `last ${m} min` })));
+  show(el("h1", { text: "Latency & errors" }),
+    el("p", { class: "muted", text: `Per tenant and minute, from the request metrics of node ${st.node} (each node keeps its own). Latency is of answered POST /v1/query; quantiles are histogram bucket bounds, at most 20% above the exact value.` }),
+    pick,
+    rows.length ? el("div", { class: "table-wrap" }, el("table", { id: "activity" },
+      el("thead", {}, el("tr", {}, ["Tenant", "Requests", "Errors", "Error rate", "Throttled", "5xx", "Queries", "Worst p50 (ms)", "Worst p99 (ms)"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows.map(({ t, s }) => el("tr", { "data-tenant": t.tenant },
+        el("td", {}, t.tenant && t.tenant !== "_other" ? el("a", { href: `#/tenant/${encodeURIComponent(t.tenant)}`, text: t.tenant }) : el("span", { text: t.tenant || "all tenants" })),
+        el("td", { text: s.req }), el("td", { text: s.err }), el("td", { class: s.rate >= 5 ? "error" : "", text: `${s.rate.toFixed(1)} %` }),
+        el("td", { text: s.throttled }), el("td", { class: s.server ? "error" : "", text: s.server }),
+        el("td", { class: "queries", text: s.queries }), el("td", { text: s.p50 ? s.p50.toFixed(1) : "–" }), el("td", { text: s.p99 ? s.p99.toFixed(1) : "–" }))))))
+      : el("p", { class: "empty", text: `No tenant requests on this node in the last ${minutes} minutes.` }),
+    rows.slice(0, 8).map(({ t }) => el("section", { class: "tenant-charts", "data-tenant": t.tenant }, el("h2", { text: t.tenant || "all tenants" }), statsCharts(t, from, to))));
+}
+
+async function queuePage() {
+  show(el("h1", { text: "Ingestion queue" }), el("p", { class: "muted", text: "Loading…" }));
+  const head = el("div"), chart = el("div");
+  let first = true;
+  const list = pagedJobs(async (before) => {
+    const q = await api("GET", `/v1/queue?limit=100${before ? `&before=${encodeURIComponent(before)}` : ""}`);
+    if (first) {
+      first = false;
+      head.replaceChildren(el("h2", { text: `Queued and running: ${q.unfinished.length}` }),
+        q.unfinished.length ? jobTable(q.unfinished, true, "unfinished") : el("p", { class: "empty", text: "Nothing queued or running." }));
+      head.dataset.unfinished = q.unfinished.length;
+    }
+    return { jobs: q.recent, next_before: q.next_before };
+  }, true, "recent");
+  show(el("h1", { text: "Ingestion queue" }),
+    el("p", { class: "muted", text: "Every tenant's jobs, on every node (the queue is shared). Failures carry their stable code." }),
+    head, el("h2", { text: "Outcomes of recent jobs" }), chart, el("h2", { text: "Recent jobs" }), list.node);
+  await list.first();
+  chart.replaceChildren(list.all.length ? outcomeChart(list.all, "Outcomes of the recent jobs shown") : el("p", { class: "empty", text: "No jobs yet." }));
+  if (Number(head.dataset.unfinished) > 0) setTimeout(() => { if (location.hash === "#/queue") queuePage(); }, 2000);
+}
+
+const LIMIT_FIELDS = [
+  ["query_per_sec", "Queries per second", "number", "0.1"], ["query_burst", "Query burst", "number", "1"],
+  ["ingest_per_sec", "Uploads per second", "number", "0.1"], ["ingest_burst", "Upload burst", "number", "1"],
+  ["max_documents", "Max documents", "number", "1"], ["max_chunks", "Max chunks", "number", "1"], ["max_bytes", "Max bytes", "number", "1"],
+];
+
+function limitsForm(tenant, lim) {
+  const inputs = LIMIT_FIELDS.map(([k, label, type, step]) => [k, el("input", { type, step, min: 0, id: `limit-${k}`, name: k, value: lim.overrides[k] ?? "", placeholder: `default ${lim.effective[k] ?? ""}`, "aria-label": label })]);
+  const status = el("div", { role: "status" });
+  return el("form", { class: "limits", id: "limits", on: { submit: async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [k, i] of inputs) if (i.value.trim() !== "") body[k] = Number(i.value);
+    try { const r = await api("PUT", `/v1/tenants/${encodeURIComponent(tenant)}/limits`, body); status.replaceChildren(el("p", { class: "ok", id: "limits-saved", text: `Saved. In force now: ${LIMIT_FIELDS.map(([k, label]) => `${label.toLowerCase()} ${r.effective[k] ?? "–"}`).join(", ")}.` })); }
+    catch (e) { status.replaceChildren(errorBox(e)); }
+  } } },
+    el("p", { class: "muted", text: "Empty: the deployment's default (shown as placeholder); 0: unlimited." }),
+    el("div", { class: "grid" }, inputs.map(([k, i]) => el("label", {}, LIMIT_FIELDS.find((f) => f[0] === k)[1], i))),
+    el("button", { type: "submit", id: "save-limits" }, "Save limits"), status);
+}
+
+async function tenantPage(id) {
+  const tenant = decodeURIComponent(id);
+  const title = `Tenant ${tenant}`;
+  show(el("h1", { text: title }), el("p", { class: "muted", text: "Loading…" }));
+  const enc = encodeURIComponent(tenant);
+  let u, lim, st;
+  try {
+    [u, lim, st] = await Promise.all([api("GET", `/v1/tenants/${enc}/usage?${last30Days().query}`), api("GET", `/v1/tenants/${enc}/limits`), api("GET", "/v1/stats?minutes=60")]);
+  } catch (e) { return show(el("h1", { text: title }), errorBox(e)); }
+  const mine = st.tenants.find((t) => t.tenant === tenant);
+  const now = Math.floor(Date.now() / 60000) * 60;
+  show(el("h1", { text: title }),
+    el("h2", { text: "Limits" }), limitsForm(tenant, lim),
+    el("h2", { text: "Last hour" }), mine ? statsCharts(mine, now - 59 * 60, now) : el("p", { class: "empty", text: `No requests from ${tenant} on node ${st.node} in the last hour.` }),
+    el("h2", { text: "Last 30 days" }), usageCharts(u));
+}
+
 // ---------- router ----------
 const ROUTES = {
-  signin: signInPage, documents: documentsPage, upload: uploadPage, search: searchPage,
-  answer: answerPage, usage: () => usagePage(), keys: keysPage, tenants: tenantsPage,
-  tenant: (id) => usagePage(decodeURIComponent(id)),
+  signin: signInPage, documents: documentsPage, upload: uploadPage, jobs: jobsPage, search: searchPage,
+  answer: answerPage, threads: threadsPage, usage: () => usagePage(), keys: keysPage, tenants: tenantsPage,
+  tenant: tenantPage, activity: activityPage, queue: queuePage,
 };
 
 async function route() {
