@@ -50,6 +50,9 @@ pub struct BenchOptions {
     /// On a Qdrant cluster: promote the first bench tenant to its own shard key while it is
     /// queried, and time it.
     pub promote: bool,
+    /// Client counts for a hybrid run each after the mode runs (QPS and latency against
+    /// concurrency); empty: none.
+    pub sweep: Vec<usize>,
 }
 
 /// A tenant moved to its own shard key while it was queried.
@@ -160,6 +163,8 @@ impl Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadResult {
     pub mode: String,
+    /// Closed-loop clients.
+    pub concurrency: usize,
     pub requests: usize,
     pub errors: usize,
     pub seconds: f64,
@@ -223,6 +228,8 @@ pub struct BenchReport {
     pub cold_first_query: Latency,
     pub warm_query: Latency,
     pub runs: Vec<LoadResult>,
+    /// Hybrid at each of `--sweep`'s client counts.
+    pub sweep: Vec<LoadResult>,
     pub noisy: Option<NoisyResult>,
     pub ingest_load: Option<IngestLoadResult>,
     pub promotion: Option<PromotionResult>,
@@ -1109,34 +1116,50 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
     // that has been up for a while serves them); cold starts are the measurement above.
     warm_every_tenant(&url, &prepared.keys, &queries, opts.concurrency).await;
 
-    let mut runs = Vec::new();
-    for &mode in &opts.modes {
-        // A short warm-up so the first mode does not pay for everyone's page faults.
-        let warmup = BenchOptions {
-            duration: Duration::from_millis(300).min(opts.duration),
-            max_requests: 20,
+    let load = |mode: Target, clients: usize| {
+        let (url, keys, queries, baselines) = (&url, &prepared.keys, &queries, &prepared.baselines);
+        let opts = BenchOptions {
+            concurrency: clients,
             ..opts.clone()
         };
-        let urls = std::slice::from_ref(&url);
-        closed_loop(urls, &prepared.keys, &queries, mode, &warmup).await;
-        let jiffies = cpu_jiffies();
-        let (lat, errors, secs) = closed_loop(urls, &prepared.keys, &queries, mode, &opts).await;
-        let cpu_steal_pct = steal_pct(jiffies);
-        let latency = Latency::of(lat.clone());
-        let baseline_ms = baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
-        runs.push(LoadResult {
-            samples_ms: lat.clone(),
-            mode: mode.name().into(),
-            requests: lat.len() + errors,
-            errors,
-            seconds: secs,
-            qps: lat.len() as f64 / secs.max(1e-9),
-            overhead_ratio: baseline_ms.map(|b| latency.p50_ms / b.max(1e-9)),
-            baseline_ms,
-            latency,
-            server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
-            cpu_steal_pct,
-        });
+        let own_server = server.is_some();
+        async move {
+            // A short warm-up so the first run does not pay for everyone's page faults.
+            let warmup = BenchOptions {
+                duration: Duration::from_millis(300).min(opts.duration),
+                max_requests: 20,
+                ..opts.clone()
+            };
+            let urls = std::slice::from_ref(url);
+            closed_loop(urls, keys, queries, mode, &warmup).await;
+            let jiffies = cpu_jiffies();
+            let (lat, errors, secs) = closed_loop(urls, keys, queries, mode, &opts).await;
+            let cpu_steal_pct = steal_pct(jiffies);
+            let latency = Latency::of(lat.clone());
+            let baseline_ms = baseline_of(mode, baselines).filter(|_| own_server);
+            LoadResult {
+                mode: mode.name().into(),
+                concurrency: clients,
+                requests: lat.len() + errors,
+                errors,
+                seconds: secs,
+                qps: lat.len() as f64 / secs.max(1e-9),
+                overhead_ratio: baseline_ms.map(|b| latency.p50_ms / b.max(1e-9)),
+                baseline_ms,
+                latency,
+                server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
+                cpu_steal_pct,
+                samples_ms: lat,
+            }
+        }
+    };
+    let mut runs = Vec::new();
+    for &mode in &opts.modes {
+        runs.push(load(mode, opts.concurrency).await);
+    }
+    let mut sweep = Vec::new();
+    for &clients in &opts.sweep {
+        sweep.push(load(Target::Query(Mode::Hybrid), clients.max(1)).await);
     }
     let noisy = if opts.noisy_seconds > 0.0 && !prepared.keys.is_empty() {
         Some(noisy_neighbour(&url, &prepared, &queries, &corpus, &opts).await?)
@@ -1167,6 +1190,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         cold_first_query: Latency::of(cold),
         warm_query: Latency::of(warm),
         runs,
+        sweep,
         noisy,
         ingest_load,
         promotion,
@@ -1804,6 +1828,15 @@ impl BenchReport {
                 r.cpu_steal_pct.map_or("n/a".into(), |v| format!("{v:.0}%")),
             );
         }
+        if !self.sweep.is_empty() {
+            s += "hybrid against concurrency:\n| clients | requests | errors |     QPS |  p50 ms |  p99 ms |\n|--------:|---------:|-------:|--------:|--------:|--------:|\n";
+            for r in &self.sweep {
+                s += &format!(
+                    "| {:>7} | {:>8} | {:>6} | {:>7.1} | {:>7.2} | {:>7.2} |\n",
+                    r.concurrency, r.requests, r.errors, r.qps, r.latency.p50_ms, r.latency.p99_ms
+                );
+            }
+        }
         s += &format!(
             "baselines (in-process p50): query embedding {:.2} ms, dense search {}, BM25 search {}\n",
             b.embed_query_ms,
@@ -2175,6 +2208,7 @@ pub async fn nodes_scaling(
         let latency = Latency::of(lat.clone());
         let hybrid = LoadResult {
             mode: mode.name().into(),
+            concurrency: opts.concurrency,
             requests: lat.len() + errors,
             errors,
             seconds: secs,

@@ -187,6 +187,10 @@ enum Command {
         /// Client counts for --backend, comma-separated.
         #[arg(long, default_value = "1,8")]
         clients: String,
+        /// Client counts (comma-separated, e.g. `1,2,4,8,16`): after the mode runs, hybrid at
+        /// each, for QPS and latency against concurrency.
+        #[arg(long)]
+        sweep: Option<String>,
         /// Node counts, comma-separated (e.g. `1,2,3`): on a shared deployment
         /// (`catalog.backend = "postgres"`, `storage.backend = "qdrant"`), start that many
         /// `tenantry serve` processes and measure hybrid queries and ingestion spread over them.
@@ -815,6 +819,7 @@ async fn run() -> anyhow::Result<()> {
             report: html,
             backend,
             clients,
+            sweep,
             nodes,
         } => {
             let mut config = config;
@@ -845,6 +850,14 @@ async fn run() -> anyhow::Result<()> {
                 server_args: server_args(&cli.flags),
                 noisy_seconds,
                 promote: false,
+                sweep: match sweep {
+                    None => vec![],
+                    Some(s) => s
+                        .split(',')
+                        .map(|c| c.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .context("--sweep: comma-separated numbers")?,
+                },
             };
             if let Some(nodes) = nodes {
                 let levels: Vec<usize> = nodes

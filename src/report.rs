@@ -176,6 +176,71 @@ pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
     s + "</svg></figure>\n"
 }
 
+/// Lines through points (x, y), one per series, from 0 to the largest x and y. Each line
+/// carries its points in `data-points` (`x:y` pairs), so a test can read the chart back.
+pub fn xy_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    const COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
+    let (left, top, w, h) = (60.0, 24.0, 520.0, 220.0);
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let xmax = all().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
+    let ymax = all().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let mut s = svg_open(title, left + w + 170.0, top + h + 34.0);
+    s += &format!(
+        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+         <text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0</text>\
+         <text x=\"{right}\" y=\"{lx}\" font-size=\"11\" text-anchor=\"end\">{xmax} {xl}</text>\
+         <text x=\"{yx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{ymax:.1}</text>\
+         <text x=\"{yx}\" y=\"{bottom}\" font-size=\"11\" text-anchor=\"end\">0</text>\
+         <text x=\"{yx}\" y=\"{mid}\" font-size=\"11\" text-anchor=\"end\">{yl}</text>\n",
+        bottom = top + h,
+        right = left + w,
+        lx = top + h + 16.0,
+        ty = top + 8.0,
+        yx = left - 4.0,
+        mid = top + h / 2.0,
+        xl = escape(x_label),
+        yl = escape(y_label),
+    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let at = |(x, y): (f64, f64)| (left + w * x / xmax, top + h - h * y / ymax);
+        let line: Vec<String> = points
+            .iter()
+            .map(|p| {
+                let (x, y) = at(*p);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let data: Vec<String> = points.iter().map(|(x, y)| format!("{x}:{y:.3}")).collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-points=\"{}\"><title>{n}</title></polyline>\
+             <text x=\"{lx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{n}</text>\n",
+            line.join(" "),
+            data.join(" "),
+            n = escape(name),
+            lx = left + w + 10.0,
+            ly = top + 14.0 + 16.0 * i as f64,
+        );
+        for p in points {
+            let (x, y) = at(*p);
+            s += &format!(
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"><title>{n}: {:.2} at {}</title></circle>",
+                p.1,
+                p.0,
+                n = escape(name)
+            );
+        }
+        s += "\n";
+    }
+    s + "</svg></figure>\n"
+}
+
 /// `tenantry bench --report`: the load table, latency distributions per mode, QPS per mode, and
 /// the noisy-neighbour and ingestion-load phases.
 pub fn bench_html(r: &BenchReport) -> String {
@@ -216,6 +281,57 @@ pub fn bench_html(r: &BenchReport) -> String {
     );
     let qps: Vec<(String, f64)> = r.runs.iter().map(|x| (x.mode.clone(), x.qps)).collect();
     body += &bar_chart(&format!("QPS at {} clients", r.concurrency), &qps, None);
+    if !r.sweep.is_empty() {
+        body += "<h2>Hybrid against concurrency</h2>\n";
+        let rows: Vec<Vec<String>> = r
+            .sweep
+            .iter()
+            .map(|x| {
+                vec![
+                    x.concurrency.to_string(),
+                    x.requests.to_string(),
+                    x.errors.to_string(),
+                    format!("{:.1}", x.qps),
+                    format!("{:.2}", x.latency.p50_ms),
+                    format!("{:.2}", x.latency.p99_ms),
+                ]
+            })
+            .collect();
+        body += &table(
+            &["clients", "requests", "errors", "QPS", "p50 ms", "p99 ms"],
+            &rows,
+        );
+        let line = |f: fn(&crate::bench::LoadResult) -> f64| -> Vec<(f64, f64)> {
+            r.sweep
+                .iter()
+                .map(|x| (x.concurrency as f64, f(x)))
+                .collect()
+        };
+        body += &xy_chart(
+            "Hybrid QPS against clients",
+            "clients",
+            "QPS",
+            &[("QPS".to_string(), line(|x| x.qps))],
+        );
+        body += &xy_chart(
+            "Hybrid latency against clients",
+            "clients",
+            "ms",
+            &[
+                ("p50".to_string(), line(|x| x.latency.p50_ms)),
+                ("p99".to_string(), line(|x| x.latency.p99_ms)),
+            ],
+        );
+        let series: Vec<(String, Vec<f64>)> = r
+            .sweep
+            .iter()
+            .map(|x| (format!("{} clients", x.concurrency), x.samples_ms.clone()))
+            .collect();
+        body += &cdf_chart(
+            "Hybrid latency distribution per client count (CDF)",
+            &series,
+        );
+    }
     if let Some(n) = &r.noisy {
         let phases = [
             ("alone", &n.quiet_alone),

@@ -168,6 +168,8 @@ fn bench(data: &std::path::Path, json: &std::path::Path) -> serde_json::Value {
             "1",
             "--noisy-seconds",
             "1",
+            "--sweep",
+            "1,2",
             "--json",
             json.to_str().unwrap(),
             "--report",
@@ -261,8 +263,23 @@ fn bench_runs_small_and_reuses_its_data() {
     // The HTML report holds its charts with their data: a latency CDF line per mode drawn from
     // every answered request, QPS per mode, the noisy-neighbour phases, the ingestion-load rows.
     let page = std::fs::read_to_string(json.with_extension("html")).unwrap();
-    assert_eq!(page.matches("<polyline").count(), 4, "{page}");
-    for r in runs {
+    // CDF lines: 4 modes, then 2 client counts; QPS and p50/p99 against clients: 3 lines.
+    assert_eq!(page.matches("<polyline").count(), 4 + 3 + 2, "{page}");
+    let sweep = first["sweep"].as_array().unwrap();
+    let clients: Vec<u64> = sweep
+        .iter()
+        .map(|r| r["concurrency"].as_u64().unwrap())
+        .collect();
+    assert_eq!(clients, [1, 2]);
+    let qps_points: Vec<String> = sweep
+        .iter()
+        .map(|r| format!("{}:{:.3}", r["concurrency"], r["qps"].as_f64().unwrap()))
+        .collect();
+    assert!(
+        page.contains(&format!("data-points=\"{}\"", qps_points.join(" "))),
+        "no QPS line through {qps_points:?}"
+    );
+    for r in runs.iter().chain(sweep) {
         let answered = r["requests"].as_u64().unwrap() - r["errors"].as_u64().unwrap();
         assert!(
             page.contains(&format!("data-samples=\"{answered}\"")),
