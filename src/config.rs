@@ -93,6 +93,9 @@ pub struct LimitsConfig {
 pub struct ConsoleConfig {
     /// Serve the web console at `/console`.
     pub enabled: bool,
+    /// Where the operator's console finds bench and eval reports (`*.html` written by
+    /// `--report`); empty: `<data_dir>/reports`.
+    pub reports_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -317,6 +317,50 @@ pub(crate) async fn stats(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/reports", responses((status = 200, body = ReportList)))]
+pub(crate) async fn reports(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+) -> Result<Json<ReportList>, ApiError> {
+    let reports = engine.reports().await?;
+    Ok(Json(ReportList {
+        reports: reports
+            .into_iter()
+            .map(|(name, bytes, modified_at)| ReportDto {
+                name,
+                bytes,
+                modified_at,
+            })
+            .collect(),
+    }))
+}
+
+/// A report is our own generated HTML, but it is served as if it were hostile: a sandbox
+/// without scripts, nothing loaded from anywhere, never framed by another origin.
+const REPORT_CSP: &str =
+    "sandbox; default-src 'none'; img-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
+
+#[utoipa::path(get, path = "/v1/reports/{name}", params(("name" = String, Path)),
+    responses((status = 200, description = "the report page", content_type = "text/html"),
+        (status = 404, body = ErrorResponse)))]
+pub(crate) async fn report(
+    _: Admin,
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let body = engine.report(&name).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, REPORT_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(_: Admin, State(engine): State<Arc<Engine>>) -> Response {

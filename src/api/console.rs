@@ -8,10 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-/// Scripts and styles from this origin only, no inline script or style, no framing, nothing
-/// fetched from elsewhere; `connect-src 'self'` keeps the key on this server.
+/// Scripts and styles from this origin only, no inline script or style, nothing fetched from
+/// elsewhere; `connect-src 'self'` keeps the key on this server. The console frames nothing but
+/// the reports it fetched itself (`blob:`, in a sandbox without scripts), and is never framed.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; frame-src blob:; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
 
 const ASSETS: &[(&str, &str, &str)] = &[
     (

@@ -468,6 +468,21 @@ pub struct StatsResponse {
     pub tenants: Vec<TenantStatsDto>,
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReportDto {
+    /// The file name in `console.reports_dir`.
+    pub name: String,
+    pub bytes: u64,
+    /// Unix seconds.
+    pub modified_at: i64,
+}
+
+/// Bench and eval reports (`--report FILE.html`) in `console.reports_dir`, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReportList {
+    pub reports: Vec<ReportDto>,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ThreadListParams {

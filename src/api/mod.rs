@@ -157,6 +157,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/queue", get(admin::queue))
         .route("/v1/stats", get(admin::stats))
+        .route("/v1/reports", get(admin::reports))
+        .route("/v1/reports/{name}", get(admin::report))
         .route("/v1/threads", get(answer::list_threads))
         .route("/v1/query", post(query))
         .route("/v1/answer", post(answer::answer))
@@ -189,6 +191,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
           admin::revoke_key, admin::rotate_key, admin::get_limits, admin::put_limits, admin::own_usage,
           admin::tenant_usage, admin::metrics, whoami, admin::export, submit_document,
           list_documents, get_document, delete_document, list_jobs, get_job, admin::queue, admin::stats,
+          admin::reports, admin::report,
           query, answer::answer, answer::list_threads, answer::get_thread,
           answer::delete_thread, answer::get_config, answer::put_config),
     components(schemas(ErrorResponse, ErrorBody, CreateTenantRequest, CreatedKeyResponse, TenantDto, TenantList,
@@ -198,7 +201,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
         KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse,
         AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest, WhoAmIResponse, JobList, QueueJobDto,
-        QueueResponse, MinuteDto, TenantStatsDto, StatsResponse, ThreadSummaryDto, ThreadList)),
+        QueueResponse, MinuteDto, TenantStatsDto, StatsResponse, ThreadSummaryDto, ThreadList, ReportDto, ReportList)),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]

@@ -51,6 +51,18 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// an upload): the latency with which another node's upload starts here.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// Reports larger than this are not served to the console (the server reads one whole).
+const MAX_REPORT_BYTES: u64 = 32 << 20;
+
+fn report_name_ok(name: &str) -> bool {
+    name.len() <= 200
+        && name.ends_with(".html")
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 pub struct Engine {
     pub(crate) config: Config,
     pub(crate) catalog: Arc<dyn Catalog>,
@@ -590,6 +602,69 @@ impl Engine {
     }
 
     /// Prometheus text for `/metrics`.
+    /// The folder of bench and eval reports the operator's console shows.
+    pub fn reports_dir(&self) -> PathBuf {
+        match self.config.console.reports_dir.as_str() {
+            "" => self.config.data_dir.join("reports"),
+            dir => PathBuf::from(dir),
+        }
+    }
+
+    /// The reports (`*.html` directly in the reports folder), newest first: name, bytes and
+    /// modification time (Unix seconds). No folder: none.
+    pub async fn reports(&self) -> Result<Vec<(String, u64, i64)>> {
+        let dir = self.reports_dir();
+        blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = vec![];
+            for e in entries {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let meta = e.metadata()?;
+                if !meta.is_file() || !report_name_ok(&name) {
+                    continue;
+                }
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64);
+                out.push((name, meta.len(), modified));
+            }
+            out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One report's bytes, by a name `reports` lists (nothing outside the folder is
+    /// reachable: the name is one plain file name ending in `.html`, and a symlink is refused).
+    pub async fn report(&self, name: &str) -> Result<Vec<u8>> {
+        if !report_name_ok(name) {
+            return Err(UserError::NotFound("report").into());
+        }
+        let path = self.reports_dir().join(name);
+        blocking(move || {
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => return Err(UserError::NotFound("report").into()),
+            };
+            if meta.len() > MAX_REPORT_BYTES {
+                return Err(UserError::Invalid(format!(
+                    "the report is {} bytes; the console shows reports up to {MAX_REPORT_BYTES}",
+                    meta.len()
+                ))
+                .into());
+            }
+            Ok(std::fs::read(&path)?)
+        })
+        .await
+    }
+
     /// Each tenant's last minutes on this node (see `Metrics::recent`).
     pub fn recent_stats(
         &self,

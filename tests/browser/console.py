@@ -218,18 +218,29 @@ def main():
         c.find('g[data-series="p50"]')
         c.shot("14-operator-tenant")
 
+        # The last report, shown in a sandboxed frame with its chart and data.
+        c.go("reports")
+        c.find('#reports tr[data-report="eval-sample.html"]')
+        frame = c.find("#report-frame")
+        c.check(frame.get_attribute("sandbox") == "", f"the report frame's sandbox: {frame.get_attribute('sandbox')!r}")
+        c.d.switch_to.frame(frame)
+        values = sorted(float(b.get_attribute("data-value")) for b in c.d.find_elements(By.CSS_SELECTOR, "svg rect[data-value]"))
+        c.d.switch_to.default_content()
+        c.check(values == [0.86, 0.87], f"the report's bars: {values}")
+        c.shot("15-operator-report")
+
         # Phone width: the pages reflow instead of scrolling sideways (wide tables scroll in
         # their own box).
         c.d.set_window_size(390, 844)
         c.go("activity")
         c.find('#activity tr[data-tenant="alpha"]')
         no_sideways_scroll(c, "the activity page")
-        c.shot("15-phone-activity")
+        c.shot("16-phone-activity")
         c.sign_out()
         c.sign_in(alpha)
         c.find('tr[data-doc="xss"]')
         no_sideways_scroll(c, "the documents page")
-        c.shot("16-phone-documents")
+        c.shot("17-phone-documents")
         c.go("answer")
         c.find("#question")
         no_sideways_scroll(c, "the answer page")

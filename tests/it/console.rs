@@ -100,6 +100,51 @@ async fn whoami_says_whose_credential_it_is() {
 /// refusal, signs in as a second tenant and sees none of the first's data, signs in as the
 /// operator and sees both tenants' usage; a document titled `<img src=x onerror=alert(1)>`
 /// renders as text. Screenshots of every page go to target/console-screenshots.
+/// Reports are the operator's, served from the reports folder only, under a sandbox policy.
+#[tokio::test]
+async fn reports_are_the_operators_and_nothing_outside_their_folder() {
+    let app = app().await;
+    let a = app.tenant("a").await;
+    let dir = app.dir.path().join("reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bench.html"), "<!doctype html><p>bench</p>").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a report").unwrap();
+    let outside = app.dir.path().join("secret.html");
+    std::fs::write(&outside, "<p>outside</p>").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link.html")).unwrap();
+
+    let r = app.call("GET", "/v1/reports", ADMIN, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let names: Vec<&str> = r.body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bench.html"], "only plain *.html files are listed");
+    let r = app.call("GET", "/v1/reports/bench.html", ADMIN, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "<!doctype html><p>bench</p>");
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("sandbox;") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    for path in [
+        "/v1/reports/link.html",
+        "/v1/reports/notes.txt",
+        "/v1/reports/..%2Fsecret.html",
+        "/v1/reports/.hidden.html",
+    ] {
+        let r = app.call("GET", path, ADMIN, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {:?}", r.body);
+    }
+    for path in ["/v1/reports", "/v1/reports/bench.html"] {
+        let r = app.call("GET", path, &a, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
 /// The operator's latency and error history comes from the server's own request metrics, per
 /// tenant and minute.
 #[tokio::test]
@@ -167,6 +212,19 @@ fn the_console_in_a_real_browser() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
+    // A report in the server's reports folder, as `--report` writes them, for the operator.
+    let reports = dir.path().join("data/reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let chart = tenantry::report::bar_chart(
+        "nDCG@10 by mode",
+        &[("dense".into(), 0.86), ("hybrid".into(), 0.87)],
+        Some(1.0),
+    );
+    std::fs::write(
+        reports.join("eval-sample.html"),
+        tenantry::report::page("Retrieval quality: sample", &chart),
+    )
+    .unwrap();
     let server = Server::start(&dir.path().join("data"));
     let shots = root().join("target/console-screenshots");
     let out = std::process::Command::new(python)
@@ -193,7 +251,8 @@ fn the_console_in_a_real_browser() {
         "12-operator-activity",
         "13-operator-queue",
         "14-operator-tenant",
-        "15-phone-activity",
+        "15-operator-report",
+        "16-phone-activity",
     ] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}");
     }

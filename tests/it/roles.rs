@@ -192,6 +192,7 @@ fn endpoints() -> Vec<Endpoint> {
         ep("GET", "/metrics", None, Fresh::No, Admin),
         ep("GET", "/v1/queue", None, Fresh::No, Admin),
         ep("GET", "/v1/stats", None, Fresh::No, Admin),
+        ep("GET", "/v1/reports", None, Fresh::No, Admin),
         ep(
             "GET",
             "/v1/jobs",

@@ -4,7 +4,7 @@
 "use strict";
 
 const KEY = "tenantry.key";
-const state = { who: null };
+const state = { who: null, blobs: [] };
 
 // ---------- DOM helpers ----------
 function el(tag, attrs, ...children) {
@@ -169,7 +169,7 @@ const TENANT_PAGES = [
   ["usage", "Usage", "tenant_admin"],
   ["keys", "Keys", "tenant_admin"],
 ];
-const ADMIN_PAGES = [["tenants", "Tenants", null], ["activity", "Latency & errors", null], ["queue", "Ingestion queue", null]];
+const ADMIN_PAGES = [["tenants", "Tenants", null], ["activity", "Latency & errors", null], ["queue", "Ingestion queue", null], ["reports", "Reports", null]];
 const RANK = { reader: 0, writer: 1, tenant_admin: 2 };
 
 function pagesFor(who) {
@@ -715,14 +715,43 @@ async function tenantPage(id) {
     el("h2", { text: "Last 30 days" }), usageCharts(u));
 }
 
+// A report is fetched with the key, then shown from a blob: URL in a sandbox without scripts
+// (reports have none; the sandbox makes sure). The URL is revoked when the page changes.
+async function reportsPage(name) {
+  show(el("h1", { text: "Reports" }), el("p", { class: "muted", text: "Loading…" }));
+  let list;
+  try { list = (await api("GET", "/v1/reports")).reports; } catch (e) { return show(el("h1", { text: "Reports" }), errorBox(e)); }
+  if (!list.length) {
+    return show(el("h1", { text: "Reports" }), el("p", { class: "empty", text: "No reports yet. `tenantry bench --report FILE.html` and `tenantry eval --report FILE.html` write them; put them in the server's reports folder (console.reports_dir, by default <data dir>/reports). `make demo` leaves one there." }));
+  }
+  const current = name ? decodeURIComponent(name) : list[0].name;
+  let url;
+  try {
+    const r = await api("GET", `/v1/reports/${encodeURIComponent(current)}`, undefined, { raw: true });
+    if (!r.ok) { const j = await r.json().catch(() => ({})); throw new ApiError(r.status, (j.error || {}).code, (j.error || {}).message || r.statusText); }
+    url = URL.createObjectURL(new Blob([await r.text()], { type: "text/html" }));
+    state.blobs.push(url);
+  } catch (e) { return show(el("h1", { text: "Reports" }), errorBox(e)); }
+  show(el("h1", { text: "Reports" }),
+    el("div", { class: "table-wrap" }, el("table", { id: "reports" },
+      el("thead", {}, el("tr", {}, ["Report", "Written", "Size"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, list.map((r) => el("tr", { "data-report": r.name },
+        el("td", {}, el("a", { href: `#/reports/${encodeURIComponent(r.name)}`, "aria-current": r.name === current ? "page" : false, text: r.name })),
+        el("td", { title: when(r.modified_at), text: ago(r.modified_at) }),
+        el("td", { text: bytes(r.bytes) })))))),
+    el("div", { class: "row" }, el("h2", { text: current }), el("a", { href: url, download: current, class: "button", text: "Download" })),
+    el("iframe", { sandbox: true, src: url, title: `Report ${current}`, class: "report", id: "report-frame" }));
+}
+
 // ---------- router ----------
 const ROUTES = {
   signin: signInPage, documents: documentsPage, upload: uploadPage, jobs: jobsPage, search: searchPage,
   answer: answerPage, threads: threadsPage, usage: () => usagePage(), keys: keysPage, tenants: tenantsPage,
-  tenant: tenantPage, activity: activityPage, queue: queuePage,
+  tenant: tenantPage, activity: activityPage, queue: queuePage, reports: reportsPage,
 };
 
 async function route() {
+  for (const u of state.blobs.splice(0)) URL.revokeObjectURL(u);
   if (!state.who && sessionStorage.getItem(KEY)) {
     try { state.who = await api("GET", "/v1/whoami"); } catch (_) { sessionStorage.removeItem(KEY); }
   }
