@@ -27,7 +27,7 @@ openapi:
 	$(CARGO) run --release --locked -q -- openapi > schemas/openapi.json
 
 clean-data:
-	rm -rf .tenantry/data .tenantry/demo
+	rm -rf .tenantry/data .tenantry/demo .tenantry/demo-bench
 
 # A real local LLM (OpenAI-compatible, 127.0.0.1:8088) for the end-to-end answer test. The server
 # wheel is built once per machine (~10-18 min) and cached in ~/.cache/tenantry/llm.

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Tenantry demo: start the server, create two tenants, ingest real documents through the HTTP
-API, ask questions per tenant and print ranked, cited results. Standard library only."""
+API, ask questions per tenant and print ranked, cited results; then write a bench report with
+latency pictures where the console finds it, and print the console's address. Standard library
+only."""
 import json, os, secrets, signal, socket, statistics, subprocess, sys, time, urllib.error, urllib.request, uuid
 from pathlib import Path
 
@@ -8,6 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / ".tenantry" / "docs"
 DATA = ROOT / ".tenantry" / "demo"
 BIN = ROOT / "target" / "release" / "tenantry"
+# The bench keeps its own data (reused by the next demo); its report goes where the console
+# looks: <data dir>/reports.
+BENCH_DATA = ROOT / ".tenantry" / "demo-bench"
+REPORT = DATA / "reports" / "bench.html"
 
 def free_port():
     with socket.socket() as s:
@@ -127,6 +133,22 @@ def answer_latency(key, questions, rounds=3):
             samples.append((time.perf_counter() - t) * 1000)
     return statistics.median(samples)
 
+def bench_report():
+    """A short `tenantry bench` (its own server and data), written as a report with pictures:
+    latency distributions per mode, QPS and latency against 1-8 clients."""
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\nbench: 2 tenants, hybrid/dense/bm25 at 4 clients, hybrid at 1, 2, 4 and 8 clients (about a minute)")
+    t0 = time.perf_counter()
+    out = subprocess.run([str(BIN), "--data-dir", str(BENCH_DATA), "bench", "--tenants", "2",
+                          "--chunks-per-tenant", "100", "--duration", "3", "--modes", "hybrid,dense,bm25",
+                          "--noisy-seconds", "0", "--ingest-docs", "1", "--cold-tenants", "2",
+                          "--sweep", "1,2,4,8", "--report", str(REPORT)],
+                         cwd=ROOT, env=dict(os.environ, TENANTRY_LOG="error"), capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench failed:\n{out.stdout}{out.stderr}")
+    print("\n".join("  " + l for l in out.stdout.splitlines() if l.startswith("|") or "against" in l))
+    print(f"  ({time.perf_counter() - t0:.0f} s; report: {REPORT.relative_to(ROOT)})")
+
 TENANTS = {
     "debian": {
         "files": [DOCS / "debian-faq" / "debian-faq.en.pdf"],
@@ -192,6 +214,22 @@ def main():
             row = {m: latency(keys[tenant], spec["questions"], m) for m in ("hybrid", "dense", "bm25")}
             row["answer"] = answer_latency(keys[tenant], spec["questions"])
             print(f"  {tenant:8} " + "  ".join(f"{m} {v:6.1f}" for m, v in row.items()))
+        bench_report()
+        print(f"\nweb console: {BASE}/console")
+        print(f"  operator (admin key):  {ADMIN}")
+        for tenant in TENANTS:
+            print(f"  tenant {tenant + ':':14} {keys[tenant]}")
+        print(f"  the bench report is on its Reports page (and in {REPORT.relative_to(ROOT)})")
+        if sys.stdin.isatty():
+            try:
+                input("press Enter to stop the server\n")
+            except (EOFError, KeyboardInterrupt):
+                pass
+        else:
+            # Not at a terminal (CI, a pipe): stop now, and say how to serve the same data again.
+            print("  not a terminal, so the server stops now; to serve this data again:\n"
+                  f"  TENANTRY_ADMIN_KEY={ADMIN} {BIN.relative_to(ROOT)} --data-dir {DATA.relative_to(ROOT)} "
+                  f"serve --listen 127.0.0.1:{PORT}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
