@@ -468,6 +468,43 @@ pub struct StatsResponse {
     pub tenants: Vec<TenantStatsDto>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChunkPageParams {
+    /// The first chunk (0-based ordinal in reading order), default 0.
+    pub offset: Option<usize>,
+    /// 1..=1000, default 200.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentChunkDto {
+    pub chunk_id: String,
+    /// Position in the document's reading order (0-based).
+    pub ordinal: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heading_path: Vec<String>,
+    pub text: String,
+}
+
+/// A page of a document's live version, chunk by chunk in reading order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentChunks {
+    pub document_id: String,
+    pub title: String,
+    pub content_type: String,
+    /// The live version the chunks belong to (absent: none is live).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Chunks of the version in all.
+    pub total: usize,
+    pub offset: usize,
+    pub chunks: Vec<DocumentChunkDto>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReportDto {
     /// The file name in `console.reports_dir`.

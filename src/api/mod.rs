@@ -153,6 +153,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/documents/{id}",
             get(get_document).delete(delete_document),
         )
+        .route("/v1/documents/{id}/chunks", get(document_chunks))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/queue", get(admin::queue))
@@ -190,7 +191,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     paths(healthz, readyz, create_tenant, list_tenants, delete_tenant, admin::create_key, admin::list_keys,
           admin::revoke_key, admin::rotate_key, admin::get_limits, admin::put_limits, admin::own_usage,
           admin::tenant_usage, admin::metrics, whoami, admin::export, submit_document,
-          list_documents, get_document, delete_document, list_jobs, get_job, admin::queue, admin::stats,
+          list_documents, get_document, delete_document, document_chunks, list_jobs, get_job, admin::queue, admin::stats,
           admin::reports, admin::report,
           query, answer::answer, answer::list_threads, answer::get_thread,
           answer::delete_thread, answer::get_config, answer::put_config),
@@ -201,7 +202,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         OpenAiConfigRequest, TenantConfigRequest, OpenAiConfigDto, TenantConfigResponse, RoleDto, CreateKeyRequest,
         KeyDto, KeyList, LimitsDto, StoredDto, LimitsResponse, UsageDayDto, UsageResponse,
         AnswerStreamEvent, AnswerEventKind, MultipartDocumentRequest, WhoAmIResponse, JobList, QueueJobDto,
-        QueueResponse, MinuteDto, TenantStatsDto, StatsResponse, ThreadSummaryDto, ThreadList, ReportDto, ReportList)),
+        QueueResponse, MinuteDto, TenantStatsDto, StatsResponse, ThreadSummaryDto, ThreadList, ReportDto, ReportList, DocumentChunkDto, DocumentChunks)),
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = []))
 )]
@@ -629,6 +630,42 @@ async fn delete_document(
 ) -> Result<StatusCode, ApiError> {
     engine.delete_document(&ctx, &doc_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/documents/{id}/chunks", params(("id" = String, Path), ChunkPageParams),
+    responses((status = 200, body = DocumentChunks), (status = 404, body = ErrorResponse)))]
+async fn document_chunks(
+    Reader(ctx): Reader,
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<ChunkPageParams>,
+) -> Result<Json<DocumentChunks>, ApiError> {
+    let limit = p.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 1000"));
+    }
+    let offset = p.offset.unwrap_or(0);
+    let (doc, total, chunks) = engine
+        .document_chunks(&ctx, &doc_path(&id)?, offset, limit)
+        .await?;
+    Ok(Json(DocumentChunks {
+        document_id: doc.id.to_string(),
+        title: doc.title,
+        content_type: doc.content_type,
+        version: doc.live_version,
+        total,
+        offset,
+        chunks: chunks
+            .into_iter()
+            .map(|c| DocumentChunkDto {
+                chunk_id: c.chunk_id(),
+                ordinal: c.ordinal,
+                page: c.page,
+                heading_path: c.heading_path,
+                text: c.text,
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/jobs", params(JobListParams),

@@ -215,6 +215,37 @@ impl Engine {
         .await
     }
 
+    /// Chunks `offset..offset + limit` of the document's live version in reading order, and how
+    /// many it has. A document without a live version has none.
+    pub async fn document_chunks(
+        self: &Arc<Self>,
+        ctx: &TenantCtx,
+        id: &DocId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(DocumentRecord, usize, Vec<StoredChunk>)> {
+        let (me, ctx, id) = (self.clone(), ctx.clone(), id.clone());
+        blocking(move || {
+            let doc = me
+                .catalog
+                .document(ctx.tenant(), &id)?
+                .ok_or(UserError::NotFound("document"))?;
+            let Some(version) = doc.live_version else {
+                return Ok((doc, 0, vec![]));
+            };
+            let chunks = me.vectors.chunks(&ctx, &id, version)?;
+            let total = chunks.len();
+            let page = chunks
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(c, _)| c)
+                .collect();
+            Ok((doc, total, page))
+        })
+        .await
+    }
+
     /// The tenant's jobs, newest first.
     pub async fn jobs(
         self: &Arc<Self>,

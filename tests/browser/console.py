@@ -139,6 +139,18 @@ def main():
         c.check(not c.d.find_elements(By.CSS_SELECTOR, "main img"), "a snippet created an <img>")
         hit.find_element(By.CSS_SELECTOR, "summary").click()
         c.shot("05-search")
+        # The hit opens its document at the chunk, in reading order, the chunk marked.
+        hit.find_element(By.CSS_SELECTOR, "a.open-doc").click()
+        c.text_in(".doc .chunk.target", "quokka ledger")
+        c.shot("05b-document-at-chunk")
+        c.go("search")
+        c.find("#q").send_keys("Vatnajokull glacier outburst floods")
+        c.d.find_element(By.ID, "search").click()
+        link = c.find('#results .hit a.open-doc')
+        c.check("page" in link.text, f"a PDF hit's link says {link.text!r}")
+        link.click()
+        c.find(".doc .page-mark")
+        c.find(".doc .chunk.target")
 
         c.go("answer")
         c.find("#question").send_keys("How do I check that the install is healthy?")

@@ -123,6 +123,21 @@ async fn suite(app: &TestApp) {
         .map(|(t, d)| (t.to_string(), d.to_string()))
     );
     assert_eq!(r.body["unfinished"], json!([]));
+    // A document's chunks in reading order; another tenant's document does not exist.
+    let r = app
+        .call("GET", "/v1/documents/ferry/chunks", &a, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["total"], 1, "{:?}", r.body);
+    assert_eq!(r.body["chunks"][0]["ordinal"], 0);
+    assert!(r.body["chunks"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("morning ferry"));
+    let r = app
+        .call("GET", "/v1/documents/ferry/chunks", &b, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
     let r = app.call("DELETE", "/v1/documents/b-first", &b, None).await;
     assert!(r.status.is_success(), "{:?}", r.body);
 

@@ -141,6 +141,13 @@ fn endpoints() -> Vec<Endpoint> {
             role(Role::Reader, true),
         ),
         ep(
+            "GET",
+            "/v1/documents/doc-a/chunks",
+            None,
+            Fresh::No,
+            role(Role::Reader, true),
+        ),
+        ep(
             "DELETE",
             "/v1/documents/{fresh}",
             None,

@@ -207,7 +207,7 @@ async function documentsPage() {
   const table = el("table", {},
     el("thead", {}, el("tr", {}, ["Title", "Id", "Status", "Version", "Chunks", "Size", "Updated", ""].map((h) => el("th", { scope: "col", text: h })))),
     el("tbody", {}, rows.map((d) => el("tr", { "data-doc": d.id },
-      el("td", { class: "title", text: d.title }),
+      el("td", { class: "title" }, d.version ? el("a", { href: `#/doc/${encodeURIComponent(d.id)}`, text: d.title }) : el("span", { text: d.title })),
       el("td", { text: d.id }),
       el("td", { class: d.status === "failed" ? "error" : "", text: d.status }),
       el("td", { text: d.version ?? "" }),
@@ -331,13 +331,50 @@ function searchPage() {
             el("span", { text: `dense rank ${h.dense_rank ?? "–"}` }),
             el("span", { text: `BM25 rank ${h.bm25_rank ?? "–"}` })),
           el("p", { class: "snippet" }, snippetNodes(h.snippet)),
-          el("details", {}, el("summary", { text: "Open the chunk" }), el("p", { class: "snippet", text: h.text })))));
+          el("details", {}, el("summary", { text: "Open the chunk" }), el("p", { class: "snippet", text: h.text })),
+          el("a", { class: "open-doc", href: `#/doc/${encodeURIComponent(h.document_id)}/${ordinalOf(h.chunk_id)}`, text: h.page ? `Open the document at page ${h.page}` : "Open the document at this chunk" }))));
     } catch (e) { out.replaceChildren(errorBox(e)); }
   } } },
     el("label", {}, "Query", q), el("label", {}, "Mode", mode), el("label", {}, "Fusion", fusion),
     el("label", {}, "Top k", topk), el("label", {}, "Documents", docs), el("button", { type: "submit", id: "search" }, "Search"));
   show(el("h1", { text: "Search" }), form, out);
   q.focus();
+}
+
+// A chunk id is `document#version-ordinal`.
+function ordinalOf(chunkId) {
+  const tail = String(chunkId).split("#").pop();
+  return Number(tail.split("-").pop()) || 0;
+}
+
+// A document's live version in reading order, a page of chunks at a time, with page and
+// heading marks; `at` (an ordinal) is highlighted and scrolled to.
+async function docPage(id, at) {
+  const docId = decodeURIComponent(id || "");
+  const target = Number(at) || 0;
+  const per = 200;
+  const offset = Math.floor(target / per) * per;
+  show(el("h1", { text: docId }), el("p", { class: "muted", text: "Loading…" }));
+  let r;
+  try { r = await api("GET", `/v1/documents/${encodeURIComponent(docId)}/chunks?offset=${offset}&limit=${per}`); }
+  catch (e) { return show(el("h1", { text: docId }), errorBox(e)); }
+  if (!r.total) return show(el("h1", { text: r.title }), el("p", { class: "empty", text: "This document has no live version (still ingesting, or its job failed: see Jobs)." }));
+  const nav = el("div", { class: "row" },
+    offset > 0 ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/${offset - per}`, text: "Earlier chunks" }) : null,
+    el("span", { class: "muted", text: `chunks ${offset + 1}-${offset + r.chunks.length} of ${r.total} · version ${r.version} · ${r.content_type}` }),
+    offset + per < r.total ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/${offset + per}`, text: "Later chunks" }) : null);
+  let page = null, heading = null, focus = null;
+  const body = [];
+  for (const c of r.chunks) {
+    if (c.page && c.page !== page) { page = c.page; body.push(el("h2", { class: "page-mark", id: `page-${page}`, text: `Page ${page}` })); }
+    const h = (c.heading_path || []).join(" › ");
+    if (h && h !== heading) { heading = h; body.push(el("p", { class: "muted heading-mark", text: h })); }
+    const p = el("p", { class: c.ordinal === target ? "chunk target" : "chunk", "data-ordinal": c.ordinal, id: `chunk-${c.ordinal}`, text: c.text });
+    if (c.ordinal === target) focus = p;
+    body.push(p);
+  }
+  show(el("h1", { text: r.title }), nav, el("article", { class: "doc" }, body));
+  if (focus && target > 0) focus.scrollIntoView({ block: "center" });
 }
 
 function answerPage(thread) {
@@ -748,6 +785,7 @@ const ROUTES = {
   signin: signInPage, documents: documentsPage, upload: uploadPage, jobs: jobsPage, search: searchPage,
   answer: answerPage, threads: threadsPage, usage: () => usagePage(), keys: keysPage, tenants: tenantsPage,
   tenant: tenantPage, activity: activityPage, queue: queuePage, reports: reportsPage,
+  doc: (id) => docPage(id, location.hash.split("/")[3]),
 };
 
 async function route() {
@@ -759,7 +797,8 @@ async function route() {
   renderChrome();
   if (!state.who) return signInPage();
   const allowed = pagesFor(state.who).map(([id]) => id);
-  const target = ROUTES[page] && (allowed.includes(page) || (page === "tenant" && state.who.kind === "admin")) ? page : allowed[0];
+  const hidden = state.who.kind === "admin" ? ["tenant"] : ["doc"];
+  const target = ROUTES[page] && (allowed.includes(page) || hidden.includes(page)) ? page : allowed[0];
   if (target !== page) { location.hash = `#/${target}`; return; }
   await ROUTES[target](arg);
 }
