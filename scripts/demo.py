@@ -215,21 +215,24 @@ def main():
             row["answer"] = answer_latency(keys[tenant], spec["questions"])
             print(f"  {tenant:8} " + "  ".join(f"{m} {v:6.1f}" for m, v in row.items()))
         bench_report()
+        lines = [f"operator (admin key):  {ADMIN}"] + [f"tenant {t + ':':14} {keys[t]}" for t in TENANTS]
+        key_file = DATA / "keys.txt"
+        key_file.write_text("\n".join(lines) + "\n")
+        key_file.chmod(0o600)
         print(f"\nweb console: {BASE}/console")
-        print(f"  operator (admin key):  {ADMIN}")
-        for tenant in TENANTS:
-            print(f"  tenant {tenant + ':':14} {keys[tenant]}")
         print(f"  the bench report is on its Reports page (and in {REPORT.relative_to(ROOT)})")
         if sys.stdin.isatty():
+            for line in lines:
+                print("  " + line)
             try:
                 input("press Enter to stop the server\n")
             except (EOFError, KeyboardInterrupt):
                 pass
         else:
-            # Not at a terminal (CI, a pipe): stop now, and say how to serve the same data again.
-            print("  not a terminal, so the server stops now; to serve this data again:\n"
-                  f"  TENANTRY_ADMIN_KEY={ADMIN} {BIN.relative_to(ROOT)} --data-dir {DATA.relative_to(ROOT)} "
-                  f"serve --listen 127.0.0.1:{PORT}")
+            # Not at a terminal (CI, a pipe): no keys in the log, and the server stops now.
+            print(f"  not a terminal, so the server stops now; the keys are in {key_file.relative_to(ROOT)}.\n"
+                  f"  To serve this data again: TENANTRY_ADMIN_KEY=<the admin key> {BIN.relative_to(ROOT)} "
+                  f"--data-dir {DATA.relative_to(ROOT)} serve --listen 127.0.0.1:{PORT}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

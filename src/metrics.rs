@@ -56,7 +56,8 @@ impl Histogram {
 }
 
 /// Fine latency buckets for the recent history: each bound 20% above the last, from 0.25 ms
-/// to about 70 s, so a quantile read from them is within 20% of the true one.
+/// to about 72 s, so a quantile read from them is within 20% of the true one (a quantile past
+/// 72 s reads as 72 s).
 const FINE_BUCKETS: usize = 70;
 const FINE_FIRST_SECS: f64 = 0.000_25;
 const FINE_GROWTH: f64 = 1.2;
@@ -123,9 +124,9 @@ pub struct MinuteStats {
     pub requests: u64,
     /// 4xx answers other than 429.
     pub client_errors: u64,
-    /// 429 and 503: the request was refused to protect the service, and may be retried.
+    /// 429: the tenant's rate limit or queue refused it; it may be retried.
     pub throttled: u64,
-    /// 5xx answers other than 503.
+    /// 5xx answers (503 included: draining, load shedding, storage not answering).
     pub server_errors: u64,
     /// `POST /v1/query` requests, and their latency quantiles (ms, bucket upper bounds).
     pub queries: u64,
@@ -211,7 +212,7 @@ impl Metrics {
             let slot = minute_slot(&mut st.recent, unix_minute(), &tenant);
             slot.requests += 1;
             match status {
-                429 | 503 => slot.throttled += 1,
+                429 => slot.throttled += 1,
                 400..=499 => slot.client_errors += 1,
                 500..=599 => slot.server_errors += 1,
                 _ => {}
@@ -427,7 +428,7 @@ mod tests {
             );
         }
         m.request("/v1/query", "POST", 429, Some(&a), Duration::from_millis(1));
-        m.request("/v1/query", "POST", 500, Some(&a), Duration::from_millis(1));
+        m.request("/v1/query", "POST", 503, Some(&a), Duration::from_millis(1));
         m.request(
             "/v1/documents",
             "GET",

@@ -185,8 +185,8 @@ pub async fn run(config: Config, pdfs: &[PathBuf]) -> Result<PagesReport> {
         }
         // The scratch directory goes next: nothing of this engine may still be writing.
         engine.begin_drain();
-        while engine.running_jobs() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if !engine.wait_idle(Duration::from_secs(600)).await {
+            tracing::warn!("a job still ran 10 minutes after the evaluation ended");
         }
         drop(engine);
         drop(scratch);

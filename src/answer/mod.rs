@@ -511,7 +511,6 @@ impl Engine {
         (out, stats)
     }
 
-    /// A tenant's thread, oldest turn first.
     /// The caller's own threads (a thread belongs to the key or token subject that began it).
     pub async fn threads(
         self: &Arc<Self>,
@@ -522,6 +521,7 @@ impl Engine {
         blocking(move || me.catalog.threads(c.tenant(), c.subject(), limit)).await
     }
 
+    /// A tenant's thread, oldest turn first.
     pub async fn thread(self: &Arc<Self>, ctx: &TenantCtx, id: ThreadId) -> Result<Thread> {
         let (me, c) = (self.clone(), ctx.clone());
         blocking(move || {

@@ -434,14 +434,15 @@ pub struct MinuteDto {
     pub requests: u64,
     /// 4xx answers other than 429.
     pub client_errors: u64,
-    /// 429 and 503 answers (refused to protect the service; retry after the header's delay).
+    /// 429 answers: the tenant's rate limit or queue refused the request (retry after the
+    /// header's delay).
     pub throttled: u64,
-    /// 5xx answers other than 503.
+    /// 5xx answers, 503 included (draining, load shedding, storage not answering).
     pub server_errors: u64,
     /// Answered `POST /v1/query` requests, and their latency quantiles in ms.
     pub queries: u64,
     /// Each quantile is the upper bound of its histogram bucket (buckets 20% apart), so it
-    /// is at most 20% above the exact value, never below.
+    /// is at most 20% above the exact value, never below (up to 72 s; beyond, it reads 72 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -640,10 +640,8 @@ async fn document_chunks(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<ChunkPageParams>,
 ) -> Result<Json<DocumentChunks>, ApiError> {
-    let limit = p.limit.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit must be between 1 and 1000"));
-    }
+    engine.admit(&ctx, Class::Query).await?;
+    let limit = page_limit(p.limit, 200)?;
     let offset = p.offset.unwrap_or(0);
     let (doc, total, chunks) = engine
         .document_chunks(&ctx, &doc_path(&id)?, offset, limit)
@@ -684,7 +682,11 @@ async fn list_jobs(
 
 /// A page size from `?limit=`: 1..=1000, default 100.
 pub(crate) fn list_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    let limit = limit.unwrap_or(100);
+    page_limit(limit, 100)
+}
+
+fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
     if !(1..=1000).contains(&limit) {
         return Err(invalid("limit must be between 1 and 1000"));
     }

@@ -233,13 +233,18 @@ impl Engine {
             let Some(version) = doc.live_version else {
                 return Ok((doc, 0, vec![]));
             };
-            let chunks = me.vectors.chunks(&ctx, &id, version)?;
-            let total = chunks.len();
-            let page = chunks
+            // Only the page's points are read, by their derived ids: the cost of a request is
+            // `limit` points, whatever the document's size.
+            let total = doc.chunk_count as usize;
+            let end = offset.saturating_add(limit).min(total);
+            let keys: Vec<crate::domain::ChunkKey> = (offset.min(end)..end)
+                .map(|o| (id.clone(), version, o as u32))
+                .collect();
+            let page = me
+                .vectors
+                .stored_chunks(&ctx, &keys)?
                 .into_iter()
-                .skip(offset)
-                .take(limit)
-                .map(|(c, _)| c)
+                .flatten()
                 .collect();
             Ok((doc, total, page))
         })

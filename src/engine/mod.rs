@@ -601,7 +601,6 @@ impl Engine {
         }
     }
 
-    /// Prometheus text for `/metrics`.
     /// The folder of bench and eval reports the operator's console shows.
     pub fn reports_dir(&self) -> PathBuf {
         match self.config.console.reports_dir.as_str() {
@@ -622,9 +621,10 @@ impl Engine {
             };
             let mut out = vec![];
             for e in entries {
-                let e = e?;
+                // An entry removed while the folder is read is simply not listed.
+                let Ok(e) = e else { continue };
                 let name = e.file_name().to_string_lossy().into_owned();
-                let meta = e.metadata()?;
+                let Ok(meta) = e.metadata() else { continue };
                 if !meta.is_file() || !report_name_ok(&name) {
                     continue;
                 }
@@ -649,18 +649,26 @@ impl Engine {
         }
         let path = self.reports_dir().join(name);
         blocking(move || {
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => m,
+            use std::io::Read as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // O_NOFOLLOW: a symlink fails to open, so what is checked is what is read.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            let file = match file {
+                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => f,
                 _ => return Err(UserError::NotFound("report").into()),
             };
-            if meta.len() > MAX_REPORT_BYTES {
+            let mut body = Vec::new();
+            file.take(MAX_REPORT_BYTES + 1).read_to_end(&mut body)?;
+            if body.len() as u64 > MAX_REPORT_BYTES {
                 return Err(UserError::Invalid(format!(
-                    "the report is {} bytes; the console shows reports up to {MAX_REPORT_BYTES}",
-                    meta.len()
+                    "the report is over {MAX_REPORT_BYTES} bytes, more than the console shows"
                 ))
                 .into());
             }
-            Ok(std::fs::read(&path)?)
+            Ok(body)
         })
         .await
     }
@@ -673,6 +681,7 @@ impl Engine {
         self.governor.metrics.recent(minutes)
     }
 
+    /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self) -> String {
         self.governor.render_metrics(&Gauges {
             node: &self.node.id,

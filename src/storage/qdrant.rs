@@ -889,6 +889,46 @@ impl VectorStore for QdrantStore {
             .collect())
     }
 
+    fn stored_chunks(
+        &self,
+        ctx: &TenantCtx,
+        keys: &[ChunkKey],
+    ) -> VResult<Vec<Option<StoredChunk>>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let tenant = ctx.tenant();
+        let ids: Vec<PointId> = keys
+            .iter()
+            .map(|(d, v, o)| point_id(tenant, d, *v, *o))
+            .collect();
+        let wanted: Vec<Option<String>> = ids.iter().map(|i| id_string(&Some(i.clone()))).collect();
+        let (name, sel) = (self.collection.clone(), Self::selector(tenant));
+        let res = self.call("get_points", |c| {
+            let (name, ids, sel) = (name.clone(), ids.clone(), sel.clone());
+            async move {
+                c.get_points(
+                    GetPointsBuilder::new(name, ids)
+                        .with_payload(true)
+                        .shard_key_selector(sel),
+                )
+                .await
+            }
+        })?;
+        let mut by_id: HashMap<String, StoredChunk> = HashMap::new();
+        for p in res.result {
+            let json = owned_json(tenant, &p.payload)?;
+            let chunk = chunk_from_payload(&json).ok_or_else(unreadable)?;
+            if let Some(id) = id_string(&p.id) {
+                by_id.insert(id, chunk);
+            }
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|id| id.and_then(|id| by_id.remove(&id)))
+            .collect())
+    }
+
     fn chunks(
         &self,
         ctx: &TenantCtx,

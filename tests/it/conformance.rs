@@ -96,8 +96,15 @@ async fn suite(app: &TestApp) {
     assert!(r.body.get("next_before").is_none(), "{:?}", r.body);
     let r = app.call("GET", "/v1/jobs", &b, None).await;
     assert_eq!(docs_of(&r), ["b-first"]);
-    let r = app.call("GET", "/v1/jobs?before=x", &a, None).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    // The cursor is a job id of the caller's own: no sequence shared with other tenants, and
+    // another tenant's cursor is refused.
+    assert!(next.parse::<i64>().is_err(), "{next}");
+    for (key, cursor) in [(&a, "x"), (&b, next.as_str())] {
+        let r = app
+            .call("GET", &format!("/v1/jobs?before={cursor}"), key, None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    }
     let r = app.call("GET", "/v1/queue?limit=5", ADMIN, None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let recent: Vec<(String, String)> = r.body["recent"]
@@ -385,6 +392,19 @@ async fn suite(app: &TestApp) {
     assert_eq!(ferry["turns"], 1);
     assert_eq!(ferry["first_question"], "When does the ferry leave?");
     let r = app.call("GET", "/v1/threads", &b, None).await;
+    assert_eq!(r.body["threads"], json!([]), "{:?}", r.body);
+    // A thread is its key's: another key of the same tenant lists none of them.
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/keys",
+            ADMIN,
+            Some(json!({"role": "reader"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let colleague = r.body["api_key"].as_str().unwrap().to_string();
+    let r = app.call("GET", "/v1/threads", &colleague, None).await;
     assert_eq!(r.body["threads"], json!([]), "{:?}", r.body);
 }
 

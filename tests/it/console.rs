@@ -93,13 +93,6 @@ async fn whoami_says_whose_credential_it_is() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
-/// The console in a real headless browser (Debian's `chromium` and `chromium-driver`,
-/// selenium from PyPI, all installed by `make setup`) against the real server:
-/// tests/browser/console.py signs in as a tenant, uploads a real PDF and a Markdown file and
-/// watches them succeed, searches and opens a hit, streams an answer with citations, meets a
-/// refusal, signs in as a second tenant and sees none of the first's data, signs in as the
-/// operator and sees both tenants' usage; a document titled `<img src=x onerror=alert(1)>`
-/// renders as text. Screenshots of every page go to target/console-screenshots.
 /// Reports are the operator's, served from the reports folder only, under a sandbox policy.
 #[tokio::test]
 async fn reports_are_the_operators_and_nothing_outside_their_folder() {
@@ -142,6 +135,60 @@ async fn reports_are_the_operators_and_nothing_outside_their_folder() {
     for path in ["/v1/reports", "/v1/reports/bench.html"] {
         let r = app.call("GET", path, &a, None).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+/// A document's chunks come a page at a time, in reading order, each page reading only its
+/// own chunks.
+#[tokio::test]
+async fn a_documents_chunks_page_in_reading_order() {
+    let app = app().await;
+    let a = app.tenant("a").await;
+    let text: String = (0..60)
+        .map(|i| format!("Paragraph {i} tells of lighthouse keeper number {i} and the long winter nights at the northern cape.\n\n"))
+        .collect();
+    let r = app.put_text(&a, "long", &text).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let total = r.body["chunk_count"].as_u64().unwrap() as usize;
+    assert!(total >= 4, "{total} chunks");
+    let mut seen = vec![];
+    let mut offset = 0;
+    while offset < total {
+        let r = app
+            .call(
+                "GET",
+                &format!("/v1/documents/long/chunks?offset={offset}&limit=3"),
+                &a,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["total"], total);
+        assert_eq!(r.body["offset"], offset);
+        let chunks = r.body["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len(), 3.min(total - offset));
+        seen.extend(
+            chunks
+                .iter()
+                .map(|c| c["ordinal"].as_u64().unwrap() as usize),
+        );
+        offset += 3;
+    }
+    assert_eq!(seen, (0..total).collect::<Vec<_>>());
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/documents/long/chunks?offset={}", total + 5),
+            &a,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["chunks"], serde_json::json!([]), "{:?}", r.body);
+    for bad in ["limit=0", "limit=1001"] {
+        let r = app
+            .call("GET", &format!("/v1/documents/long/chunks?{bad}"), &a, None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
 
@@ -202,6 +249,11 @@ async fn the_operator_sees_each_tenants_recent_latency_and_errors() {
     }
 }
 
+/// The console in a real headless browser (Debian's `chromium` and `chromium-driver`,
+/// selenium from PyPI, all installed by `make setup`) against the real server:
+/// tests/browser/console.py walks every page as a tenant, a second tenant and the operator (see
+/// its checks); a document titled `<img src=x onerror=alert(1)>` renders as text. Screenshots
+/// of every page go to target/console-screenshots.
 #[test]
 fn the_console_in_a_real_browser() {
     let python = provisioned("venv/bin/python3");

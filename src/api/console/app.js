@@ -4,7 +4,14 @@
 "use strict";
 
 const KEY = "tenantry.key";
-const state = { who: null, blobs: [] };
+// `view` counts page renders: a timer from an earlier page sees a newer count and stops.
+const state = { who: null, blobs: [], view: 0 };
+
+// Run `f` after `ms` only if no other page (or the same page again) was shown meanwhile.
+function later(ms, f) {
+  const view = state.view;
+  setTimeout(() => { if (state.view === view) f(); }, ms);
+}
 
 // ---------- DOM helpers ----------
 function el(tag, attrs, ...children) {
@@ -351,18 +358,21 @@ function ordinalOf(chunkId) {
 // heading marks; `at` (an ordinal) is highlighted and scrolled to.
 async function docPage(id, at) {
   const docId = decodeURIComponent(id || "");
-  const target = Number(at) || 0;
+  // `at` is the ordinal of the chunk a hit came from (marked and scrolled to), or `pageN` for
+  // the chunks from N on (nothing marked); absent: from the beginning.
   const per = 200;
-  const offset = Math.floor(target / per) * per;
+  const paged = typeof at === "string" && at.startsWith("page");
+  const target = !paged && at !== undefined && at !== "" ? Number(at) || 0 : -1;
+  const offset = paged ? Math.max(0, Number(at.slice(4)) || 0) : Math.floor(Math.max(0, target) / per) * per;
   show(el("h1", { text: docId }), el("p", { class: "muted", text: "Loading…" }));
   let r;
   try { r = await api("GET", `/v1/documents/${encodeURIComponent(docId)}/chunks?offset=${offset}&limit=${per}`); }
   catch (e) { return show(el("h1", { text: docId }), errorBox(e)); }
   if (!r.total) return show(el("h1", { text: r.title }), el("p", { class: "empty", text: "This document has no live version (still ingesting, or its job failed: see Jobs)." }));
   const nav = el("div", { class: "row" },
-    offset > 0 ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/${offset - per}`, text: "Earlier chunks" }) : null,
+    offset > 0 ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/page${offset - per}`, text: "Earlier chunks" }) : null,
     el("span", { class: "muted", text: `chunks ${offset + 1}-${offset + r.chunks.length} of ${r.total} · version ${r.version} · ${r.content_type}` }),
-    offset + per < r.total ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/${offset + per}`, text: "Later chunks" }) : null);
+    offset + per < r.total ? el("a", { class: "pill", href: `#/doc/${encodeURIComponent(docId)}/page${offset + per}`, text: "Later chunks" }) : null);
   let page = null, heading = null, focus = null;
   const body = [];
   for (const c of r.chunks) {
@@ -560,7 +570,7 @@ async function jobsPage() {
     if (list.all.length) chart.replaceChildren(outcomeChart(list.all, "Outcomes of the jobs shown"));
     // While some are unfinished, look again (only while this page is shown).
     if (list.all.some((j) => j.status === "queued" || j.status === "running")) {
-      setTimeout(() => { if (location.hash === "#/jobs") { list.reset(); refresh(); } }, 2000);
+      later(2000, () => { list.reset(); refresh(); });
     }
   };
   await refresh();
@@ -658,7 +668,7 @@ function statsCharts(t, from, to) {
       from, to, `Query latency of ${t.tenant || "all tenants"} per minute`, "ms"),
     lineChart([{ name: "requests", cls: "p50", points: pts("requests") },
       { name: "errors (4xx, 5xx)", cls: "p99", points: t.minutes.map((m) => [m.minute, m.client_errors + m.server_errors]) },
-      { name: "throttled (429, 503)", cls: "p95", points: pts("throttled") }],
+      { name: "throttled (429)", cls: "p95", points: pts("throttled") }],
       from, to, `Requests and errors of ${t.tenant || "all tenants"} per minute`, "req"),
   ];
 }
@@ -682,7 +692,7 @@ async function activityPage(minutesArg) {
     el("p", { class: "muted", text: `Per tenant and minute, from the request metrics of node ${st.node} (each node keeps its own). Latency is of answered POST /v1/query; quantiles are histogram bucket bounds, at most 20% above the exact value.` }),
     pick,
     rows.length ? el("div", { class: "table-wrap" }, el("table", { id: "activity" },
-      el("thead", {}, el("tr", {}, ["Tenant", "Requests", "Errors", "Error rate", "Throttled", "5xx", "Queries", "Worst p50 (ms)", "Worst p99 (ms)"].map((h) => el("th", { scope: "col", text: h })))),
+      el("thead", {}, el("tr", {}, ["Tenant", "Requests", "Errors", "Error rate", "Throttled (429)", "5xx", "Queries", "Worst p50 (ms)", "Worst p99 (ms)"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, rows.map(({ t, s }) => el("tr", { "data-tenant": t.tenant },
         el("td", {}, t.tenant && t.tenant !== "_other" ? el("a", { href: `#/tenant/${encodeURIComponent(t.tenant)}`, text: t.tenant }) : el("span", { text: t.tenant || "all tenants" })),
         el("td", { text: s.req }), el("td", { text: s.err }), el("td", { class: s.rate >= 5 ? "error" : "", text: `${s.rate.toFixed(1)} %` }),
@@ -711,7 +721,16 @@ async function queuePage() {
     head, el("h2", { text: "Outcomes of recent jobs" }), chart, el("h2", { text: "Recent jobs" }), list.node);
   await list.first();
   chart.replaceChildren(list.all.length ? outcomeChart(list.all, "Outcomes of the recent jobs shown") : el("p", { class: "empty", text: "No jobs yet." }));
-  if (Number(head.dataset.unfinished) > 0) setTimeout(() => { if (location.hash === "#/queue") queuePage(); }, 2000);
+  // While jobs run, look again at the unfinished ones (the recent list stays as loaded).
+  const poll = () => later(2000, async () => {
+    try {
+      const q = await api("GET", "/v1/queue?limit=1");
+      head.replaceChildren(el("h2", { text: `Queued and running: ${q.unfinished.length}` }),
+        q.unfinished.length ? jobTable(q.unfinished, true, "unfinished") : el("p", { class: "empty", text: "Nothing queued or running." }));
+      if (q.unfinished.length) poll();
+    } catch (e) { head.replaceChildren(errorBox(e)); }
+  });
+  if (Number(head.dataset.unfinished) > 0) poll();
 }
 
 const LIMIT_FIELDS = [
@@ -789,11 +808,16 @@ const ROUTES = {
 };
 
 async function route() {
+  state.view++;
   for (const u of state.blobs.splice(0)) URL.revokeObjectURL(u);
   if (!state.who && sessionStorage.getItem(KEY)) {
     try { state.who = await api("GET", "/v1/whoami"); } catch (_) { sessionStorage.removeItem(KEY); }
   }
-  const [page, arg] = (location.hash.slice(2) || "").split("/");
+  let page, arg;
+  try {
+    [page, arg] = (location.hash.slice(2) || "").split("/");
+    if (arg !== undefined) decodeURIComponent(arg);
+  } catch (_) { page = ""; arg = undefined; }
   renderChrome();
   if (!state.who) return signInPage();
   const allowed = pagesFor(state.who).map(([id]) => id);

@@ -130,31 +130,21 @@ const KEY_COLS: &str = "id, tenant, role, name, created_at";
 const DOC_COLS: &str = "id, title, content_type, content_hash, metadata, byte_size, chunk_count, live_version, status, created_at, updated_at";
 const JOB_COLS: &str = "id, tenant, doc_id, version, status, title, content_type, content_hash, metadata, byte_size, attempts, error_code, error_message, created_at, updated_at, node, stage, chunks_done, chunks_total";
 
-/// A job page cursor: the backend's submission sequence of the last job shown.
-fn job_cursor(before: Option<&str>) -> Result<i64> {
-    match before {
-        None => Ok(i64::MAX),
-        Some(s) => {
-            s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                crate::error::UserError::Invalid("malformed job cursor".into()).into()
-            })
-        }
-    }
-}
-
-/// `rows` holds up to `limit + 1` jobs with their sequence: one more than the page means
-/// there is a next page, starting after the page's last job.
-fn page_of(mut rows: Vec<(i64, JobRecord)>, limit: usize) -> JobPage {
+/// `rows` holds up to `limit + 1` jobs: one more than the page means there is a next page,
+/// which starts after the page's last job. The cursor is that job's id (random): a sequence
+/// number would count every tenant's uploads in between.
+fn page_of(mut rows: Vec<JobRecord>, limit: usize) -> JobPage {
     let next = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(seq, _)| seq.to_string())
+        rows.last().map(|j| j.id.clone())
     } else {
         None
     };
-    JobPage {
-        jobs: rows.into_iter().map(|(_, j)| j).collect(),
-        next,
-    }
+    JobPage { jobs: rows, next }
+}
+
+fn unknown_cursor() -> crate::error::EngineError {
+    crate::error::UserError::Invalid("unknown job cursor: pass a page's next_before".into()).into()
 }
 
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -660,7 +650,8 @@ pub trait Catalog: Send + Sync {
     fn unfinished_jobs(&self) -> Result<Vec<JobRecord>>;
 
     /// Jobs newest first (by submission): one tenant's, or with `None` every tenant's (the
-    /// operator's view). `before` is a page's `next`; a malformed one is the caller's error.
+    /// operator's view). `before` is a page's `next` (a job id in the same scope); any other
+    /// value is the caller's error.
     fn recent_jobs(
         &self,
         tenant: Option<&TenantId>,

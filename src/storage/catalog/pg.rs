@@ -1150,27 +1150,42 @@ impl Catalog for PostgresCatalog {
         limit: usize,
         before: Option<&str>,
     ) -> Result<JobPage> {
-        let before = job_cursor(before)?;
         let limit = limit.clamp(1, 1000);
+        let scope = tenant.map(|t| t.as_str());
         let take = limit as i64 + 1;
-        let rows = self.with(|c| match tenant {
-            Some(t) => c.query(
-                &format!(
-                    "SELECT {JOB_COLS}, seq FROM jobs WHERE tenant = $1 AND seq < $2
-                     ORDER BY seq DESC LIMIT $3"
+        let rows = self.with(|c| {
+            let before: i64 = match before {
+                None => i64::MAX,
+                Some(id) => match c.query_opt(
+                    "SELECT seq FROM jobs WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
+                    &[&id, &scope],
+                )? {
+                    Some(r) => r.get(0),
+                    None => return Ok(None),
+                },
+            };
+            // Two statements, so the tenant's index serves the tenant's page.
+            match scope {
+                Some(t) => c.query(
+                    &format!(
+                        "SELECT {JOB_COLS} FROM jobs WHERE tenant = $1 AND seq < $2
+                         ORDER BY seq DESC LIMIT $3"
+                    ),
+                    &[&t, &before, &take],
                 ),
-                &[&t.as_str(), &before, &take],
-            ),
-            None => c.query(
-                &format!(
-                    "SELECT {JOB_COLS}, seq FROM jobs WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+                None => c.query(
+                    &format!(
+                        "SELECT {JOB_COLS} FROM jobs WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+                    ),
+                    &[&before, &take],
                 ),
-                &[&before, &take],
-            ),
+            }
+            .map(Some)
         })?;
         let rows = rows
+            .ok_or_else(unknown_cursor)?
             .iter()
-            .map(|r| Ok((r.get::<_, i64>(19), job_row(r)?)))
+            .map(job_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(page_of(rows, limit))
     }

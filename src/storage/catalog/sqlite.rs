@@ -867,30 +867,43 @@ impl Catalog for SqliteCatalog {
         limit: usize,
         before: Option<&str>,
     ) -> Result<JobPage> {
-        let before = job_cursor(before)?;
         let limit = limit.clamp(1, 1000);
-        let rows: Vec<(i64, JobRecord)> = self.read(|c| {
-            // The sequence comes after the job's columns (index 19).
-            let cols = format!("SELECT {JOB_COLS}, rowid FROM jobs");
-            let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, JobRecord)> {
-                Ok((r.get(19)?, job_row(r)?))
+        let scope = tenant.map(|t| t.as_str());
+        let rows: Option<Vec<JobRecord>> = self.read(|c| {
+            let before = match before {
+                None => i64::MAX,
+                Some(id) => match c
+                    .query_row(
+                        "SELECT rowid FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)",
+                        params![id, scope],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                {
+                    Some(seq) => seq,
+                    None => return Ok(None),
+                },
             };
-            match tenant {
+            // Two statements, so the tenant's index serves the tenant's page.
+            let take = limit as i64 + 1;
+            match scope {
                 Some(t) => c
                     .prepare(&format!(
-                        "{cols} WHERE tenant = ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3"
+                        "SELECT {JOB_COLS} FROM jobs WHERE tenant = ?1 AND rowid < ?2
+                         ORDER BY rowid DESC LIMIT ?3"
                     ))?
-                    .query_map(params![t.as_str(), before, limit as i64 + 1], row)?
-                    .collect(),
+                    .query_map(params![t, before, take], job_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
                 None => c
                     .prepare(&format!(
-                        "{cols} WHERE rowid < ?1 ORDER BY rowid DESC LIMIT ?2"
+                        "SELECT {JOB_COLS} FROM jobs WHERE rowid < ?1 ORDER BY rowid DESC LIMIT ?2"
                     ))?
-                    .query_map(params![before, limit as i64 + 1], row)?
-                    .collect(),
+                    .query_map(params![before, take], job_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
             }
+            .map(Some)
         })?;
-        Ok(page_of(rows, limit))
+        Ok(page_of(rows.ok_or_else(unknown_cursor)?, limit))
     }
 
     fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>> {

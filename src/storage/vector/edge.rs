@@ -528,6 +528,39 @@ impl VectorStore for EdgeVectorStore {
         Ok(ids.iter().map(|id| found.remove(id)).collect())
     }
 
+    fn stored_chunks(
+        &self,
+        ctx: &TenantCtx,
+        keys: &[ChunkKey],
+    ) -> VResult<Vec<Option<StoredChunk>>> {
+        let Some(s) = self.get(ctx.tenant(), false)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let ids: Vec<PointId> = keys
+            .iter()
+            .map(|(doc, version, ordinal)| key_point_id(ctx.tenant(), doc, *version, *ordinal))
+            .collect();
+        let records = s
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(true)),
+                Some(WithVector::Bool(false)),
+            )
+            .map_err(err)?;
+        let mut found: HashMap<PointId, StoredChunk> = HashMap::with_capacity(records.len());
+        for r in records {
+            let p = r
+                .payload
+                .as_ref()
+                .ok_or_else(|| err("a stored point has no payload"))?;
+            owned_by(p, ctx.tenant())?;
+            let c = from_payload(p).ok_or_else(|| err("a stored point's payload is unreadable"))?;
+            found.insert(r.id, c);
+        }
+        Ok(ids.iter().map(|id| found.remove(id)).collect())
+    }
+
     fn chunks(
         &self,
         ctx: &TenantCtx,

@@ -116,6 +116,13 @@ pub trait VectorStore: Send + Sync {
     /// The stored vectors of these chunks, in the order asked; `None` where no such chunk is
     /// stored.
     fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>>;
+    /// The stored chunks (payload, no vector) of these keys, in the order asked; `None` where
+    /// no such chunk is stored. Work is bounded by `keys`, unlike `chunks`.
+    fn stored_chunks(
+        &self,
+        ctx: &TenantCtx,
+        keys: &[ChunkKey],
+    ) -> VResult<Vec<Option<StoredChunk>>>;
     /// Every chunk of one version of a document, with its vector, in ordinal order (export).
     fn chunks(
         &self,
