@@ -3,6 +3,8 @@
 keeps it up and prints the keys). Needs `make setup` (selenium, Debian's chromium).
 
 Usage: .tenantry/venv/bin/python scripts/console_screenshots.py BASE_URL ADMIN_KEY TENANT_KEY [OUT_DIR]
+The upload picture uploads fixtures/docs/guide.md (and a copy of it cut short, which fails)
+into the key's tenant.
 Pictures are 1280 x 800; OUT_DIR defaults to docs/console. The committed ones were then reduced
 to 64-colour palettes (Pillow's quantize), which keeps each under 40 KB."""
 import os, sys, time
@@ -52,6 +54,15 @@ def page(route, ready, name, before=None):
 try:
     sign_in(TENANT)
     page("documents", "tr[data-doc]", "documents")
+
+    def upload():
+        broken = os.path.abspath(os.path.join(OUT, "cut-short.pdf"))
+        with open(broken, "wb") as f:
+            f.write(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer")
+        find("#files").send_keys(f"{os.path.abspath('fixtures/docs/guide.md')}\n{broken}")
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#upload-summary"), "of 2 succeeded"))
+        os.remove(broken)
+    page("upload", "#files", "upload", upload)
     page("jobs", "#jobs tr", "jobs")
 
     def search():
@@ -71,8 +82,11 @@ try:
         d.find_element(By.ID, "ask").click()
         find("#citations .citation")
     page("answer", "#question", "answer", ask)
+    page("threads", "#threads tr", "threads")
+    page("usage", "svg.chart rect", "usage")
 
     sign_in(ADMIN)
+    page("tenants", "#tenants tr[data-tenant]", "tenants")
     page("activity/15", "#activity tr", "activity")
     page("queue", "#recent tr", "queue")
     page("tenant/debian", "#limits", "tenant")

@@ -229,8 +229,14 @@ pub fn in_document_context(
         let o = opening.get(&doc(h)).copied().unwrap_or(h.score);
         h.score = (1.0 - w) * h.score + w * o;
     }
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits.sort_by(by_score_then_chunk);
     Ok(hits)
+}
+
+fn by_score_then_chunk(a: &LegHit, b: &LegHit) -> std::cmp::Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then_with(|| key(&a.chunk).cmp(&key(&b.chunk)))
 }
 
 fn key(c: &StoredChunk) -> Key {
@@ -389,8 +395,11 @@ async fn run(retriever: &Arc<Retriever>, ctx: &TenantCtx, q: Query) -> Result<Qu
         let live = e.catalog.live_documents(c.tenant(), &ids)?;
         // Visible hits take the document's title and metadata from the catalog: the legs keep
         // them once per document there, not per chunk.
+        // Equal scores are ordered by chunk, so a tie ranks the same on every backend and
+        // every run (a store returns ties in whatever order it holds them).
         let visible = |hits: &[LegHit]| -> Vec<LegHit> {
-            hits.iter()
+            let mut out: Vec<LegHit> = hits
+                .iter()
                 .filter_map(|h| {
                     let doc = live.get(h.chunk.doc_id.as_str())?;
                     (doc.version == h.chunk.version).then(|| {
@@ -400,7 +409,9 @@ async fn run(retriever: &Arc<Retriever>, ctx: &TenantCtx, q: Query) -> Result<Qu
                         h
                     })
                 })
-                .collect()
+                .collect();
+            out.sort_by(by_score_then_chunk);
+            out
         };
         let dense_hits = visible(&dense_hits);
         let bm25_hits = visible(&bm25_hits);

@@ -384,7 +384,8 @@ pub struct JobListParams {
     /// 1..=1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// A previous page's `next_before`: jobs submitted before that page's last.
+    /// A previous page's `next_before`: jobs submitted before that page's last. A value that
+    /// names none of the caller's jobs gives an empty page.
     pub before: Option<String>,
 }
 

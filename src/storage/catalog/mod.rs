@@ -143,10 +143,6 @@ fn page_of(mut rows: Vec<JobRecord>, limit: usize) -> JobPage {
     JobPage { jobs: rows, next }
 }
 
-fn unknown_cursor() -> crate::error::EngineError {
-    crate::error::UserError::Invalid("unknown job cursor: pass a page's next_before".into()).into()
-}
-
 fn meta_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::Value::Object(m.clone()).to_string()
 }
@@ -650,8 +646,8 @@ pub trait Catalog: Send + Sync {
     fn unfinished_jobs(&self) -> Result<Vec<JobRecord>>;
 
     /// Jobs newest first (by submission): one tenant's, or with `None` every tenant's (the
-    /// operator's view). `before` is a page's `next` (a job id in the same scope); any other
-    /// value is the caller's error.
+    /// operator's view). `before` is a page's `next` (a job id in the same scope); one that
+    /// names no job there gives an empty page, an empty one the first page.
     fn recent_jobs(
         &self,
         tenant: Option<&TenantId>,

@@ -1154,7 +1154,7 @@ impl Catalog for PostgresCatalog {
         let scope = tenant.map(|t| t.as_str());
         let take = limit as i64 + 1;
         let rows = self.with(|c| {
-            let before: i64 = match before {
+            let before: i64 = match before.filter(|b| !b.is_empty()) {
                 None => i64::MAX,
                 Some(id) => match c.query_opt(
                     "SELECT seq FROM jobs WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
@@ -1182,8 +1182,10 @@ impl Catalog for PostgresCatalog {
             }
             .map(Some)
         })?;
+        // A cursor that names no job of this scope (another tenant's included) ends the
+        // listing: an empty page.
         let rows = rows
-            .ok_or_else(unknown_cursor)?
+            .unwrap_or_default()
             .iter()
             .map(job_row)
             .collect::<Result<Vec<_>>>()?;

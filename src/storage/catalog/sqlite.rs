@@ -870,7 +870,7 @@ impl Catalog for SqliteCatalog {
         let limit = limit.clamp(1, 1000);
         let scope = tenant.map(|t| t.as_str());
         let rows: Option<Vec<JobRecord>> = self.read(|c| {
-            let before = match before {
+            let before = match before.filter(|b| !b.is_empty()) {
                 None => i64::MAX,
                 Some(id) => match c
                     .query_row(
@@ -903,7 +903,9 @@ impl Catalog for SqliteCatalog {
             }
             .map(Some)
         })?;
-        Ok(page_of(rows.ok_or_else(unknown_cursor)?, limit))
+        // A cursor that names no job of this scope (another tenant's included) ends the
+        // listing: an empty page.
+        Ok(page_of(rows.unwrap_or_default(), limit))
     }
 
     fn upload(&self, job_id: &str) -> Result<Option<Vec<u8>>> {
