@@ -818,6 +818,63 @@ fn id_string(id: &Option<PointId>) -> Option<String> {
     }
 }
 
+impl QdrantStore {
+    /// The tenant's points of `keys`, each read by `read`, in the order asked (`None` where
+    /// absent or unreadable). Every point's payload tenant is checked before it is read.
+    fn by_keys<T>(
+        &self,
+        tenant: &TenantId,
+        keys: &[ChunkKey],
+        whole_payload: bool,
+        vector: bool,
+        read: impl Fn(
+            &serde_json::Map<String, Value>,
+            qdrant_client::qdrant::RetrievedPoint,
+        ) -> Option<T>,
+    ) -> VResult<Vec<Option<T>>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<PointId> = keys
+            .iter()
+            .map(|(d, v, o)| point_id(tenant, d, *v, *o))
+            .collect();
+        let wanted: Vec<Option<String>> = ids.iter().map(|i| id_string(&Some(i.clone()))).collect();
+        let (name, sel) = (self.collection.clone(), Self::selector(tenant));
+        let res = self.call("get_points", |c| {
+            let (name, ids, sel) = (name.clone(), ids.clone(), sel.clone());
+            async move {
+                let mut b = GetPointsBuilder::new(name, ids).shard_key_selector(sel);
+                b = if whole_payload {
+                    b.with_payload(true)
+                } else {
+                    b.with_payload(PayloadIncludeSelector {
+                        fields: vec!["tenant_id".to_string()],
+                    })
+                };
+                if vector {
+                    b = b.with_vectors(VectorsSelector {
+                        names: vec![DENSE.to_string()],
+                    });
+                }
+                c.get_points(b).await
+            }
+        })?;
+        let mut by_id: HashMap<String, T> = HashMap::new();
+        for p in res.result {
+            let json = owned_json(tenant, &p.payload)?;
+            if let Some(id) = id_string(&p.id) {
+                let v = read(&json, p).ok_or_else(unreadable)?;
+                by_id.insert(id, v);
+            }
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|id| id.and_then(|id| by_id.remove(&id)))
+            .collect())
+    }
+}
+
 impl VectorStore for QdrantStore {
     fn upsert(&self, ctx: &TenantCtx, points: &[(StoredChunk, Vec<f32>)]) -> VResult<()> {
         self.upsert_dense(ctx, points)
@@ -850,43 +907,8 @@ impl VectorStore for QdrantStore {
     }
 
     fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>> {
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let tenant = ctx.tenant();
-        let ids: Vec<PointId> = keys
-            .iter()
-            .map(|(d, v, o)| point_id(tenant, d, *v, *o))
-            .collect();
-        let wanted: Vec<Option<String>> = ids.iter().map(|i| id_string(&Some(i.clone()))).collect();
-        let (name, sel) = (self.collection.clone(), Self::selector(tenant));
-        let res = self.call("get_points", |c| {
-            let (name, ids, sel) = (name.clone(), ids.clone(), sel.clone());
-            async move {
-                c.get_points(
-                    GetPointsBuilder::new(name, ids)
-                        .with_vectors(VectorsSelector {
-                            names: vec![DENSE.to_string()],
-                        })
-                        .with_payload(PayloadIncludeSelector {
-                            fields: vec!["tenant_id".to_string()],
-                        })
-                        .shard_key_selector(sel),
-                )
-                .await
-            }
-        })?;
-        let mut by_id: HashMap<String, Vec<f32>> = HashMap::new();
-        for p in res.result {
-            owned_json(tenant, &p.payload)?;
-            if let (Some(id), Some(v)) = (id_string(&p.id), dense_of(p.vectors)) {
-                by_id.insert(id, v);
-            }
-        }
-        Ok(wanted
-            .into_iter()
-            .map(|id| id.and_then(|id| by_id.remove(&id)))
-            .collect())
+        // The payload's tenant only, to check ownership: the rest costs more than the vectors.
+        self.by_keys(ctx.tenant(), keys, false, true, |_, p| dense_of(p.vectors))
     }
 
     fn stored_chunks(
@@ -894,39 +916,9 @@ impl VectorStore for QdrantStore {
         ctx: &TenantCtx,
         keys: &[ChunkKey],
     ) -> VResult<Vec<Option<StoredChunk>>> {
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let tenant = ctx.tenant();
-        let ids: Vec<PointId> = keys
-            .iter()
-            .map(|(d, v, o)| point_id(tenant, d, *v, *o))
-            .collect();
-        let wanted: Vec<Option<String>> = ids.iter().map(|i| id_string(&Some(i.clone()))).collect();
-        let (name, sel) = (self.collection.clone(), Self::selector(tenant));
-        let res = self.call("get_points", |c| {
-            let (name, ids, sel) = (name.clone(), ids.clone(), sel.clone());
-            async move {
-                c.get_points(
-                    GetPointsBuilder::new(name, ids)
-                        .with_payload(true)
-                        .shard_key_selector(sel),
-                )
-                .await
-            }
-        })?;
-        let mut by_id: HashMap<String, StoredChunk> = HashMap::new();
-        for p in res.result {
-            let json = owned_json(tenant, &p.payload)?;
-            let chunk = chunk_from_payload(&json).ok_or_else(unreadable)?;
-            if let Some(id) = id_string(&p.id) {
-                by_id.insert(id, chunk);
-            }
-        }
-        Ok(wanted
-            .into_iter()
-            .map(|id| id.and_then(|id| by_id.remove(&id)))
-            .collect())
+        self.by_keys(ctx.tenant(), keys, true, false, |json, _| {
+            chunk_from_payload(json)
+        })
     }
 
     fn chunks(

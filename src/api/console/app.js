@@ -642,7 +642,8 @@ async function tenantsPage() {
 
 // A line chart over time: `series` = [{ name, cls, points: [[unixSecs, value], ...] }].
 function lineChart(series, from, to, label, unit) {
-  const w = 720, h = 220, left = 48, right = 12, top = 22, bottom = 28;
+  // The legend has its own column right of the plot, so no line runs under it.
+  const w = 720, h = 220, left = 48, right = 150, top = 22, bottom = 28;
   const max = Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p[1])));
   const x = (t) => left + ((w - left - right) * (t - from)) / Math.max(1, to - from);
   const y = (v) => h - bottom - ((h - top - bottom) * v) / max;
@@ -658,7 +659,7 @@ function lineChart(series, from, to, label, unit) {
     series.map((s, i) => svg("g", { class: `series ${s.cls || ""}`, "data-series": s.name, "data-points": s.points.length },
       svg("polyline", { points: s.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }),
       s.points.map(([t, v]) => svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5 }, svg("title", {}, `${s.name} ${tick(t)}: ${v.toFixed(1)} ${unit}`))),
-      svg("text", { x: w - right - 150, y: 14 + i * 13, class: "legend" }, `— ${s.name}`))));
+      svg("text", { x: w - right + 12, y: top + 10 + i * 14, class: "legend" }, `— ${s.name}`))));
 }
 
 function statsCharts(t, from, to) {

@@ -393,6 +393,42 @@ fn owned_by(payload: &Payload, tenant: &TenantId) -> VResult<()> {
     super::owned_by(&payload.0, tenant)
 }
 
+impl EdgeVectorStore {
+    /// The points of `keys`, each read by `read`, in the order asked (`None` where absent).
+    /// The ids derive from the caller's tenant and are looked up in the caller's shard, so
+    /// they cannot name another tenant's point.
+    fn by_keys<T>(
+        &self,
+        ctx: &TenantCtx,
+        keys: &[ChunkKey],
+        payload: bool,
+        vector: bool,
+        read: impl Fn(Record) -> VResult<T>,
+    ) -> VResult<Vec<Option<T>>> {
+        let Some(s) = self.get(ctx.tenant(), false)? else {
+            return Ok(keys.iter().map(|_| None).collect());
+        };
+        let ids: Vec<PointId> = keys
+            .iter()
+            .map(|(doc, version, ordinal)| key_point_id(ctx.tenant(), doc, *version, *ordinal))
+            .collect();
+        let records = s
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(payload)),
+                Some(WithVector::Bool(vector)),
+            )
+            .map_err(err)?;
+        let mut found: HashMap<PointId, T> = HashMap::with_capacity(records.len());
+        for r in records {
+            let id = r.id;
+            found.insert(id, read(r)?);
+        }
+        Ok(ids.iter().map(|id| found.remove(id)).collect())
+    }
+}
+
 impl VectorStore for EdgeVectorStore {
     fn upsert(&self, ctx: &TenantCtx, points: &[(StoredChunk, Vec<f32>)]) -> VResult<()> {
         if points.is_empty() {
@@ -500,32 +536,12 @@ impl VectorStore for EdgeVectorStore {
     }
 
     fn vectors(&self, ctx: &TenantCtx, keys: &[ChunkKey]) -> VResult<Vec<Option<Vec<f32>>>> {
-        let Some(s) = self.get(ctx.tenant(), false)? else {
-            return Ok(vec![None; keys.len()]);
-        };
-        let ids: Vec<PointId> = keys
-            .iter()
-            .map(|(doc, version, ordinal)| key_point_id(ctx.tenant(), doc, *version, *ordinal))
-            .collect();
-        // No payload: reading it costs more than the vectors, and these ids are derived from
-        // the caller's tenant inside the caller's shard, so they cannot name another's point.
-        let records = s
-            .shard
-            .retrieve(
-                &ids,
-                Some(WithPayloadInterface::Bool(false)),
-                Some(WithVector::Bool(true)),
-            )
-            .map_err(err)?;
-        let mut found: HashMap<PointId, Vec<f32>> = HashMap::with_capacity(records.len());
-        for r in records {
-            let v = r
-                .vector
+        // No payload: reading it costs more than the vectors.
+        self.by_keys(ctx, keys, false, true, |r| {
+            r.vector
                 .and_then(dense)
-                .ok_or_else(|| err("a stored point has no vector"))?;
-            found.insert(r.id, v);
-        }
-        Ok(ids.iter().map(|id| found.remove(id)).collect())
+                .ok_or_else(|| err("a stored point has no vector"))
+        })
     }
 
     fn stored_chunks(
@@ -533,32 +549,14 @@ impl VectorStore for EdgeVectorStore {
         ctx: &TenantCtx,
         keys: &[ChunkKey],
     ) -> VResult<Vec<Option<StoredChunk>>> {
-        let Some(s) = self.get(ctx.tenant(), false)? else {
-            return Ok(vec![None; keys.len()]);
-        };
-        let ids: Vec<PointId> = keys
-            .iter()
-            .map(|(doc, version, ordinal)| key_point_id(ctx.tenant(), doc, *version, *ordinal))
-            .collect();
-        let records = s
-            .shard
-            .retrieve(
-                &ids,
-                Some(WithPayloadInterface::Bool(true)),
-                Some(WithVector::Bool(false)),
-            )
-            .map_err(err)?;
-        let mut found: HashMap<PointId, StoredChunk> = HashMap::with_capacity(records.len());
-        for r in records {
+        self.by_keys(ctx, keys, true, false, |r| {
             let p = r
                 .payload
                 .as_ref()
                 .ok_or_else(|| err("a stored point has no payload"))?;
             owned_by(p, ctx.tenant())?;
-            let c = from_payload(p).ok_or_else(|| err("a stored point's payload is unreadable"))?;
-            found.insert(r.id, c);
-        }
-        Ok(ids.iter().map(|id| found.remove(id)).collect())
+            from_payload(p).ok_or_else(|| err("a stored point's payload is unreadable"))
+        })
     }
 
     fn chunks(
