@@ -1116,50 +1116,22 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
     // that has been up for a while serves them); cold starts are the measurement above.
     warm_every_tenant(&url, &prepared.keys, &queries, opts.concurrency).await;
 
-    let load = |mode: Target, clients: usize| {
-        let (url, keys, queries, baselines) = (&url, &prepared.keys, &queries, &prepared.baselines);
-        let opts = BenchOptions {
-            concurrency: clients,
-            ..opts.clone()
-        };
-        let own_server = server.is_some();
-        async move {
-            // A short warm-up so the first run does not pay for everyone's page faults.
-            let warmup = BenchOptions {
-                duration: Duration::from_millis(300).min(opts.duration),
-                max_requests: 20,
-                ..opts.clone()
-            };
-            let urls = std::slice::from_ref(url);
-            closed_loop(urls, keys, queries, mode, &warmup).await;
-            let jiffies = cpu_jiffies();
-            let (lat, errors, secs) = closed_loop(urls, keys, queries, mode, &opts).await;
-            let cpu_steal_pct = steal_pct(jiffies);
-            let latency = Latency::of(lat.clone());
-            let baseline_ms = baseline_of(mode, baselines).filter(|_| own_server);
-            LoadResult {
-                mode: mode.name().into(),
-                concurrency: clients,
-                requests: lat.len() + errors,
-                errors,
-                seconds: secs,
-                qps: lat.len() as f64 / secs.max(1e-9),
-                overhead_ratio: baseline_ms.map(|b| latency.p50_ms / b.max(1e-9)),
-                baseline_ms,
-                latency,
-                server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
-                cpu_steal_pct,
-                samples_ms: lat,
-            }
-        }
-    };
+    let urls = std::slice::from_ref(&url);
+    let keys = &prepared.keys;
+    // A server driven with --url has no in-process baseline (its indexes are out of reach).
+    let baseline = |mode| baseline_of(mode, &prepared.baselines).filter(|_| server.is_some());
     let mut runs = Vec::new();
     for &mode in &opts.modes {
-        runs.push(load(mode, opts.concurrency).await);
+        runs.push(measured_run(urls, keys, &queries, mode, &opts, baseline(mode), pid).await);
     }
     let mut sweep = Vec::new();
+    let hybrid = Target::Query(Mode::Hybrid);
     for &clients in &opts.sweep {
-        sweep.push(load(Target::Query(Mode::Hybrid), clients.max(1)).await);
+        let o = BenchOptions {
+            concurrency: clients.max(1),
+            ..opts.clone()
+        };
+        sweep.push(measured_run(urls, keys, &queries, hybrid, &o, baseline(hybrid), pid).await);
     }
     let noisy = if opts.noisy_seconds > 0.0 && !prepared.keys.is_empty() {
         Some(noisy_neighbour(&url, &prepared, &queries, &corpus, &opts).await?)
@@ -1196,6 +1168,44 @@ pub async fn run(config: Config, opts: BenchOptions) -> Result<BenchReport> {
         promotion,
         server_peak_rss_mib,
     })
+}
+
+/// One closed-loop run of `mode` from `opts.concurrency` clients, after a short warm-up so it
+/// does not pay for everyone's page faults: QPS, latency, CPU steal, `p50 / baseline_ms` when
+/// there is a baseline, and the server's RSS when its pid is known.
+async fn measured_run(
+    urls: &[String],
+    keys: &[String],
+    queries: &[String],
+    mode: Target,
+    opts: &BenchOptions,
+    baseline_ms: Option<f64>,
+    pid: Option<u32>,
+) -> LoadResult {
+    let warmup = BenchOptions {
+        duration: Duration::from_millis(300).min(opts.duration),
+        max_requests: 20,
+        ..opts.clone()
+    };
+    closed_loop(urls, keys, queries, mode, &warmup).await;
+    let jiffies = cpu_jiffies();
+    let (lat, errors, secs) = closed_loop(urls, keys, queries, mode, opts).await;
+    let cpu_steal_pct = steal_pct(jiffies);
+    let latency = Latency::of(lat.clone());
+    LoadResult {
+        mode: mode.name().into(),
+        concurrency: opts.concurrency,
+        requests: lat.len() + errors,
+        errors,
+        seconds: secs,
+        qps: lat.len() as f64 / secs.max(1e-9),
+        overhead_ratio: baseline_ms.map(|b| latency.p50_ms / b.max(1e-9)),
+        baseline_ms,
+        latency,
+        server_rss_mib: pid.and_then(|p| rss_mib(p, "VmRSS:")),
+        cpu_steal_pct,
+        samples_ms: lat,
+    }
 }
 
 /// Promote the first bench tenant on the cluster while one client queries it (hybrid, closed
@@ -2196,30 +2206,16 @@ pub async fn nodes_scaling(
                 .collect();
             warm_every_tenant(url, &keys, &queries, opts.concurrency).await;
         }
-        let mode = Target::Query(Mode::Hybrid);
-        let warmup = BenchOptions {
-            duration: Duration::from_millis(300).min(opts.duration),
-            max_requests: 20,
-            ..opts.clone()
-        };
-        closed_loop(&urls, &prepared.keys, &queries, mode, &warmup).await;
-        let jiffies = cpu_jiffies();
-        let (lat, errors, secs) = closed_loop(&urls, &prepared.keys, &queries, mode, &opts).await;
-        let latency = Latency::of(lat.clone());
-        let hybrid = LoadResult {
-            mode: mode.name().into(),
-            concurrency: opts.concurrency,
-            requests: lat.len() + errors,
-            errors,
-            seconds: secs,
-            qps: lat.len() as f64 / secs.max(1e-9),
-            overhead_ratio: None,
-            baseline_ms: None,
-            latency,
-            server_rss_mib: None,
-            cpu_steal_pct: steal_pct(jiffies),
-            samples_ms: lat,
-        };
+        let hybrid = measured_run(
+            &urls,
+            &prepared.keys,
+            &queries,
+            Target::Query(Mode::Hybrid),
+            &opts,
+            None,
+            None,
+        )
+        .await;
         let (chunks, ingest_seconds, failed) =
             ingest_through(&urls, &prepared.admin_key, &probe, n).await?;
         rows.push(NodesResult {
@@ -2261,20 +2257,16 @@ async fn ingest_through(
         .timeout(Duration::from_secs(600))
         .build()
         .map_err(|e| bench_err(e.to_string()))?;
-    let fail = |e: reqwest::Error| bench_err(format!("bench ingestion: {e}"));
     let tenant = format!("bench-nodes-{n}-{}", std::process::id());
-    let r = client
-        .post(format!("{}/v1/tenants", urls[0]))
-        .bearer_auth(admin_key)
-        .json(&serde_json::json!({ "id": tenant }))
-        .send()
-        .await
-        .map_err(fail)?;
-    if !r.status().is_success() {
-        return Err(bench_err(format!("creating {tenant}: HTTP {}", r.status())));
-    }
-    let v: serde_json::Value = r.json().await.map_err(fail)?;
-    let key = v["api_key"].as_str().unwrap_or_default().to_string();
+    let created = admin_call(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/v1/tenants", urls[0]),
+        admin_key,
+        serde_json::json!({ "id": tenant }),
+    )
+    .await?;
+    let key = created["api_key"].as_str().unwrap_or_default().to_string();
     let started = Instant::now();
     let (jobs, refused) = submit_all(&client, urls, &key, docs).await?;
     let ended = wait_jobs(&client, urls, &key, &jobs).await?;

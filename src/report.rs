@@ -115,11 +115,43 @@ pub fn eval_html(r: &Report) -> String {
     page(&format!("Retrieval quality: {}", r.dataset), &body)
 }
 
+/// Line colours of the series of a line chart, in order.
+const SERIES_COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
+
+/// The x and y axes of a plot area.
+fn axes(left: f64, top: f64, w: f64, h: f64) -> String {
+    format!(
+        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>",
+        bottom = top + h,
+        right = left + w,
+    )
+}
+
+/// Series `i`'s line through `points` (SVG coordinates), carrying `data` (one attribute, for
+/// tests to read back), and its legend entry at (`legend_x`, row `i` below `top`).
+fn series_line(
+    i: usize,
+    name: &str,
+    points: &[String],
+    data: &str,
+    legend_x: f64,
+    top: f64,
+) -> String {
+    let color = SERIES_COLORS[i % SERIES_COLORS.len()];
+    format!(
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" {data}><title>{n}</title></polyline>\
+         <text x=\"{legend_x}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{n}</text>\n",
+        points.join(" "),
+        n = escape(name),
+        ly = top + 14.0 + 16.0 * i as f64,
+    )
+}
+
 /// Cumulative distributions, one line per series of samples (ms), on a shared axis up to the
 /// largest p99 (the tail past it is cut, so one outlier does not flatten the rest). Each line
 /// carries its sample count in `data-samples`.
 pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
-    const COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
     let (left, top, w, h) = (50.0, 24.0, 560.0, 240.0);
     let sorted: Vec<Vec<f64>> = series
         .iter()
@@ -136,10 +168,9 @@ pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
     };
     let xmax = sorted.iter().map(|v| p99(v)).fold(0.0, f64::max).max(1e-9);
     let mut s = svg_open(title, left + w + 170.0, top + h + 30.0);
+    s += &axes(left, top, w, h);
     s += &format!(
-        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
-         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>\
-         <text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0 ms</text>\
+        "<text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0 ms</text>\
          <text x=\"{right}\" y=\"{lx}\" font-size=\"11\" text-anchor=\"end\">{xmax:.1} ms</text>\
          <text x=\"4\" y=\"{ty}\" font-size=\"11\">100%</text><text x=\"4\" y=\"{bottom}\" font-size=\"11\">0%</text>\n",
         bottom = top + h,
@@ -161,17 +192,8 @@ pub fn cdf_chart(title: &str, series: &[(String, Vec<f64>)]) -> String {
                 )
             })
             .collect();
-        let color = COLORS[i % COLORS.len()];
-        s += &format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-samples=\"{}\"><title>{}</title></polyline>\
-             <text x=\"{lx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{}</text>\n",
-            points.join(" "),
-            samples.len(),
-            escape(name),
-            escape(name),
-            lx = left + w + 10.0,
-            ly = top + 14.0 + 16.0 * i as f64,
-        );
+        let data = format!("data-samples=\"{}\"", samples.len());
+        s += &series_line(i, name, &points, &data, left + w + 10.0, top);
     }
     s + "</svg></figure>\n"
 }
@@ -184,16 +206,14 @@ pub fn xy_chart(
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
-    const COLORS: [&str; 5] = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#a16207"];
     let (left, top, w, h) = (60.0, 24.0, 520.0, 220.0);
     let all = || series.iter().flat_map(|(_, p)| p.iter());
     let xmax = all().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
     let ymax = all().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
     let mut s = svg_open(title, left + w + 170.0, top + h + 34.0);
+    s += &axes(left, top, w, h);
     s += &format!(
-        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#999\"/>\
-         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{bottom}\" stroke=\"#999\"/>\
-         <text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0</text>\
+        "<text x=\"{left}\" y=\"{lx}\" font-size=\"11\">0</text>\
          <text x=\"{right}\" y=\"{lx}\" font-size=\"11\" text-anchor=\"end\">{xmax} {xl}</text>\
          <text x=\"{yx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{ymax:.1}</text>\
          <text x=\"{yx}\" y=\"{bottom}\" font-size=\"11\" text-anchor=\"end\">0</text>\
@@ -208,7 +228,7 @@ pub fn xy_chart(
         yl = escape(y_label),
     );
     for (i, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = SERIES_COLORS[i % SERIES_COLORS.len()];
         let at = |(x, y): (f64, f64)| (left + w * x / xmax, top + h - h * y / ymax);
         let line: Vec<String> = points
             .iter()
@@ -218,15 +238,8 @@ pub fn xy_chart(
             })
             .collect();
         let data: Vec<String> = points.iter().map(|(x, y)| format!("{x}:{y:.3}")).collect();
-        s += &format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-points=\"{}\"><title>{n}</title></polyline>\
-             <text x=\"{lx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{n}</text>\n",
-            line.join(" "),
-            data.join(" "),
-            n = escape(name),
-            lx = left + w + 10.0,
-            ly = top + 14.0 + 16.0 * i as f64,
-        );
+        let data = format!("data-points=\"{}\"", data.join(" "));
+        s += &series_line(i, name, &line, &data, left + w + 10.0, top);
         for p in points {
             let (x, y) = at(*p);
             s += &format!(

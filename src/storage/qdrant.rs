@@ -820,7 +820,8 @@ fn id_string(id: &Option<PointId>) -> Option<String> {
 
 impl QdrantStore {
     /// The tenant's points of `keys`, each read by `read`, in the order asked (`None` where
-    /// absent or unreadable). Every point's payload tenant is checked before it is read.
+    /// absent; a point `read` cannot read is an error). Every point's payload tenant is checked
+    /// before it is read.
     fn by_keys<T>(
         &self,
         tenant: &TenantId,

@@ -114,7 +114,8 @@ async function api(method, path, body, opts) {
     payload = JSON.stringify(body);
   }
   const r = await fetch(path, { method, headers, body: payload, credentials: "omit", cache: "no-store", ...(opts || {}) });
-  if (opts && opts.raw) return r;
+  // `raw`: the caller reads the body itself (a stream, HTML); errors are handled here alike.
+  if (opts && opts.raw && r.ok) return r;
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
@@ -400,7 +401,6 @@ function answerPage(thread) {
       const body = { question: q.value, stream: true };
       if (tid.value.trim()) body.thread_id = tid.value.trim();
       const r = await api("POST", "/v1/answer", body, { raw: true });
-      if (!r.ok) { const j = await r.json().catch(() => ({})); throw new ApiError(r.status, (j.error || {}).code, (j.error || {}).message || r.statusText); }
       const reader = r.body.getReader();
       const dec = new TextDecoder();
       let buf = "", final = null;
@@ -785,7 +785,6 @@ async function reportsPage(name) {
   let url;
   try {
     const r = await api("GET", `/v1/reports/${encodeURIComponent(current)}`, undefined, { raw: true });
-    if (!r.ok) { const j = await r.json().catch(() => ({})); throw new ApiError(r.status, (j.error || {}).code, (j.error || {}).message || r.statusText); }
     url = URL.createObjectURL(new Blob([await r.text()], { type: "text/html" }));
     state.blobs.push(url);
   } catch (e) { return show(el("h1", { text: "Reports" }), errorBox(e)); }
